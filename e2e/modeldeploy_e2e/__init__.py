@@ -1,0 +1,1 @@
+"""Local Kubernetes cluster harness: control plane, node agent, S3 and a traffic helper."""

@@ -1,0 +1,1 @@
+"""modeldeploy operator: spec models, the pure rollout planner, builders and kopf handlers."""

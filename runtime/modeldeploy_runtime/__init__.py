@@ -1,0 +1,1 @@
+"""modeldeploy runtime: cache populator, model loader and readiness-gated server."""
