@@ -1,0 +1,45 @@
+"""Names and labels of the child objects, derived from the ModelDeployment alone."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+GROUP = "modeldeploy.dev"
+LABEL_TEMPLATE_HASH = f"{GROUP}/template-hash"
+LABEL_VERSION = f"{GROUP}/version"
+LABEL_MODEL_DEPLOYMENT = f"{GROUP}/modeldeployment"
+ANNOTATION_SPEC_SNAPSHOT = f"{GROUP}/spec-snapshot"
+
+
+def deployment_name(
+    md_name: str, strategy: Literal["Rolling", "BlueGreen"], template_hash: str
+) -> str:
+    """Rolling keeps one Deployment named after the resource; blue-green one per template."""
+    return md_name if strategy == "Rolling" else f"{md_name}-{template_hash}"
+
+
+def stable_service_name(md_name: str) -> str:
+    """The Service clients call."""
+    return md_name
+
+
+def preview_service_name(md_name: str) -> str:
+    """The blue-green Service that reaches the candidate before promotion."""
+    return f"{md_name}-preview"
+
+
+def config_map_name(md_name: str, template_hash: str) -> str:
+    """The runtime config of one template; immutable, so a flip back finds it unchanged."""
+    return f"{md_name}-config-{template_hash}"
+
+
+def standard_labels(md_name: str, component: str = "model-server") -> dict[str, str]:
+    """The app.kubernetes.io/* labels every child carries."""
+    return {
+        "app.kubernetes.io/name": "modeldeploy",
+        "app.kubernetes.io/instance": md_name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "modeldeploy-operator",
+        "app.kubernetes.io/part-of": "modeldeploy",
+        LABEL_MODEL_DEPLOYMENT: md_name,
+    }
