@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 GROUP = "modeldeploy.dev"
 VERSION = "v1alpha1"
@@ -40,9 +41,9 @@ ANNOTATION_PROMOTE = f"{GROUP}/promote"
 ANNOTATION_RETRY = f"{GROUP}/retry"
 
 
-def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     """One `x-kubernetes-validations` entry."""
-    entry = {"rule": rule, "message": message}
+    entry: JsonDict = {"rule": rule, "message": message}
     if field_path:
         entry["fieldPath"] = field_path
     return entry
@@ -324,7 +325,7 @@ def _int_or_percent_is_zero(value: int | str) -> bool:
     return value in (0, "0%")
 
 
-def _int_or_percent_rules(field: str) -> list[dict[str, str]]:
+def _int_or_percent_rules(field: str) -> list[JsonDict]:
     return [
         cel(
             f"type(self.{field}) == int ? self.{field} >= 0 : self.{field}.matches('^[0-9]+%$')",
@@ -640,7 +641,7 @@ class ModelDeploymentSpec(_Model):
 
 
 # The root-level rules see metadata.name, which the spec models cannot.
-ROOT_VALIDATIONS: list[dict[str, str]] = [
+ROOT_VALIDATIONS: list[JsonDict] = [
     cel(
         f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
         f"metadata.name must be at most {MAX_NAME_LENGTH} characters "
