@@ -42,4 +42,4 @@ test-unit: venv ## unit, property and runtime tests (no cluster)
 .PHONY: test
 test: venv lint test-unit test-e2e ## every test tier
 
--include e2e/cluster.mk
+-include e2e/cluster.mk bench/bench.mk demo.mk
