@@ -27,8 +27,10 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the virtualenv and install every extra
 
 .PHONY: crds
-crds: venv ## regenerate crds/ from the pydantic models
-	$(PY) -m modeldeploy_operator.crdgen --out crds/modeldeployments.modeldeploy.dev.yaml
+CRD_FILE := modeldeployments.modeldeploy.dev.yaml
+crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
+	$(PY) -m modeldeploy_operator.crdgen --out crds/$(CRD_FILE)
+	cp crds/$(CRD_FILE) charts/modeldeploy/crds/$(CRD_FILE)
 
 .PHONY: lint
 lint: venv ## ruff and mypy --strict over the packages
