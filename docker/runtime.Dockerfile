@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1.7
+# The bundled model runtime: `modeldeploy-runtime fetch` (init container) and `serve`.
+#   docker build -f docker/runtime.Dockerfile --build-arg VARIANT=cuda -t modeldeploy/runtime:0.1.0-cuda .
+#   docker build -f docker/runtime.Dockerfile --build-arg VARIANT=cpu \
+#     --build-arg TORCH_INDEX_URL=<your CPU-only torch wheel index> -t modeldeploy/runtime:0.1.0 .
+# The CUDA variant uses torch's default wheels, which carry their CUDA libraries; the CPU
+# variant needs a CPU-only wheel index so the image does not ship gigabytes of CUDA.
+ARG PYTHON_IMAGE=python:3.11.9-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG VARIANT=cpu
+ARG TORCH_INDEX_URL=
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator/modeldeploy_operator operator/modeldeploy_operator
+COPY runtime/modeldeploy_runtime runtime/modeldeploy_runtime
+COPY e2e/modeldeploy_e2e e2e/modeldeploy_e2e
+RUN set -eux; \
+    case "$VARIANT" in \
+      cpu) test -n "$TORCH_INDEX_URL" || { echo "VARIANT=cpu needs --build-arg TORCH_INDEX_URL=<CPU wheel index>" >&2; exit 1; }; \
+           extra="--extra-index-url $TORCH_INDEX_URL" ;; \
+      cuda) extra="" ;; \
+      *) echo "VARIANT must be cpu or cuda, got $VARIANT" >&2; exit 1 ;; \
+    esac; \
+    python -m venv /opt/venv; \
+    /opt/venv/bin/pip install $extra '.[runtime]'; \
+    /opt/venv/bin/modeldeploy-runtime --help >/dev/null
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="modeldeploy-runtime" \
+      org.opencontainers.image.description="Fetches, loads, warms up and validates a model; serves it once proven." \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /opt/venv /opt/venv
+# Non-root, and nothing written outside the mounted cache and /tmp, so the pod can run with
+# readOnlyRootFilesystem: true.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    HOME=/tmp
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["modeldeploy-runtime"]
+CMD ["serve", "--config", "/etc/modeldeploy/runtime.json"]
