@@ -33,9 +33,10 @@ crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	cp crds/$(CRD_FILE) charts/modeldeploy/crds/$(CRD_FILE)
 
 .PHONY: lint
-lint: venv ## ruff and mypy --strict over the packages
+lint: venv ## ruff, mypy --strict and the import-layering contracts
 	$(PY) -m ruff check $(PKGS) tests e2e bench
 	$(PY) -m mypy $(PKGS)
+	$(VENV)/bin/lint-imports
 
 .PHONY: test-unit
 test-unit: venv ## unit, property and runtime tests (no cluster)
