@@ -1,0 +1,417 @@
+"""The child objects of a ModelDeployment, built from its spec: pure functions, plain dicts.
+
+Every object carries the standard `app.kubernetes.io/*` labels and a controller owner
+reference, so deleting the ModelDeployment garbage-collects it. The handlers send these
+dicts with server-side apply; nothing here talks to the cluster.
+
+One pod template per template hash: the hash covers the model version and everything
+that shapes the pod (runtime, validation, cache), never replicas or strategy, so scaling
+does not start a rollout and a version change always does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from modeldeploy_operator import naming
+from modeldeploy_operator.spec import API_VERSION, KIND, ModelDeploymentSpec, RuntimeSpec
+
+Manifest = dict[str, Any]
+
+CONFIG_DIR = "/etc/modeldeploy"
+CONFIG_FILE = "runtime.json"
+CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE}"
+TERMINATION_LOG = "/dev/termination-log"
+HASH_LENGTH = 10
+SERVICE_PORT = 80
+PORT_NAME = "http"
+FETCH_CONTAINER = "fetch"
+SERVE_CONTAINER = "serve"
+# Non-root user of the runtime image (docker/runtime.Dockerfile).
+RUNTIME_UID = 65532
+ANNOTATION_CONFIG_HASH = f"{naming.GROUP}/config-hash"
+# The credentials Secret keys, as boto3 reads them from the environment.
+S3_SECRET_KEYS = (
+    ("AWS_ACCESS_KEY_ID", False),
+    ("AWS_SECRET_ACCESS_KEY", False),
+    ("AWS_SESSION_TOKEN", True),
+)
+_DEFAULT_IMAGE = RuntimeSpec.model_fields["image"].default
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment that owns the children."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def effective_image(spec: ModelDeploymentSpec, default_image: str | None = None) -> str:
+    """The runtime image: the spec's, or the operator-wide default when the spec kept ours."""
+    if default_image and spec.runtime.image == _DEFAULT_IMAGE:
+        return default_image
+    return spec.runtime.image
+
+
+def runtime_config(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """The runtime's `runtime.json` (camelCase, the runtime's own schema)."""
+    source = spec.model.source
+    source_json: dict[str, Any]
+    if source.s3 is not None:
+        source_json = {
+            "s3": {
+                "bucket": source.s3.bucket,
+                "prefix": source.s3.prefix,
+                "endpoint": source.s3.endpoint,
+                "region": source.s3.region,
+            }
+        }
+    else:
+        assert source.hugging_face is not None  # parse_spec guarantees exactly one
+        hub = source.hugging_face
+        source_json = {
+            "huggingFace": {
+                "repo": hub.repo,
+                "revision": hub.revision,
+                "include": list(hub.include),
+                "exclude": list(hub.exclude),
+            }
+        }
+    model: dict[str, Any] = {
+        "name": spec.model.name,
+        "version": spec.model.version,
+        "source": source_json,
+    }
+    if spec.model.sha256:
+        model["sha256"] = dict(spec.model.sha256)
+    validation: dict[str, Any] | None = None
+    if spec.validation is not None:
+        expected = spec.validation.expected
+        expected_json: dict[str, Any] = (
+            {"label": expected.label}
+            if expected.label is not None
+            else {
+                "embedding": list(expected.embedding or []),
+                "minCosineSimilarity": expected.min_cosine_similarity,
+            }
+        )
+        validation = {
+            "input": spec.validation.input,
+            "expected": expected_json,
+            "timeoutSeconds": spec.validation.timeout_seconds,
+        }
+    return {
+        "model": model,
+        "task": spec.runtime.task,
+        "device": spec.runtime.device,
+        "dtype": spec.runtime.dtype,
+        "allowPickle": spec.runtime.allow_pickle,
+        "warmup": {
+            "inputs": list(spec.runtime.warmup.inputs),
+            "iterations": spec.runtime.warmup.iterations,
+        },
+        "validation": validation,
+        "cache": {"path": spec.cache.path},
+    }
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def template_hash(spec: ModelDeploymentSpec, default_image: str | None = None) -> str:
+    """Short hash of what shapes a pod: version, runtime, validation, cache (not replicas)."""
+    shaping = spec.model_dump(
+        mode="json", by_alias=True, include={"model", "runtime", "validation", "cache"}
+    )
+    shaping["runtime"]["image"] = effective_image(spec, default_image)
+    return _digest(shaping)[:HASH_LENGTH]
+
+
+def spec_snapshot(spec: ModelDeploymentSpec) -> str:
+    """The spec as JSON, kept on the config map so a flip back can rebuild its pods."""
+    return json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True)
+
+
+def owner_reference(owner: Owner) -> Manifest:
+    """A controller owner reference to the ModelDeployment (garbage collection on delete)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+    }
+
+
+def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> Manifest:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def pod_labels(owner: Owner, spec: ModelDeploymentSpec, hash_: str) -> dict[str, str]:
+    """Labels of the serving pods: standard, plus template hash and version."""
+    return {
+        **naming.standard_labels(owner.name),
+        naming.LABEL_TEMPLATE_HASH: hash_,
+        naming.LABEL_VERSION: spec.model.version,
+    }
+
+
+def config_map(owner: Owner, spec: ModelDeploymentSpec, hash_: str) -> Manifest:
+    """The runtime config of one template; immutable, carrying the spec that made it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            **_metadata(
+                owner,
+                naming.config_map_name(owner.name, hash_),
+                {
+                    **naming.standard_labels(owner.name, "runtime-config"),
+                    naming.LABEL_TEMPLATE_HASH: hash_,
+                    naming.LABEL_VERSION: spec.model.version,
+                },
+            ),
+            "annotations": {naming.ANNOTATION_SPEC_SNAPSHOT: spec_snapshot(spec)},
+        },
+        "immutable": True,
+        "data": {CONFIG_FILE: json.dumps(runtime_config(spec), indent=2, sort_keys=True)},
+    }
+
+
+def startup_timeout_seconds(spec: ModelDeploymentSpec) -> int:
+    """How long a pod may take to fetch, load, warm up and validate before it is restarted.
+
+    Unset, it is the rollout's own deadline: a pod slower than that fails the rollout anyway,
+    and any shorter guess would restart big models in a loop.
+    """
+    return spec.runtime.startup_timeout_seconds or spec.progress_deadline_seconds
+
+
+def _credential_env(spec: ModelDeploymentSpec) -> list[Manifest]:
+    source = spec.model.source
+    env: list[Manifest] = []
+    if source.s3 is not None and source.s3.credentials_secret:
+        for key, optional in S3_SECRET_KEYS:
+            ref: Manifest = {"name": source.s3.credentials_secret, "key": key}
+            if optional:
+                ref["optional"] = True
+            env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    hub = source.hugging_face
+    if hub is not None:
+        if hub.endpoint:
+            env.append({"name": "HF_ENDPOINT", "value": hub.endpoint})
+        if hub.token_secret is not None:
+            env.append(
+                {
+                    "name": "HF_TOKEN",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": hub.token_secret.name, "key": hub.token_secret.key}
+                    },
+                }
+            )
+    return env
+
+
+def _resources(spec: ModelDeploymentSpec, with_gpu: bool) -> Manifest:
+    wanted = spec.runtime.resources
+    requests = {k: v for k, v in wanted.requests.model_dump().items() if v is not None}
+    limits: dict[str, Any] = {k: v for k, v in wanted.limits.model_dump().items() if v is not None}
+    if with_gpu and wanted.gpu > 0:
+        # Extended resources are requested through limits (requests default to them).
+        limits["nvidia.com/gpu"] = str(wanted.gpu)
+    out: Manifest = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def _container_security() -> Manifest:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _cache_volume(spec: ModelDeploymentSpec) -> Manifest:
+    cache = spec.cache
+    if cache.volume == "hostPath":
+        return {"name": "cache", "hostPath": {"path": cache.host_path, "type": "DirectoryOrCreate"}}
+    if cache.volume == "persistentVolumeClaim":
+        return {"name": "cache", "persistentVolumeClaim": {"claimName": cache.claim_name}}
+    empty_dir: Manifest = {}
+    if cache.size:
+        empty_dir["sizeLimit"] = cache.size
+    return {"name": "cache", "emptyDir": empty_dir}
+
+
+def _http_probe(path: str, period: int, failures: int) -> Manifest:
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 2,
+    }
+
+
+def pod_template(
+    owner: Owner, spec: ModelDeploymentSpec, hash_: str, default_image: str | None = None
+) -> Manifest:
+    """The serving pod: `fetch` fills the cache, `serve` loads, validates and serves."""
+    image = effective_image(spec, default_image)
+    runtime_args = ["--config", CONFIG_PATH, "--cache-root", spec.cache.path]
+    mounts = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "cache", "mountPath": spec.cache.path},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    user_env = [{"name": e.name, "value": e.value} for e in spec.runtime.env]
+    startup_period = 2
+    fetch = {
+        "name": FETCH_CONTAINER,
+        "image": image,
+        "command": ["modeldeploy-runtime", "fetch", *runtime_args],
+        "env": [*_credential_env(spec), *user_env],
+        "resources": _resources(spec, with_gpu=False),
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    serve = {
+        "name": SERVE_CONTAINER,
+        "image": image,
+        "command": [
+            "modeldeploy-runtime",
+            "serve",
+            *runtime_args,
+            "--port",
+            str(spec.runtime.port),
+        ],
+        "ports": [{"name": PORT_NAME, "containerPort": spec.runtime.port, "protocol": "TCP"}],
+        "env": [
+            {"name": "MODELDEPLOY_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            *user_env,
+        ],
+        "resources": _resources(spec, with_gpu=True),
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+        # Startup ends at the first ready answer; until then liveness cannot kill a pod that
+        # is busy loading, and the startup budget bounds how long loading may take.
+        "startupProbe": _http_probe(
+            "/readyz", startup_period, math.ceil(startup_timeout_seconds(spec) / startup_period)
+        ),
+        "readinessProbe": _http_probe("/readyz", 2, 2),
+        "livenessProbe": _http_probe("/healthz", 10, 3),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    config_text = config_map(owner, spec, hash_)["data"][CONFIG_FILE]
+    return {
+        "metadata": {
+            "labels": pod_labels(owner, spec, hash_),
+            "annotations": {ANNOTATION_CONFIG_HASH: _digest(config_text)[:16]},
+        },
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": RUNTIME_UID,
+                "runAsGroup": RUNTIME_UID,
+                "fsGroup": RUNTIME_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "automountServiceAccountToken": False,
+            "initContainers": [fetch],
+            "containers": [serve],
+            "volumes": [
+                {
+                    "name": "config",
+                    "configMap": {"name": naming.config_map_name(owner.name, hash_)},
+                },
+                _cache_volume(spec),
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        },
+    }
+
+
+def deployment_selector(owner: Owner, spec: ModelDeploymentSpec, hash_: str) -> dict[str, str]:
+    """Rolling selects every pod of the resource (the selector is immutable across versions);
+    blue-green selects one template, so versions never adopt each other's pods."""
+    selector = {naming.LABEL_MODEL_DEPLOYMENT: owner.name}
+    if spec.strategy.type == "BlueGreen":
+        selector[naming.LABEL_TEMPLATE_HASH] = hash_
+    return selector
+
+
+def deployment(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    hash_: str,
+    replicas: int,
+    default_image: str | None = None,
+) -> Manifest:
+    """The Deployment running template `hash_` with `replicas` pods."""
+    strategy = spec.strategy
+    name = naming.deployment_name(owner.name, strategy.type, hash_)
+    rolling_update: Manifest = {"maxSurge": 1, "maxUnavailable": 0}
+    if strategy.type == "Rolling":
+        settings = strategy.rolling_settings
+        rolling_update = {
+            "maxSurge": settings.max_surge,
+            "maxUnavailable": settings.max_unavailable,
+        }
+    labels = {
+        **naming.standard_labels(owner.name),
+        naming.LABEL_TEMPLATE_HASH: hash_,
+        naming.LABEL_VERSION: spec.model.version,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(owner, name, labels),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": deployment_selector(owner, spec, hash_)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update},
+            "progressDeadlineSeconds": spec.progress_deadline_seconds,
+            "revisionHistoryLimit": 3,
+            "template": pod_template(owner, spec, hash_, default_image),
+        },
+    }
+
+
+def service(owner: Owner, name: str, port: int, template_hash: str | None) -> Manifest:
+    """A ClusterIP Service on port 80 selecting pods of `template_hash` (None: every version)."""
+    selector = {naming.LABEL_MODEL_DEPLOYMENT: owner.name}
+    if template_hash is not None:
+        selector[naming.LABEL_TEMPLATE_HASH] = template_hash
+    component = "preview" if name == naming.preview_service_name(owner.name) else "service"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, name, naming.standard_labels(owner.name, component)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [
+                {"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": port, "protocol": "TCP"}
+            ],
+        },
+    }

@@ -1,0 +1,243 @@
+"""Builders: the child objects a ModelDeployment spec renders to."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from modeldeploy_operator import builders, naming
+from modeldeploy_operator.spec import ModelDeploymentSpec, parse_spec
+
+OWNER = builders.Owner(name="minilm", namespace="models", uid="1234-abcd")
+
+
+def make_spec(**overrides: Any) -> ModelDeploymentSpec:
+    raw: dict[str, Any] = {
+        "model": {
+            "name": "minilm",
+            "version": "v1",
+            "source": {
+                "s3": {
+                    "bucket": "models",
+                    "prefix": "minilm/v1/",
+                    "endpoint": "http://127.0.0.1:9000",
+                    "credentialsSecret": "s3-creds",
+                }
+            },
+        },
+        "runtime": {"task": "embedding"},
+        "replicas": 2,
+        "validation": {
+            "input": "hello",
+            "expected": {"embedding": [0.1, 0.2], "minCosineSimilarity": 0.98},
+        },
+    }
+    for key, value in overrides.items():
+        raw[key] = value
+    return parse_spec(raw)
+
+
+def container(manifest: dict[str, Any], name: str) -> dict[str, Any]:
+    spec = manifest["spec"]["template"]["spec"]
+    return next(c for c in spec["initContainers"] + spec["containers"] if c["name"] == name)
+
+
+def test_template_hash_ignores_replicas_and_strategy_but_follows_version() -> None:
+    base = make_spec()
+    assert builders.template_hash(base) == builders.template_hash(make_spec(replicas=5))
+    assert builders.template_hash(base) == builders.template_hash(
+        make_spec(strategy={"type": "BlueGreen"})
+    )
+    v2 = make_spec(model={**base.model.model_dump(by_alias=True, exclude_none=True), "version": "v2"})
+    assert builders.template_hash(base) != builders.template_hash(v2)
+    assert len(builders.template_hash(base)) == builders.HASH_LENGTH
+
+
+def test_template_hash_changes_when_warmup_inputs_change() -> None:
+    changed = make_spec(runtime={"task": "embedding", "warmup": {"inputs": ["other"]}})
+    assert builders.template_hash(make_spec()) != builders.template_hash(changed)
+
+
+def test_runtime_json_matches_the_runtime_contract() -> None:
+    config = builders.runtime_config(make_spec())
+    assert config["model"] == {
+        "name": "minilm",
+        "version": "v1",
+        "source": {
+            "s3": {
+                "bucket": "models",
+                "prefix": "minilm/v1/",
+                "endpoint": "http://127.0.0.1:9000",
+                "region": None,
+            }
+        },
+    }
+    assert config["validation"] == {
+        "input": "hello",
+        "expected": {"embedding": [0.1, 0.2], "minCosineSimilarity": 0.98},
+        "timeoutSeconds": 60,
+    }
+    assert config["cache"] == {"path": "/var/cache/modeldeploy"}
+    assert set(config) == {
+        "model",
+        "task",
+        "device",
+        "dtype",
+        "allowPickle",
+        "warmup",
+        "validation",
+        "cache",
+    }
+
+
+def test_runtime_json_is_accepted_by_the_runtime_config_model() -> None:
+    runtime_config = pytest.importorskip("modeldeploy_runtime.config")
+    cm = builders.config_map(OWNER, make_spec(), "abc")
+    parsed = runtime_config.parse_config(cm["data"][builders.CONFIG_FILE])
+    assert parsed.model.version == "v1"
+    assert parsed.validation.expected.embedding == [0.1, 0.2]
+
+
+def test_runtime_json_for_a_hub_source_with_label_validation_is_accepted_by_the_runtime() -> None:
+    runtime_config = pytest.importorskip("modeldeploy_runtime.config")
+    spec = make_spec(
+        model={
+            "name": "sentiment",
+            "version": "v3",
+            "source": {"huggingFace": {"repo": "org/sentiment", "revision": "abc123"}},
+            "sha256": {"model.safetensors": "a" * 64},
+        },
+        runtime={"task": "text-classification"},
+        validation={"input": "great", "expected": {"label": "POSITIVE"}},
+    )
+    parsed = runtime_config.parse_config(json.dumps(builders.runtime_config(spec)))
+    assert parsed.model.source.hugging_face.repo == "org/sentiment"
+    assert parsed.model.sha256 == {"model.safetensors": "a" * 64}
+    assert parsed.validation.expected.label == "POSITIVE"
+
+
+def test_config_map_is_immutable_named_by_hash_and_keeps_the_spec_for_flip_back() -> None:
+    spec = make_spec()
+    cm = builders.config_map(OWNER, spec, "h1")
+    assert cm["metadata"]["name"] == naming.config_map_name("minilm", "h1")
+    assert cm["immutable"] is True
+    snapshot = cm["metadata"]["annotations"][naming.ANNOTATION_SPEC_SNAPSHOT]
+    assert parse_spec(json.loads(snapshot)) == spec
+
+
+def test_deployment_runs_fetch_then_serve_with_the_runtime_contract_commands() -> None:
+    spec = make_spec()
+    dep = builders.deployment(OWNER, spec, "h1", replicas=2)
+    fetch = container(dep, "fetch")
+    serve = container(dep, "serve")
+    assert fetch["command"] == [
+        "modeldeploy-runtime",
+        "fetch",
+        "--config",
+        "/etc/modeldeploy/runtime.json",
+        "--cache-root",
+        "/var/cache/modeldeploy",
+    ]
+    assert serve["command"][:2] == ["modeldeploy-runtime", "serve"]
+    assert serve["command"][-2:] == ["--port", "8080"]
+    pod_ip = {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert {"name": "MODELDEPLOY_HOST", "valueFrom": pod_ip} in serve["env"]
+    for c in (fetch, serve):
+        assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+        assert c["terminationMessagePath"] == "/dev/termination-log"
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_s3_credentials_are_referenced_from_the_secret_never_copied() -> None:
+    dep = builders.deployment(OWNER, make_spec(), "h1", replicas=1)
+    env = {e["name"]: e for e in container(dep, "fetch")["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "s3-creds",
+        "key": "AWS_ACCESS_KEY_ID",
+    }
+    assert env["AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert all("value" not in e for e in env.values() if e["name"].startswith("AWS_"))
+    serve_env = {e["name"] for e in container(dep, "serve")["env"]}
+    assert not serve_env & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+def test_probes_gate_traffic_on_readyz_and_startup_budget_follows_the_spec() -> None:
+    spec = make_spec(runtime={"task": "embedding", "startupTimeoutSeconds": 100})
+    serve = container(builders.deployment(OWNER, spec, "h1", replicas=1), "serve")
+    assert serve["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert serve["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    startup = serve["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 100
+    default = container(builders.deployment(OWNER, make_spec(), "h1", replicas=1), "serve")
+    budget = default["startupProbe"]["periodSeconds"] * default["startupProbe"]["failureThreshold"]
+    assert budget >= make_spec().progress_deadline_seconds
+
+
+def test_gpu_request_becomes_an_nvidia_limit_on_serve_only() -> None:
+    spec = make_spec(runtime={"task": "embedding", "device": "cuda", "resources": {"gpu": 1}})
+    dep = builders.deployment(OWNER, spec, "h1", replicas=1)
+    assert container(dep, "serve")["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in container(dep, "fetch")["resources"].get("limits", {})
+
+
+def test_rolling_deployment_keeps_one_name_and_a_version_independent_selector() -> None:
+    spec = make_spec(strategy={"type": "Rolling", "rolling": {"maxSurge": "50%"}})
+    dep = builders.deployment(OWNER, spec, "h1", replicas=2)
+    assert dep["metadata"]["name"] == "minilm"
+    assert dep["spec"]["selector"]["matchLabels"] == {naming.LABEL_MODEL_DEPLOYMENT: "minilm"}
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "50%", "maxUnavailable": 0}
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert labels[naming.LABEL_TEMPLATE_HASH] == "h1"
+    assert labels["app.kubernetes.io/managed-by"] == "modeldeploy-operator"
+
+
+def test_blue_green_deployment_is_named_and_selected_by_template_hash() -> None:
+    spec = make_spec(strategy={"type": "BlueGreen"})
+    dep = builders.deployment(OWNER, spec, "h2", replicas=3)
+    assert dep["metadata"]["name"] == "minilm-h2"
+    assert dep["spec"]["selector"]["matchLabels"][naming.LABEL_TEMPLATE_HASH] == "h2"
+    assert dep["spec"]["replicas"] == 3
+
+
+def test_every_child_is_owned_by_the_model_deployment() -> None:
+    spec = make_spec()
+    children = [
+        builders.deployment(OWNER, spec, "h1", replicas=1),
+        builders.config_map(OWNER, spec, "h1"),
+        builders.service(OWNER, "minilm", 8080, None),
+    ]
+    for child in children:
+        (ref,) = child["metadata"]["ownerReferences"]
+        assert ref["uid"] == OWNER.uid and ref["controller"] is True
+        assert child["metadata"]["labels"]["app.kubernetes.io/instance"] == "minilm"
+
+
+def test_service_selects_one_template_or_every_version() -> None:
+    pinned = builders.service(OWNER, "minilm-preview", 8080, "h2")
+    assert pinned["spec"]["selector"] == {
+        naming.LABEL_MODEL_DEPLOYMENT: "minilm",
+        naming.LABEL_TEMPLATE_HASH: "h2",
+    }
+    assert pinned["spec"]["ports"][0]["targetPort"] == 8080
+    everything = builders.service(OWNER, "minilm", 8080, None)
+    assert everything["spec"]["selector"] == {naming.LABEL_MODEL_DEPLOYMENT: "minilm"}
+
+
+def test_cache_volume_follows_spec_cache() -> None:
+    host = make_spec(cache={"volume": "hostPath", "hostPath": "/data/models"})
+    volumes = builders.deployment(OWNER, host, "h", 1)["spec"]["template"]["spec"]["volumes"]
+    cache = next(v for v in volumes if v["name"] == "cache")
+    assert cache["hostPath"]["path"] == "/data/models"
+    sized = make_spec(cache={"size": "5Gi"})
+    volumes = builders.deployment(OWNER, sized, "h", 1)["spec"]["template"]["spec"]["volumes"]
+    assert next(v for v in volumes if v["name"] == "cache")["emptyDir"] == {"sizeLimit": "5Gi"}
+
+
+def test_operator_default_image_replaces_only_the_built_in_default() -> None:
+    spec = make_spec()
+    dep = builders.deployment(OWNER, spec, "h", 1, default_image="registry.local/rt:1")
+    assert container(dep, "serve")["image"] == "registry.local/rt:1"
+    custom = make_spec(runtime={"task": "embedding", "image": "mine:2"})
+    dep = builders.deployment(OWNER, custom, "h", 1, default_image="registry.local/rt:1")
+    assert container(dep, "serve")["image"] == "mine:2"
