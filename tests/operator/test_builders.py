@@ -49,7 +49,8 @@ def test_template_hash_ignores_replicas_and_strategy_but_follows_version() -> No
     assert builders.template_hash(base) == builders.template_hash(
         make_spec(strategy={"type": "BlueGreen"})
     )
-    v2 = make_spec(model={**base.model.model_dump(by_alias=True, exclude_none=True), "version": "v2"})
+    model = base.model.model_dump(by_alias=True, exclude_none=True)
+    v2 = make_spec(model={**model, "version": "v2"})
     assert builders.template_hash(base) != builders.template_hash(v2)
     assert len(builders.template_hash(base)) == builders.HASH_LENGTH
 
