@@ -1,0 +1,91 @@
+"""`modeldeploy-runtime fetch|serve`: the entry point of both containers of a serving pod."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from modeldeploy_runtime import termination
+from modeldeploy_runtime.config import DEFAULT_CONFIG_PATH, RuntimeConfig, load_config
+from modeldeploy_runtime.errors import RuntimeFailure
+
+log = logging.getLogger("modeldeploy.runtime")
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "127.0.0.1"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modeldeploy-runtime", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=os.environ.get("MODELDEPLOY_CONFIG",
+                                                           DEFAULT_CONFIG_PATH),
+                        help="runtime config JSON (env MODELDEPLOY_CONFIG)")
+    common.add_argument("--cache-root", default=os.environ.get("MODELDEPLOY_CACHE_ROOT"),
+                        help="cache root (env MODELDEPLOY_CACHE_ROOT; default: cache.path)")
+    common.add_argument("--termination-log", default=termination.DEFAULT_TERMINATION_LOG,
+                        help="where the one-line failure reason goes")
+    sub.add_parser("fetch", parents=[common], help="copy the model version into the cache")
+    serve = sub.add_parser("serve", parents=[common], help="load, warm up, validate and serve")
+    serve.add_argument("--host", default=os.environ.get("MODELDEPLOY_HOST", DEFAULT_HOST),
+                       help="address to bind, the pod IP (env MODELDEPLOY_HOST)")
+    serve.add_argument("--port", type=int,
+                       default=int(os.environ.get("MODELDEPLOY_PORT", DEFAULT_PORT)),
+                       help="port (env MODELDEPLOY_PORT)")
+    return parser
+
+
+def _cache_root(args: argparse.Namespace, config: RuntimeConfig) -> Path:
+    return Path(args.cache_root or config.cache.path)
+
+
+def _fail(args: argparse.Namespace, reason: str) -> int:
+    reason = termination.one_line(reason)
+    log.error("%s failed: %s", args.command, reason)
+    termination.write_reason(args.termination_log, reason)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    started = time.monotonic()
+    args = _parser().parse_args(argv)
+    imports = None
+    if args.command == "serve":
+        # First thing: torch takes seconds to import, overlap it with everything else.
+        from modeldeploy_runtime.runner import Imports
+
+        imports = Imports()
+    logging.basicConfig(
+        level=os.environ.get("MODELDEPLOY_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+    )
+    try:
+        config = load_config(args.config)
+        root = _cache_root(args, config)
+        if args.command == "fetch":
+            from modeldeploy_runtime.fetch import fetch
+
+            result = fetch(config, root)
+            print(f"{'hit' if result.hit else 'fetched'} {result.entry} "
+                  f"({result.bytes} bytes, {result.seconds:.2f} s)", flush=True)
+            return 0
+        from modeldeploy_runtime.runner import serve
+
+        assert imports is not None
+        code = serve(config, root, args.host, args.port, args.termination_log, started, imports)
+    except RuntimeFailure as error:
+        return _fail(args, str(error))
+    logging.shutdown()
+    sys.stdout.flush()
+    # The load thread may still be inside torch after SIGTERM; do not wait for it.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

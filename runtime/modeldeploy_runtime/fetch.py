@@ -1,0 +1,84 @@
+"""The cache populator: make `<cache>/<name>/<version>/` complete, or fail leaving no entry."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from modeldeploy_runtime import cache
+from modeldeploy_runtime.config import RuntimeConfig
+from modeldeploy_runtime.errors import IntegrityError
+
+log = logging.getLogger("modeldeploy.runtime")
+
+# (config, staging dir) -> relative path -> expected size; a seam for tests and new sources.
+Downloader = Callable[[RuntimeConfig, Path], dict[str, int]]
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """The outcome of one fetch."""
+
+    entry: Path
+    hit: bool
+    bytes: int
+    seconds: float
+    waited_for_lock_seconds: float
+
+
+def default_downloader(config: RuntimeConfig, staging: Path) -> dict[str, int]:
+    """Pick the source's downloader; imports stay lazy so `serve` never loads boto3."""
+    source = config.model.source
+    if source.s3 is not None:
+        from modeldeploy_runtime import s3
+
+        client = s3.make_client(source.s3)
+        transfer = s3.download(client, source.s3, staging)
+        return dict(s3.iter_sizes(transfer.files))
+    assert source.hugging_face is not None  # the config validator guarantees one source
+    from modeldeploy_runtime import hub
+
+    return hub.download(source.hugging_face, staging)
+
+
+def fetch(
+    config: RuntimeConfig, cache_root: Path, downloader: Downloader = default_downloader
+) -> FetchResult:
+    """Populate the cache entry for the configured model version (a hit skips the download)."""
+    started = time.monotonic()
+    model = config.model
+    entry = cache.entry_dir(cache_root, model.name, model.version)
+    for rel in model.sha256:
+        cache.safe_relative(rel)
+    with cache.locked(entry) as waited:
+        if cache.is_complete(entry):
+            log.info("cache hit: %s is complete; skipping the download", entry)
+            return FetchResult(entry, True, 0, time.monotonic() - started, waited)
+        cache.clean_leftovers(entry)
+        staging = cache.new_staging_dir(entry)
+        try:
+            sizes = downloader(config, staging)
+            missing = sorted(set(model.sha256) - set(sizes))
+            if missing:
+                raise IntegrityError(
+                    f"model.sha256 lists {missing[0]!r} but the source has no such file; "
+                    "fix the manifest or the source"
+                )
+            cache.verify_files(staging, sizes, model.sha256)
+            cache.commit(staging, entry, cache.Manifest(sizes=sizes, sha256=dict(model.sha256)))
+        except BaseException:
+            # Includes KeyboardInterrupt/SystemExit: a partial download must never linger.
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    total = sum(sizes.values())
+    seconds = time.monotonic() - started
+    log.info(
+        "fetched %s/%s: %d files, %.1f MB in %.2f s (%.0f MB/s) into %s",
+        model.name, model.version, len(sizes), total / 1e6, seconds,
+        total / 1e6 / max(seconds, 1e-9), entry,
+    )
+    return FetchResult(entry, False, total, seconds, waited)

@@ -1,0 +1,43 @@
+"""Prometheus metrics of one runtime process, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Load-phase durations, readiness and request count/latency."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.phase_seconds = Gauge(
+            "modeldeploy_load_phase_seconds",
+            "Seconds spent in each start-up phase (import, fileIO, deserialize, ...).",
+            ["phase"],
+            registry=self.registry,
+        )
+        self.time_to_ready = Gauge(
+            "modeldeploy_time_to_ready_seconds",
+            "Seconds from process start to Ready.",
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "modeldeploy_ready", "1 when the model is loaded, warm and validated.",
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "modeldeploy_requests_total", "HTTP requests by route and status code.",
+            ["route", "code"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "modeldeploy_request_duration_seconds", "HTTP request latency by route.",
+            ["route"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+
+    def render(self) -> bytes:
+        """The exposition text."""
+        data: bytes = generate_latest(self.registry)
+        return data

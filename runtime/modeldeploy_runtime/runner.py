@@ -1,0 +1,163 @@
+"""`serve`: start the HTTP server at once, load/warm/validate in a thread, then go Ready.
+
+The server answers /healthz (and /readyz 503) while the model loads, so Kubernetes sees a
+live pod with a phase, not a silent one. Any load or validation failure moves to Failed,
+writes the termination message and stops the server with exit code 1.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from pathlib import Path
+
+from modeldeploy_runtime import cache, loader, termination, validate
+from modeldeploy_runtime.config import RuntimeConfig
+from modeldeploy_runtime.errors import LoadError, RuntimeFailure, ValidationFailed
+from modeldeploy_runtime.metrics import Metrics
+from modeldeploy_runtime.server import ModelSlot, build_app
+from modeldeploy_runtime.state import Phase, RuntimeState
+
+log = logging.getLogger("modeldeploy.runtime")
+
+
+class Imports:
+    """Imports torch & co. in a thread started first thing, overlapping server start-up."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="imports", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.seconds = loader.import_libraries()
+        except BaseException as error:  # reported by wait(), on the loading thread
+            self.error = error
+
+    def wait(self) -> float:
+        """Block until the imports finish; returns their seconds or raises their error."""
+        self._thread.join()
+        if self.error is not None:
+            raise LoadError(f"importing the ML libraries failed: {self.error}") from None
+        return self.seconds
+
+
+def _prepare(
+    config: RuntimeConfig, entry: Path, state: RuntimeState, slot: ModelSlot,
+    metrics: Metrics, imports: Imports,
+) -> None:
+    def record(name: str, seconds: float) -> None:
+        state.record(name, seconds)
+        metrics.phase_seconds.labels(name).set(state.snapshot().phases[name] or 0.0)
+
+    record("import", imports.wait())
+    delay = loader.debug_delay()
+    if delay:
+        log.warning("test knob %s: sleeping %.1f s before loading",
+                    loader.DEBUG_DELAY_ENV, delay)
+        time.sleep(delay)
+    if not cache.is_complete(entry):
+        raise LoadError(
+            f"model cache entry {entry} is missing or incomplete: run "
+            "`modeldeploy-runtime fetch` first (the init container) with the same cache root"
+        )
+    pipeline = loader.load(config, entry, record)
+
+    state.move(Phase.WARMING_UP)
+    started = time.monotonic()
+    for _ in range(config.warmup.iterations):
+        if config.warmup.inputs:
+            pipeline.run(config.warmup.inputs)
+    record("warmup", time.monotonic() - started)
+
+    state.move(Phase.VALIDATING)
+    started = time.monotonic()
+    result = _validate(config, pipeline)
+    record("validation", time.monotonic() - started)
+    state.set_validation(result)
+    if result.passed is False:
+        raise ValidationFailed(result.message)
+    if result.passed is None:
+        log.warning("validation is not configured; the model goes Ready unchecked")
+    slot.pipeline = pipeline
+    state.move(Phase.READY)
+    snap = state.snapshot()
+    metrics.ready.set(1)
+    metrics.time_to_ready.set(snap.time_to_ready_seconds or 0.0)
+    log.info("ready in %.2f s; phases %s; %s", snap.time_to_ready_seconds or 0.0,
+             snap.phases, result.message)
+
+
+def _validate(config: RuntimeConfig, pipeline: object) -> validate.ValidationResult:
+    from modeldeploy_runtime.tasks import Pipeline
+
+    assert isinstance(pipeline, Pipeline)
+    spec = config.validation
+    if spec is None:
+        return validate.SKIPPED
+    expected = spec.expected
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="validation")
+    try:
+        if expected.label is not None:
+            future_label = pool.submit(pipeline.classify, [spec.input])
+            labels, scores = future_label.result(timeout=spec.timeout_seconds)
+            return validate.check_label(expected, labels[0], scores[0])
+        future_vec = pool.submit(pipeline.embed, [spec.input])
+        vector = future_vec.result(timeout=spec.timeout_seconds)[0].tolist()
+        return validate.check_embedding(expected, vector)
+    except concurrent.futures.TimeoutError:
+        raise ValidationFailed(
+            f"validation did not finish within timeoutSeconds={spec.timeout_seconds}; "
+            "raise validation.timeoutSeconds or give the pod more CPU"
+        ) from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def serve(
+    config: RuntimeConfig, cache_root: Path, host: str, port: int, termination_log: str,
+    started: float, imports: Imports,
+) -> int:
+    """Serve until SIGTERM (exit 0) or a load/validation failure (exit 1)."""
+    import uvicorn
+
+    entry = cache.entry_dir(cache_root, config.model.name, config.model.version)
+    state = RuntimeState(config.model.name, config.model.version, config.task, started)
+    slot, metrics = ModelSlot(), Metrics()
+    app = build_app(state, slot, metrics)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+        timeout_graceful_shutdown=30,
+    ))
+    failed = threading.Event()
+
+    def prepare() -> None:
+        try:
+            _prepare(config, entry, state, slot, metrics, imports)
+        except Exception as error:
+            reason = str(error) if isinstance(error, RuntimeFailure) else (
+                f"loading failed: {type(error).__name__}: {error}")
+            reason = termination.one_line(reason)
+            state.fail(reason)
+            log.error("model %s/%s failed: %s", config.model.name, config.model.version, reason)
+            termination.write_reason(termination_log, reason)
+            failed.set()
+            server.should_exit = True
+
+    threading.Thread(target=prepare, name="load", daemon=True).start()
+    log.info("serving %s/%s on http://%s:%d (phase Loading)", config.model.name,
+             config.model.version, host, port)
+    server.run()
+    if failed.is_set():
+        return 1
+    if not server.started:
+        reason = f"could not listen on {host}:{port}; is the port in use?"
+        log.error(reason)
+        termination.write_reason(termination_log, reason)
+        return 1
+    log.info("stopped after SIGTERM; in-flight requests finished")
+    return 0

@@ -1,0 +1,29 @@
+"""The Kubernetes termination message: the one-line reason shown in pod status."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+# Kubernetes keeps at most 4096 bytes of the message.
+_LIMIT = 4096
+
+log = logging.getLogger("modeldeploy.runtime")
+
+
+def one_line(reason: str) -> str:
+    """Collapse a reason to one line that fits the termination message."""
+    return " ".join(reason.split())[: _LIMIT - 1]
+
+
+def write_reason(path: str | Path, reason: str) -> None:
+    """Write the reason; an unwritable path (outside Kubernetes) is a warning, not a crash."""
+    try:
+        Path(path).write_text(one_line(reason) + "\n", encoding="utf-8")
+    except OSError as error:
+        log.warning(
+            "could not write the termination message to %s (%s); pass --termination-log",
+            path,
+            error.strerror,
+        )
