@@ -64,6 +64,8 @@ class Reason(StrEnum):
     PREVIOUSLY_FAILED = "PreviouslyFailed"
     REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
     AS_EXPECTED = "AsExpected"
+    SCALED_TO_ZERO = "ScaledToZero"
+    NOT_CONFIGURED = "NotConfigured"
     UNKNOWN = "Unknown"
 
 
@@ -133,6 +135,14 @@ class RolloutState(_Model):
     stable_hash: Annotated[
         str | None, Field(description="Template hash of the version serving traffic.")
     ] = None
+    last_known_good_hash: Annotated[
+        str | None,
+        Field(description="Template hash of the last-known-good version (the flip-back target)."),
+    ] = None
+    previous_stable_hash: Annotated[
+        str | None,
+        Field(description="Template hash that served before the last promotion (blue-green)."),
+    ] = None
     candidate_hash: Annotated[
         str | None, Field(description="Template hash of the version being rolled out.")
     ] = None
@@ -146,6 +156,15 @@ class RolloutState(_Model):
     failed_versions: Annotated[
         list[str],
         Field(description="Versions that failed; not retried until the version or retry changes."),
+    ] = []
+    failed_hashes: Annotated[
+        list[str],
+        Field(
+            description=(
+                "Template hashes that failed, newest last; the newest is not retried while "
+                "the spec still renders it."
+            )
+        ),
     ] = []
     retry_token: Annotated[
         str | None,

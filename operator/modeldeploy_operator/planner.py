@@ -1,0 +1,167 @@
+"""The rollout planner: spec + recorded rollout state + one observation -> actions + status.
+
+Pure: no kopf, no Kubernetes client, no clock, no I/O. Time arrives as numbers in
+`Observed` (`elapsed_seconds`, `since_promotion_seconds`, `since_abort_seconds`) and the
+timestamp to stamp is `observed.now`. Level-based: every call looks at the whole picture,
+so a lost plan is simply made again.
+
+Vocabulary (see status.py): *desired* is the template hash the spec renders now; *stable*
+the template the stable Service sends traffic to; *last-known-good* (LKG) the newest
+template that passed validation and served traffic, the flip-back target; *candidate* the
+template a rollout is bringing up. In blue-green, stable differs from LKG only during the
+post-promotion window, while the previous version is still up to flip back to.
+
+Rules that hold in every branch:
+- Nothing reaches the stable Service before it is ready and validated.
+- The LKG Deployment keeps the full replica count while anything newer is unproven.
+- A failed template is not retried while the spec still renders it, unless the
+  `modeldeploy.dev/retry` annotation changes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from modeldeploy_operator import naming, planner_bluegreen, planner_rolling, planning
+from modeldeploy_operator.actions import (
+    DeleteDeployment,
+    DeleteService,
+    EmitEvent,
+    Plan,
+    ScaleDeployment,
+)
+from modeldeploy_operator.conditions import (
+    TROUBLE_PHASES,
+    build_conditions,
+)
+from modeldeploy_operator.observations import DeploymentView, Observed
+from modeldeploy_operator.spec import ModelDeploymentSpec
+from modeldeploy_operator.status import (
+    ModelDeploymentStatus,
+    Phase,
+    RolloutState,
+)
+
+
+def plan(
+    name: str, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, observed: Observed
+) -> Plan:
+    """Decide the next actions and the new status of ModelDeployment `name`."""
+    draft = planning.Draft(
+        name=name,
+        spec=spec,
+        before=status,
+        observed=observed,
+        rollout=_upgraded(status.rollout),
+        current_version=status.current_version,
+        lkg_version=status.last_known_good_version,
+        history=list(status.history),
+    )
+    planning.honour_retry(draft)
+    if draft.blue_green:
+        planner_bluegreen.plan_blue_green(draft)
+    else:
+        planner_rolling.plan_rolling(draft)
+    _retire_old_deployments(draft)
+    return _assemble(draft)
+
+
+def _upgraded(rollout: RolloutState) -> RolloutState:
+    # Status written before the LKG hash was recorded on its own: stable was the LKG.
+    if rollout.last_known_good_hash is None and rollout.stable_hash is not None:
+        return rollout.model_copy(update={"last_known_good_hash": rollout.stable_hash})
+    return rollout
+
+
+# --- old Deployments ------------------------------------------------------------------------
+
+
+def _retire_old_deployments(d: planning.Draft) -> None:
+    """Scale down templates nobody needs once their grace period is over; prune the rest."""
+    if not d.blue_green and d.observed.preview_selector is not None:
+        d.actions.append(DeleteService(naming.preview_service_name(d.name)))
+    settings = d.spec.strategy.blue_green_settings
+    aborted = d.rollout.failed_hashes[-1] if d.rollout.failed_hashes else None
+    idle: list[DeploymentView] = []
+    for view in d.observed.deployments:
+        if view.template_hash in d.keep or (not d.blue_green and view.name == d.name):
+            continue
+        if not d.blue_green and not (d.verdict and d.verdict.phase is Phase.AVAILABLE):
+            # Left by an earlier BlueGreen strategy: it serves until the Rolling one does.
+            continue
+        if view.replicas == 0:
+            idle.append(view)
+            continue
+        grace = _grace_left(
+            d,
+            view,
+            aborted,
+            settings.abort_scale_down_delay_seconds,
+            settings.scale_down_delay_seconds,
+        )
+        if grace > 0:
+            d.requeue.append(grace + 1.0)
+        else:
+            d.actions.append(ScaleDeployment(view.name, 0))
+    recency = {entry.template_hash: i for i, entry in enumerate(d.history)}
+    idle.sort(key=lambda v: (recency.get(v.template_hash, -1), v.name), reverse=True)
+    for view in idle[planning.REVISION_HISTORY_LIMIT :]:
+        d.actions.append(DeleteDeployment(view.name, view.template_hash))
+
+
+def _grace_left(
+    d: planning.Draft,
+    view: DeploymentView,
+    aborted: str | None,
+    abort_delay: int,
+    scale_down_delay: int,
+) -> float:
+    if view.template_hash == aborted and d.rollout.aborted_at is not None:
+        # A failed candidate stays up a while so its pods' logs can be read.
+        fresh = d.rollout.aborted_at != d.before.rollout.aborted_at
+        since = 0.0 if fresh else d.observed.since_abort_seconds or 0.0
+        return abort_delay - since
+    if view.template_hash == d.rollout.previous_stable_hash and d.rollout.promoted_at:
+        # The version traffic just left: the rollback window.
+        fresh = d.rollout.promoted_at != d.before.rollout.promoted_at
+        since = 0.0 if fresh else d.observed.since_promotion_seconds or 0.0
+        return scale_down_delay - since
+    return 0.0
+
+
+# --- the status -----------------------------------------------------------------------------
+
+
+def _assemble(d: planning.Draft) -> Plan:
+    verdict = d.verdict
+    assert verdict is not None, "every branch decides a verdict"
+    serving = d.observed.deployment(d.rollout.stable_hash)
+    if not d.blue_green:
+        serving = planner_rolling.rolling_view(d)
+    ready = serving.ready_replicas if serving and d.current_version else 0
+    before = d.before
+    if verdict.phase != before.phase and not d.events:
+        kind: Literal["Normal", "Warning"] = (
+            "Warning" if verdict.phase in TROUBLE_PHASES else "Normal"
+        )
+        d.events.append(EmitEvent(kind, str(verdict.reason), f"{verdict.phase}: {verdict.message}"))
+    generation = d.observed.generation
+    now = d.observed.now
+    status = ModelDeploymentStatus(
+        phase=verdict.phase,
+        current_version=d.current_version,
+        target_version=d.version,
+        last_known_good_version=d.lkg_version,
+        replicas=d.replicas,
+        ready_replicas=ready,
+        ready=f"{ready}/{d.replicas}",
+        strategy=d.spec.strategy.type,
+        message=verdict.message,
+        conditions=build_conditions(list(before.conditions), verdict, generation, now),
+        observed_generation=generation,
+        load_seconds=d.observed.load_seconds or before.load_seconds,
+        history=d.history[-planning.HISTORY_LIMIT :],
+        rollout=d.rollout,
+    )
+    requeue = min(d.requeue) if d.requeue else None
+    return Plan(actions=(*d.actions, *d.events), status=status, requeue_after=requeue)

@@ -1,0 +1,227 @@
+"""BlueGreen: one Deployment per template; the stable Service selector flips in one step.
+
+The candidate comes up in full behind the preview Service, is validated there, and only
+then takes traffic. After the switch the previous version stays up for the rollback window
+(and, with postPromotionValidationSeconds, is the flip-back target while the new version
+is checked through the stable Service). A failed candidate never receives traffic.
+"""
+
+from __future__ import annotations
+
+from modeldeploy_operator import naming, planning
+from modeldeploy_operator.actions import (
+    DeleteService,
+    EmitEvent,
+    EnsureDeployment,
+    EnsureService,
+    Role,
+    RunValidation,
+)
+from modeldeploy_operator.conditions import ConditionStatus
+from modeldeploy_operator.observations import DeploymentView
+from modeldeploy_operator.status import Phase, Reason
+
+
+def _bg_name(d: planning.Draft, template_hash: str) -> str:
+    view = d.observed.deployment(template_hash)
+    # A Deployment left by an earlier Rolling strategy keeps its name.
+    return view.name if view else naming.deployment_name(d.name, "BlueGreen", template_hash)
+
+
+def _ensure_bg(d: planning.Draft, template_hash: str, version: str, role: Role) -> None:
+    d.actions.append(
+        EnsureDeployment(_bg_name(d, template_hash), template_hash, version, d.replicas, role)
+    )
+    d.keep.add(template_hash)
+
+
+def plan_blue_green(d: planning.Draft) -> None:
+    if d.stable and d.lkg and d.stable != d.lkg:
+        if d.desired == d.stable:
+            _post_promotion(d)
+            _bg_services(d)
+            return
+        _leave_window(d)
+    if d.stable and d.current_version:
+        _ensure_bg(d, d.stable, d.current_version, "stable")
+    serving = d.observed.deployment(d.stable)
+    if d.desired == d.lkg:
+        planning.steady(d, serving)
+    elif planning.blocked(d):
+        planning.blocked_verdict(d, serving)
+    else:
+        _bg_rollout(d, serving)
+    _bg_services(d)
+
+
+def _leave_window(d: planning.Draft) -> None:
+    """The spec moved during the post-promotion window: settle the promoted version first."""
+    assert d.stable is not None and d.lkg is not None
+    promoted = planning.version_of(d, d.stable)
+    if d.desired == d.lkg:
+        # Reverting to the LKG: traffic goes back to it now; it is still up.
+        message = f"version {promoted} replaced by {d.lkg_version} during its validation window"
+        planning.record(d, d.stable, promoted, "Superseded", Reason.REVERTED, message)
+        d.update(stable_hash=d.lkg, previous_stable_hash=d.stable)
+        d.current_version = d.lkg_version
+    else:
+        # It passed the preview validation and has been serving: it becomes the LKG.
+        message = f"version {promoted} is serving and last-known-good"
+        planning.record(d, d.stable, promoted, "Promoted", Reason.PROMOTED, message)
+        d.update(last_known_good_hash=d.stable, previous_stable_hash=d.lkg)
+        d.lkg_version = promoted
+
+
+def _bg_rollout(d: planning.Draft, serving: DeploymentView | None) -> None:
+    elapsed = planning.start_rollout(d)
+    view = d.observed.deployment(d.desired)
+    ready = d.replicas > 0 and planning.settled_on(d, view)
+    preview = d.observed.validation(d.desired, "preview")
+    passed = ready and (d.spec.validation is None or (preview is not None and preview.passed))
+    failure = planning.failure_of_desired(d, elapsed, passed)
+    if failure is not None:
+        planning.fail(d, *failure)
+        planning.blocked_verdict(d, serving)
+        return
+    _ensure_bg(d, d.desired, d.version, "candidate")
+    if d.replicas == 0:
+        d.update(started_at=None)
+        planning.decide(
+            d,
+            Phase.PENDING,
+            Reason.SCALED_TO_ZERO,
+            f"version {d.version} is validated and promoted once replicas > 0",
+            serving,
+        )
+        return
+    if not ready:
+        count = view.ready_replicas if view else 0
+        d.requeue.append(planning.POLL_SECONDS)
+        planning.decide(
+            d,
+            Phase.PROGRESSING,
+            Reason.WAITING_FOR_READY,
+            f"candidate {d.version}: {count}/{d.replicas} pods ready",
+            serving,
+            ("Unknown", Reason.WAITING_FOR_READY, f"version {d.version} not ready yet"),
+        )
+        return
+    if not passed:
+        d.actions.append(RunValidation(d.desired, "preview"))
+        d.requeue.append(planning.POLL_SECONDS)
+        planning.decide(
+            d,
+            Phase.VALIDATING,
+            Reason.VALIDATING,
+            f"validating candidate {d.version} through the preview",
+            serving,
+            ("Unknown", Reason.VALIDATING, f"validating version {d.version}"),
+        )
+        return
+    validated: tuple[ConditionStatus, Reason, str] = (
+        ("True", Reason.VALIDATION_PASSED, f"version {d.version} passed validation")
+        if d.spec.validation
+        else (
+            "True",
+            Reason.NOT_CONFIGURED,
+            f"version {d.version} is ready; no spec.validation configured",
+        )
+    )
+    settings = d.spec.strategy.blue_green_settings
+    if not settings.auto_promote and d.observed.promote_annotation != d.version:
+        planning.decide(
+            d,
+            Phase.PROGRESSING,
+            Reason.AWAITING_PROMOTION,
+            f"candidate {d.version} is ready and validated; set the annotation "
+            f"{naming.GROUP}/promote={d.version} to switch traffic",
+            serving,
+            validated,
+        )
+        return
+    _promote(d, view, validated)
+
+
+def _promote(
+    d: planning.Draft, view: DeploymentView | None, validated: tuple[ConditionStatus, Reason, str]
+) -> None:
+    """Switch the stable Service to the candidate in one selector change."""
+    window = d.spec.strategy.blue_green_settings.post_promotion_validation_seconds
+    previous = d.stable
+    d.update(
+        stable_hash=d.desired,
+        previous_stable_hash=previous,
+        promoted_at=d.now(),
+        candidate_hash=None,
+    )
+    d.current_version = d.version
+    message = f"traffic switched to version {d.version}"
+    d.events.append(EmitEvent("Normal", str(Reason.PROMOTED), message))
+    if window > 0 and d.lkg and d.lkg != d.desired:
+        d.actions.append(RunValidation(d.desired, "stable"))
+        d.requeue.append(float(window))
+        planning.decide(
+            d,
+            Phase.VALIDATING,
+            Reason.PROMOTED,
+            f"{message}; checking it through the stable Service for {window}s",
+            view,
+            validated,
+        )
+        return
+    planning.complete(d, Reason.PROMOTED)
+    planning.decide(d, Phase.AVAILABLE, Reason.ROLLOUT_COMPLETE, message, view, validated)
+
+
+def _post_promotion(d: planning.Draft) -> None:
+    """Promoted but not yet LKG: watch it through the stable Service, flip back on failure."""
+    assert d.stable is not None and d.lkg is not None
+    window = d.spec.strategy.blue_green_settings.post_promotion_validation_seconds
+    since = d.observed.since_promotion_seconds or 0.0
+    check = d.observed.validation(d.desired, "stable")
+    signal = d.observed.failure(d.desired)
+    if d.lkg_version:
+        _ensure_bg(d, d.lkg, d.lkg_version, "stable")
+    if signal is not None or (check is not None and not check.passed):
+        detail = signal.message if signal else (check.message if check else "")
+        reason = Reason(signal.kind.value) if signal else Reason.VALIDATION_FAILED
+        message = f"version {d.version} failed after promotion: {detail or 'output mismatch'}"
+        d.update(stable_hash=d.lkg, previous_stable_hash=d.desired)
+        d.current_version = d.lkg_version
+        planning.fail(d, reason, message)
+        planning.blocked_verdict(d, d.observed.deployment(d.lkg))
+        return
+    view = d.observed.deployment(d.desired)
+    _ensure_bg(d, d.desired, d.version, "stable")
+    if since >= window:
+        d.update(last_known_good_hash=d.desired, previous_stable_hash=d.lkg)
+        planning.complete(d, Reason.PROMOTED)
+        planning.decide(
+            d,
+            Phase.AVAILABLE,
+            Reason.ROLLOUT_COMPLETE,
+            f"version {d.version} passed its {window}s post-promotion check",
+            view,
+        )
+        return
+    d.actions.append(RunValidation(d.desired, "stable"))
+    d.requeue.append(min(max(window - since, 0.0) + 1.0, planning.POLL_SECONDS))
+    planning.decide(
+        d,
+        Phase.VALIDATING,
+        Reason.PROMOTED,
+        f"version {d.version} serves; checking it through the stable Service "
+        f"({since:.0f}/{window}s)",
+        view,
+        ("True", Reason.VALIDATION_PASSED, f"version {d.version} passed the preview check"),
+    )
+
+
+def _bg_services(d: planning.Draft) -> None:
+    if d.stable:
+        d.actions.append(EnsureService(naming.stable_service_name(d.name), d.stable))
+    preview = naming.preview_service_name(d.name)
+    if d.spec.strategy.blue_green_settings.preview_service:
+        d.actions.append(EnsureService(preview, d.desired, preview=True))
+    elif d.observed.preview_selector is not None:
+        d.actions.append(DeleteService(preview))
