@@ -1,0 +1,129 @@
+"""Pure pieces: cache keys, validation checks, the OIP body parser, the state machine."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modeldeploy_runtime import cache, protocol, validate
+from modeldeploy_runtime.config import Expected
+from modeldeploy_runtime.errors import CacheKeyError, IntegrityError
+from modeldeploy_runtime.state import Phase, RuntimeState, can_move
+
+
+@pytest.mark.parametrize("bad", ["..", "../etc", "a/b", "/abs", ".hidden", "v1/../../x", "", "a..b"])
+def test_cache_keys_that_could_escape_the_root_are_refused(tmp_path, bad: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CacheKeyError, match="cannot be used as a cache directory name"):
+        cache.entry_dir(tmp_path, "model", bad)
+    with pytest.raises(CacheKeyError):
+        cache.entry_dir(tmp_path, bad, "v1")
+
+
+def test_plain_keys_map_to_name_slash_version(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert cache.entry_dir(tmp_path, "minilm", "v1.2+build-3") == tmp_path / "minilm" / "v1.2+build-3"
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", ""])
+def test_remote_file_names_that_escape_the_entry_are_refused(bad: str) -> None:
+    with pytest.raises(CacheKeyError):
+        cache.safe_relative(bad)
+
+
+def test_verify_files_reports_a_truncated_file_by_name_and_sizes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "w.bin").write_bytes(b"x" * 10)
+    with pytest.raises(IntegrityError, match=r"'w.bin' has 10 bytes, expected 11"):
+        cache.verify_files(tmp_path, {"w.bin": 11}, {})
+
+
+def test_an_entry_whose_file_shrank_is_not_complete(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    entry = tmp_path / "m" / "v1"
+    entry.parent.mkdir()
+    staging = cache.new_staging_dir(entry)
+    (staging / "w.bin").write_bytes(b"x" * 10)
+    cache.commit(staging, entry, cache.Manifest(sizes={"w.bin": 10}))
+    assert cache.is_complete(entry)
+    (entry / "w.bin").write_bytes(b"x" * 5)
+    assert not cache.is_complete(entry)
+
+
+def test_label_check_passes_only_on_the_exact_label() -> None:
+    expected = Expected(label="POSITIVE")
+    assert validate.check_label(expected, "POSITIVE", 0.9).passed is True
+    failed = validate.check_label(expected, "positive", 0.9)
+    assert failed.passed is False
+    assert "expected label 'POSITIVE'" in failed.message and "'positive'" in failed.message
+
+
+def test_embedding_check_uses_the_cosine_threshold() -> None:
+    expected = Expected(embedding=[1.0, 0.0], min_cosine_similarity=0.99)
+    assert validate.check_embedding(expected, [2.0, 0.01]).passed is True
+    result = validate.check_embedding(expected, [1.0, 1.0])
+    assert result.passed is False
+    assert result.score == pytest.approx(math.sqrt(0.5))
+    assert "dimensions" in (validate.check_embedding(expected, [1.0]).message)
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=16).filter(
+    lambda v: sum(x * x for x in v) > 1e-6))
+def test_cosine_is_one_with_itself_and_minus_one_with_its_opposite(vector: list[float]) -> None:
+    assert validate.cosine(vector, vector) == pytest.approx(1.0)
+    assert validate.cosine(vector, [-x for x in vector]) == pytest.approx(-1.0)
+
+
+def _body(**tensor: object) -> bytes:
+    base: dict[str, object] = {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}
+    base.update(tensor)
+    return json.dumps({"inputs": [base]}).encode()
+
+
+def test_a_well_formed_body_yields_its_texts() -> None:
+    assert protocol.parse_texts(_body(shape=[2], data=["a", "b"])) == (None, ["a", "b"])
+    assert protocol.parse_texts(_body(shape=[2, 1], data=[["a", "b"]]))[1] == ["a", "b"]
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"not json", "invalid infer request"),
+    (b"{}", "inputs"),
+    (json.dumps({"inputs": []}).encode(), "exactly 1 input"),
+    (_body(datatype="FP32"), "use 'BYTES'"),
+    (_body(shape=[3]), "shape [3] but 1 data items"),
+    (_body(shape=[1], data=[5]), "must be a string"),
+    (_body(shape=[0], data=[]), "no data"),
+    (_body(shape=[300], data=["x"] * 300), "limit is 256"),
+    (json.dumps({"inputs": [{"name": "t"}]}).encode(), "inputs.0"),
+])
+def test_malformed_bodies_are_rejected_with_a_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(protocol.BadRequest, match=None) as info:
+        protocol.parse_texts(body)
+    assert reason in str(info.value)
+
+
+PHASES = list(Phase)
+
+
+@given(st.lists(st.sampled_from(PHASES), max_size=12))
+def test_any_sequence_of_moves_reaches_ready_only_through_validating(moves: list[Phase]) -> None:
+    state = RuntimeState("m", "v1", "embedding", started=0.0)
+    previous = state.phase
+    for target in moves:
+        if can_move(state.phase, target):
+            state.move(target)
+        else:
+            with pytest.raises(RuntimeError):
+                state.move(target)
+        if state.phase is Phase.READY and previous is not Phase.READY:
+            assert previous is Phase.VALIDATING
+        previous = state.phase
+
+
+def test_failing_records_the_reason_and_ready_and_failed_are_final() -> None:
+    state = RuntimeState("m", "v1", "embedding", started=0.0)
+    state.fail("validation failed: nope")
+    snap = state.snapshot()
+    assert snap.phase is Phase.FAILED and snap.error == "validation failed: nope"
+    assert not can_move(Phase.FAILED, Phase.READY)
+    assert not can_move(Phase.READY, Phase.LOADING)
