@@ -1,0 +1,251 @@
+"""Carry out a Plan's actions against the cluster, idempotently.
+
+Every action is safe to repeat: Deployments, Services and config maps are server-side
+applied, scaling sets an absolute count, deletes ignore what is already gone. A plan cut
+short by a crash is made again from the next observation, so nothing here keeps state
+beyond the in-memory validation results (`observe.Memory`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from modeldeploy_operator import builders, naming, observe
+from modeldeploy_operator.actions import (
+    Action,
+    DeleteDeployment,
+    DeleteService,
+    EmitEvent,
+    EnsureDeployment,
+    EnsureService,
+    Plan,
+    RunValidation,
+    ScaleDeployment,
+)
+from modeldeploy_operator.observations import ValidationResult
+from modeldeploy_operator.spec import InvalidSpecError, ModelDeploymentSpec, parse_spec
+from modeldeploy_operator.status import ModelDeploymentStatus
+
+log = logging.getLogger(__name__)
+
+Manifest = dict[str, Any]
+# How soon to look again after a validation ran, so the planner sees its result.
+AFTER_VALIDATION_SECONDS = 0.2
+
+
+class KubeWrites(Protocol):
+    """The Kube calls apply needs (a fake in unit tests)."""
+
+    def apply(self, manifest: Manifest) -> Manifest: ...
+    def scale(self, namespace: str, name: str, replicas: int) -> None: ...
+    def delete(self, kind: str, namespace: str, name: str) -> bool: ...
+    def get(self, kind: str, namespace: str, name: str) -> Manifest | None: ...
+    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Manifest]: ...
+    def post_event(
+        self, owner: Manifest, type_: str, reason: str, message: str, now: str
+    ) -> None: ...
+
+
+class Validator(Protocol):
+    """Runs the spec's validation input against one pod."""
+
+    def validate(
+        self, ip: str, port: int, model: str, validation: Any
+    ) -> tuple[bool, str]: ...
+
+
+class MissingTemplateError(Exception):
+    """A flip back needs a template whose recorded spec is gone."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The ModelDeployment a plan is for, and the spec its desired template renders."""
+
+    md: Manifest
+    owner: builders.Owner
+    spec: ModelDeploymentSpec
+    desired_hash: str
+    default_image: str | None = None
+
+
+def spec_for_template(
+    kube: KubeWrites, target: Target, template_hash: str
+) -> ModelDeploymentSpec:
+    """The spec that renders `template_hash`: today's spec, or the one recorded on its config map.
+
+    A flip back rebuilds the last-known-good pods from that record, so they are exactly the
+    ones that passed, whatever the spec says now.
+    """
+    if template_hash == target.desired_hash:
+        return target.spec
+    name = naming.config_map_name(target.owner.name, template_hash)
+    config = kube.get("ConfigMap", target.owner.namespace, name)
+    snapshot = ((config or {}).get("metadata", {}).get("annotations") or {}).get(
+        naming.ANNOTATION_SPEC_SNAPSHOT
+    )
+    if not snapshot:
+        raise MissingTemplateError(
+            f"config map {target.owner.namespace}/{name}: missing or without the "
+            f"{naming.ANNOTATION_SPEC_SNAPSHOT} annotation, so template {template_hash} cannot "
+            "be rebuilt; change spec.model.version to roll out a known version"
+        )
+    try:
+        return parse_spec(json.loads(snapshot))
+    except (ValueError, InvalidSpecError) as exc:
+        raise MissingTemplateError(
+            f"config map {target.owner.namespace}/{name}: the recorded spec no longer parses "
+            f"({exc}); change spec.model.version to roll out a known version"
+        ) from None
+
+
+def _ensure_deployment(kube: KubeWrites, target: Target, action: EnsureDeployment) -> None:
+    spec = spec_for_template(kube, target, action.template_hash)
+    # Render with today's strategy (names, surge), but the recorded template's pods.
+    spec = spec.model_copy(update={"strategy": target.spec.strategy})
+    owner = target.owner
+    kube.apply(builders.config_map(owner, spec, action.template_hash))
+    manifest = builders.deployment(
+        owner, spec, action.template_hash, action.replicas, target.default_image
+    )
+    manifest["metadata"]["name"] = action.name
+    kube.apply(manifest)
+
+
+def _run_validation(
+    validator: Validator,
+    pods: list[Manifest],
+    target: Target,
+    action: RunValidation,
+    memory: observe.Memory,
+) -> bool:
+    spec = target.spec
+    if spec.validation is None:
+        return False
+    ready = observe.ready_pods(pods, action.template_hash)
+    if not ready:
+        return False
+    failures = []
+    for pod in ready:
+        ip = pod["status"]["podIP"]
+        port = _pod_port(pod, spec.runtime.port)
+        passed, message = validator.validate(ip, port, spec.model.name, spec.validation)
+        if not passed:
+            failures.append(f"pod {pod['metadata'].get('name')}: {message}")
+    result = ValidationResult(
+        template_hash=action.template_hash,
+        target=action.target,
+        passed=not failures,
+        message="; ".join(failures) if failures else f"{len(ready)} pods answered as expected",
+    )
+    memory.validations[(action.template_hash, action.target)] = result
+    return True
+
+
+def _pod_port(pod: Manifest, default: int) -> int:
+    for container in pod.get("spec", {}).get("containers") or []:
+        if container.get("name") == builders.SERVE_CONTAINER:
+            for port in container.get("ports") or []:
+                return int(port.get("containerPort", default))
+    return default
+
+
+def apply_plan(
+    kube: KubeWrites,
+    validator: Validator,
+    target: Target,
+    plan: Plan,
+    pods: list[Manifest],
+    memory: observe.Memory,
+    now: str,
+) -> float | None:
+    """Carry out `plan`'s actions in order; return how soon to look again, if sooner."""
+    owner = target.owner
+    sooner: float | None = None
+    for action in unique_actions(plan.actions):
+        if isinstance(action, EnsureDeployment):
+            _ensure_deployment(kube, target, action)
+        elif isinstance(action, ScaleDeployment):
+            kube.scale(owner.namespace, action.name, action.replicas)
+        elif isinstance(action, DeleteDeployment):
+            kube.delete("Deployment", owner.namespace, action.name)
+            config_name = naming.config_map_name(owner.name, action.template_hash)
+            kube.delete("ConfigMap", owner.namespace, config_name)
+        elif isinstance(action, EnsureService):
+            kube.apply(
+                builders.service(owner, action.name, target.spec.runtime.port, action.template_hash)
+            )
+        elif isinstance(action, DeleteService):
+            kube.delete("Service", owner.namespace, action.name)
+        elif isinstance(action, RunValidation):
+            if _run_validation(validator, pods, target, action, memory):
+                sooner = AFTER_VALIDATION_SECONDS
+        elif isinstance(action, EmitEvent):
+            kube.post_event(target.md, action.type, action.reason, action.message, now)
+        else:  # pragma: no cover - the Action union is closed
+            raise TypeError(f"unknown action {action!r}")
+    return sooner
+
+
+def referenced_hashes(status: ModelDeploymentStatus, desired_hash: str) -> set[str]:
+    """Template hashes whose config maps must stay: anything status may still roll back to."""
+    rollout = status.rollout
+    keep = {desired_hash}
+    for value in (
+        rollout.stable_hash,
+        rollout.candidate_hash,
+        rollout.last_known_good_hash,
+        rollout.previous_stable_hash,
+    ):
+        if value:
+            keep.add(value)
+    keep.update(rollout.failed_hashes)
+    keep.update(entry.template_hash for entry in status.history if entry.template_hash)
+    return keep
+
+
+def prune_config_maps(
+    kube: KubeWrites, owner: builders.Owner, keep: set[str], live: Iterable[str]
+) -> list[str]:
+    """Delete config maps of templates nothing refers to any more; return their names."""
+    keep = keep | set(live)
+    pruned = []
+    for config in kube.list(
+        "ConfigMap", owner.namespace, {naming.LABEL_MODEL_DEPLOYMENT: owner.name}
+    ):
+        labels = config.get("metadata", {}).get("labels") or {}
+        template_hash = labels.get(naming.LABEL_TEMPLATE_HASH)
+        if template_hash and template_hash not in keep:
+            name = config["metadata"]["name"]
+            kube.delete("ConfigMap", owner.namespace, name)
+            pruned.append(name)
+    return pruned
+
+
+def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch turning `old` into `new`: keys gone from `new` become null."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            inner = status_patch(before, value)
+            if inner:
+                patch[key] = inner
+        elif value != before:
+            patch[key] = value
+    return patch
+
+
+def unique_actions(actions: Iterable[Action]) -> list[Action]:
+    """Actions without exact repeats, first occurrence kept (a plan may ensure twice)."""
+    seen: list[Action] = []
+    for action in actions:
+        if action not in seen:
+            seen.append(action)
+    return seen

@@ -1,0 +1,205 @@
+"""The kopf glue: lifecycle handlers and child watches feed one worker per ModelDeployment.
+
+Each ModelDeployment has one asyncio worker that runs `reconcile` (in a thread) whenever
+it is woken, or when the planner's requeue time comes. Handlers only wake workers:
+create/update/resume start one, events on child Deployments and Pods wake their owner
+(so progress is seen as it happens, without busy polling), delete stops it. No finalizer
+is involved, so a stopped operator never blocks `kubectl delete`; owner references
+garbage-collect the children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from modeldeploy_operator import metrics, naming, observe
+from modeldeploy_operator.kube import KubeError, PermanentKubeError
+from modeldeploy_operator.reconcile import Context, Gone, reconcile
+from modeldeploy_operator.spec import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+# Look again at least this often even when nothing happens (a missed event heals).
+RESYNC_SECONDS = 120.0
+# Events arriving within this window are folded into one reconcile.
+DEBOUNCE_SECONDS = 0.2
+ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class Worker:
+    """The reconcile loop of one ModelDeployment."""
+
+    key: Key
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    memory: observe.Memory = field(default_factory=observe.Memory)
+    task: asyncio.Task[None] | None = None
+    # (generation, annotations that matter) last seen on a watch event.
+    signature: tuple[Any, ...] | None = None
+
+    @property
+    def task_done(self) -> bool:
+        """No loop is running for this worker."""
+        return self.task is None or self.task.done()
+
+
+class Workers:
+    """The running workers, by (namespace, name)."""
+
+    def __init__(
+        self,
+        context_factory: Callable[[], Context],
+        reconcile_fn: Callable[[Context, str, str, observe.Memory], Any] = reconcile,
+    ) -> None:
+        self._context_factory = context_factory
+        self._context: Context | None = None
+        self._reconcile = reconcile_fn
+        self._workers: dict[Key, Worker] = {}
+
+    @property
+    def context(self) -> Context:
+        """The shared client context, made on first use (after kopf has logged in)."""
+        if self._context is None:
+            self._context = self._context_factory()
+        return self._context
+
+    def keys(self) -> list[Key]:
+        """The ModelDeployments with a running worker."""
+        return list(self._workers)
+
+    def poke(self, key: Key) -> None:
+        """Start the worker of `key` if needed and wake it."""
+        worker = self._workers.get(key)
+        if worker is None or worker.task_done:
+            worker = Worker(key)
+            self._workers[key] = worker
+            worker.task = asyncio.create_task(self._run(worker), name=f"reconcile {key}")
+        worker.wake.set()
+
+    def poke_if_changed(self, key: Key, signature: tuple[Any, ...]) -> None:
+        """Wake `key` unless the event only echoes our own status write."""
+        worker = self._workers.get(key)
+        if worker is not None and worker.signature == signature and not worker.task_done:
+            return
+        self.poke(key)
+        self._workers[key].signature = signature
+
+    async def stop(self, key: Key) -> None:
+        """Stop the worker of `key`, if any."""
+        worker = self._workers.pop(key, None)
+        if worker is not None and worker.task is not None:
+            worker.task.cancel()
+            await asyncio.gather(worker.task, return_exceptions=True)
+
+    async def stop_all(self) -> None:
+        """Stop every worker (operator shutdown)."""
+        for key in list(self._workers):
+            await self.stop(key)
+
+    async def _run(self, worker: Worker) -> None:
+        namespace, name = worker.key
+        failures = 0
+        while True:
+            await asyncio.sleep(DEBOUNCE_SECONDS)
+            worker.wake.clear()
+            started = time.monotonic()
+            delay: float | None
+            try:
+                outcome = await asyncio.to_thread(
+                    self._reconcile, self.context, namespace, name, worker.memory
+                )
+                failures = 0
+                delay = getattr(outcome, "requeue_after", None)
+                metrics.observe_reconcile(time.monotonic() - started, ok=True)
+            except Gone:
+                log.info("%s/%s is gone; its worker stops", namespace, name)
+                self._workers.pop(worker.key, None)
+                return
+            except PermanentKubeError as exc:
+                metrics.observe_reconcile(time.monotonic() - started, ok=False)
+                log.error("%s/%s: %s", namespace, name, exc)
+                delay = ERROR_BACKOFF[-1]
+            except (KubeError, OSError) as exc:
+                metrics.observe_reconcile(time.monotonic() - started, ok=False)
+                delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
+                failures += 1
+                log.warning("%s/%s: %s; retrying in %.0fs", namespace, name, exc, delay)
+            except Exception:
+                metrics.observe_reconcile(time.monotonic() - started, ok=False)
+                delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
+                failures += 1
+                log.exception("%s/%s: reconcile failed; retrying in %.0fs", namespace, name, delay)
+            timeout = RESYNC_SECONDS if delay is None else max(0.0, min(delay, RESYNC_SECONDS))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.wake.wait(), timeout=timeout)
+
+
+def _signature(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    meta = body.get("metadata", {})
+    annotations = meta.get("annotations") or {}
+    return (
+        meta.get("generation"),
+        annotations.get(f"{naming.GROUP}/promote"),
+        annotations.get(f"{naming.GROUP}/retry"),
+        meta.get("deletionTimestamp"),
+    )
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Register the handlers on `registry` (kept explicit: importing has no side effects)."""
+
+    @kopf.on.startup(registry=registry)
+    def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Handler progress in annotations only: status belongs to the planner, and the
+        # CRD's status schema would prune kopf's own fields anyway.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+        # Our Events tell the rollout's story; kopf's "handler succeeded" ones would bury it.
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+
+    @kopf.on.cleanup(registry=registry)
+    async def shutdown(*, memo: Any, **_: Any) -> None:
+        await memo.workers.stop_all()
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    def start_or_wake(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        memo.workers.poke((namespace or "", name))
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
+    async def stop(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        await memo.workers.stop((namespace or "", name))
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def on_model_deployment(
+        *, type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+    ) -> None:
+        key = (namespace or "", name)
+        if type == "DELETED":
+            await memo.workers.stop(key)
+            return
+        # Our own status writes come back as events too; only spec, annotation or
+        # deletion changes are news.
+        memo.workers.poke_if_changed(key, _signature(body))
+
+    children = {naming.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT}
+
+    @kopf.on.event("apps", "v1", "deployments", labels=children, registry=registry)
+    @kopf.on.event("", "v1", "pods", labels=children, registry=registry)
+    def on_child(
+        *, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+    ) -> None:
+        owner = labels.get(naming.LABEL_MODEL_DEPLOYMENT)
+        if owner:
+            memo.workers.poke((namespace or "", owner))

@@ -1,0 +1,118 @@
+"""`modeldeploy-operator`: run the kopf operator with the flags a deployment needs.
+
+    modeldeploy-operator --all-namespaces --log-format json \\
+        --liveness http://0.0.0.0:8081/healthz --metrics-port 9090 --standalone
+
+Namespaces: `--namespace` (repeatable) or `--all-namespaces`. More than one operator
+replica: `--peering NAME --priority N` (only the highest priority acts); a single one:
+`--standalone`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import kopf
+
+from modeldeploy_operator import handlers, metrics
+from modeldeploy_operator.kube import Kube, load_client_config
+from modeldeploy_operator.reconcile import Context
+from modeldeploy_operator.runtime_client import RuntimeClient
+
+DEFAULT_IMAGE_ENV = "MODELDEPLOY_DEFAULT_RUNTIME_IMAGE"
+LOG_FORMATS = {
+    "json": kopf.LogFormat.JSON,
+    "plain": kopf.LogFormat.FULL,
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, validated: exactly one of --namespace or --all-namespaces."""
+    parser = argparse.ArgumentParser(
+        prog="modeldeploy-operator",
+        description="Reconcile ModelDeployments into validated, safely rolled-out model servers.",
+    )
+    scope = parser.add_mutually_exclusive_group(required=True)
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeat)"
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace"
+    )
+    parser.add_argument("--log-format", choices=sorted(LOG_FORMATS), default="plain")
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="info"
+    )
+    parser.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="serve kopf's liveness probe here, e.g. http://0.0.0.0:8081/healthz",
+    )
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--peering", metavar="NAME", help="coordinate replicas through this KopfPeering"
+    )
+    peering.add_argument(
+        "--standalone", action="store_true", help="no peering: this is the only operator"
+    )
+    parser.add_argument("--priority", type=int, default=0, help="peering priority (highest acts)")
+    parser.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus /metrics here (0: off)"
+    )
+    parser.add_argument("--metrics-host", default="0.0.0.0", help="address of /metrics")
+    parser.add_argument(
+        "--default-runtime-image",
+        default=os.environ.get(DEFAULT_IMAGE_ENV) or None,
+        help=f"runtime image for specs that keep the built-in default (env {DEFAULT_IMAGE_ENV})",
+    )
+    args = parser.parse_args(argv)
+    if args.priority and not args.peering:
+        parser.error("--priority needs --peering NAME: priorities only matter between peers")
+    return args
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    kopf.configure(
+        debug=args.log_level == "debug",
+        verbose=args.log_level in ("debug", "info"),
+        quiet=args.log_level == "error",
+        log_format=LOG_FORMATS[args.log_format],
+    )
+    logging.getLogger().setLevel(args.log_level.upper())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `modeldeploy-operator` console script."""
+    args = parse_args(argv)
+    _configure_logging(args)
+    metrics.serve(args.metrics_port, args.metrics_host)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry)
+
+    def make_context() -> Context:
+        return Context(
+            kube=Kube(load_client_config()),
+            runtime=RuntimeClient(),
+            default_image=args.default_runtime_image,
+        )
+
+    workers = handlers.Workers(make_context)
+    kopf.run(
+        registry=registry,
+        standalone=not args.peering,
+        peering_name=args.peering,
+        priority=args.priority,
+        liveness_endpoint=args.liveness,
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespace,
+        memo=kopf.Memo(workers=workers),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""Turn what the cluster reports into the planner's `Observed` snapshot.
+
+The mapping functions are pure (plain dicts in, observation values out) and carry the
+judgement: which pod states are failures that waiting will not heal, which Deployment
+counts can be trusted. `collect` is the thin part that fetches the dicts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from modeldeploy_operator import naming
+from modeldeploy_operator.observations import (
+    DeploymentView,
+    FailureKind,
+    FailureSignal,
+    Observed,
+    ValidationResult,
+)
+from modeldeploy_operator.status import LoadSeconds, ModelDeploymentStatus
+
+log = logging.getLogger(__name__)
+
+Manifest = dict[str, Any]
+FETCH_CONTAINER = "fetch"
+SERVE_CONTAINER = "serve"
+# Restarts after which a pod that never reported a reason counts as crash-looping.
+CRASH_LOOP_RESTARTS = 3
+_MESSAGE_LIMIT = 500
+
+
+# -- time -------------------------------------------------------------------------------
+
+
+def rfc3339(moment: datetime) -> str:
+    """A UTC timestamp as Kubernetes writes them."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def seconds_since(stamp: str | None, now: datetime) -> float | None:
+    """Seconds from an RFC 3339 stamp to `now`; None when unset or unreadable."""
+    if not stamp:
+        return None
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, (now - then).total_seconds())
+
+
+# -- Deployments, Services --------------------------------------------------------------
+
+
+def deployment_view(deployment: Manifest) -> DeploymentView | None:
+    """A child Deployment as the planner sees it; None when it carries no template hash."""
+    meta = deployment.get("metadata", {})
+    labels = meta.get("labels") or {}
+    template_labels = (
+        deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+    )
+    template_hash = template_labels.get(naming.LABEL_TEMPLATE_HASH) or labels.get(
+        naming.LABEL_TEMPLATE_HASH
+    )
+    if not template_hash:
+        return None
+    status = deployment.get("status") or {}
+    generation = int(meta.get("generation") or 0)
+    return DeploymentView(
+        name=str(meta.get("name", "")),
+        template_hash=str(template_hash),
+        version=str(template_labels.get(naming.LABEL_VERSION) or labels.get(naming.LABEL_VERSION)),
+        replicas=int(deployment.get("spec", {}).get("replicas", 1)),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        available_replicas=int(status.get("availableReplicas") or 0),
+        unavailable_replicas=int(status.get("unavailableReplicas") or 0),
+        settled=int(status.get("observedGeneration") or 0) >= generation,
+    )
+
+
+def selector_hash(service: Manifest | None) -> str | None:
+    """The template hash a Service selects; None when it is absent or selects every version."""
+    if not service:
+        return None
+    selector = service.get("spec", {}).get("selector") or {}
+    value = selector.get(naming.LABEL_TEMPLATE_HASH)
+    return str(value) if value else None
+
+
+# -- pods -------------------------------------------------------------------------------
+
+
+def _short(message: str | None) -> str:
+    text = " ".join((message or "").split())
+    return text[:_MESSAGE_LIMIT]
+
+
+def _terminations(status: Manifest) -> Iterable[Manifest]:
+    for key in ("state", "lastState"):
+        terminated = (status.get(key) or {}).get("terminated")
+        if terminated:
+            yield terminated
+
+
+def _failed_termination(status: Manifest) -> Manifest | None:
+    return next((t for t in _terminations(status) if int(t.get("exitCode") or 0) != 0), None)
+
+
+def pod_failure(pod: Manifest, crash_restarts: int = CRASH_LOOP_RESTARTS) -> FailureSignal | None:
+    """Why this pod cannot serve, when waiting will not fix it; None when it may still come up.
+
+    The runtime exits 1 with a one-line termination message on a load or validation failure,
+    and retrying the same weights gives the same answer, so one failed termination is enough.
+    """
+    labels = pod.get("metadata", {}).get("labels") or {}
+    template_hash = labels.get(naming.LABEL_TEMPLATE_HASH)
+    if not template_hash:
+        return None
+    status = pod.get("status") or {}
+    for init in status.get("initContainerStatuses") or []:
+        terminated = _failed_termination(init)
+        if terminated is None:
+            continue
+        if terminated.get("reason") == "OOMKilled":
+            message = f"{init.get('name')} container was killed for using too much memory"
+            return FailureSignal(template_hash, FailureKind.OOM_KILLED, message)
+        message = _short(terminated.get("message")) or (
+            f"{init.get('name')} container exited with code {terminated.get('exitCode')}"
+        )
+        return FailureSignal(template_hash, FailureKind.FETCH_FAILED, message)
+    for container in status.get("containerStatuses") or []:
+        terminated = _failed_termination(container)
+        restarts = int(container.get("restartCount") or 0)
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if terminated is not None:
+            message = _short(terminated.get("message"))
+            if terminated.get("reason") == "OOMKilled":
+                limit_note = message or "the model does not fit the container's memory limit"
+                return FailureSignal(template_hash, FailureKind.OOM_KILLED, limit_note)
+            if "validation" in message.lower():
+                return FailureSignal(template_hash, FailureKind.VALIDATION_FAILED, message)
+            if message:
+                return FailureSignal(template_hash, FailureKind.LOAD_FAILED, message)
+            if restarts < crash_restarts and waiting.get("reason") != "CrashLoopBackOff":
+                continue
+        if waiting.get("reason") == "CrashLoopBackOff" or restarts >= crash_restarts:
+            message = _short(waiting.get("message")) or (
+                f"{container.get('name')} restarted {restarts} times"
+            )
+            return FailureSignal(template_hash, FailureKind.CRASH_LOOP, message)
+    return None
+
+
+def pod_is_ready(pod: Manifest) -> bool:
+    """The pod's Ready condition is True and it has an IP to reach it on."""
+    status = pod.get("status") or {}
+    if not status.get("podIP") or pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def pod_hash(pod: Manifest) -> str | None:
+    """The template hash a pod was made from."""
+    labels = pod.get("metadata", {}).get("labels") or {}
+    value = labels.get(naming.LABEL_TEMPLATE_HASH)
+    return str(value) if value else None
+
+
+def ready_pods(pods: Iterable[Manifest], template_hash: str) -> list[Manifest]:
+    """Ready pods of one template, oldest first (a stable order for probing)."""
+    chosen = [p for p in pods if pod_hash(p) == template_hash and pod_is_ready(p)]
+    return sorted(chosen, key=lambda p: str(p.get("metadata", {}).get("creationTimestamp", "")))
+
+
+# -- runtime /status --------------------------------------------------------------------
+
+
+def load_seconds(runtime_status: Mapping[str, Any] | None) -> LoadSeconds | None:
+    """The runtime's phase timings from its /status JSON; None when it has none yet."""
+    if not runtime_status:
+        return None
+    phases = runtime_status.get("phases") or {}
+    total = runtime_status.get("timeToReadySeconds")
+    if not phases and total is None:
+        return None
+
+    def number(value: Any) -> float | None:
+        return round(float(value), 3) if isinstance(value, int | float) else None
+
+    return LoadSeconds.model_validate(
+        {
+            "import": number(phases.get("import")),
+            "fileIo": number(phases.get("fileIO", phases.get("fileIo"))),
+            "deserialize": number(phases.get("deserialize")),
+            "deviceTransfer": number(phases.get("deviceTransfer")),
+            "warmup": number(phases.get("warmup")),
+            "validation": number(phases.get("validation")),
+            "timeToReady": number(total),
+        }
+    )
+
+
+# -- the snapshot -----------------------------------------------------------------------
+
+
+@dataclass
+class Memory:
+    """What one ModelDeployment's reconciles remember in memory between them.
+
+    Lost on restart by design: a lost validation result is simply asked for again.
+    """
+
+    validations: dict[tuple[str, str], ValidationResult] = field(default_factory=dict)
+    # Per pod uid: a ready pod's load timings never change.
+    load_seconds: dict[str, LoadSeconds] = field(default_factory=dict)
+    # Validation results belong to one generation and retry token.
+    epoch: tuple[int, str | None] = (0, None)
+    last_phase: str | None = None
+
+    def start_epoch(self, generation: int, retry: str | None) -> None:
+        """Forget validation results when the spec or the retry annotation changed."""
+        if self.epoch != (generation, retry):
+            self.validations.clear()
+            self.epoch = (generation, retry)
+
+
+@dataclass(frozen=True)
+class World:
+    """The raw objects one reconcile fetched."""
+
+    deployments: list[Manifest]
+    pods: list[Manifest]
+    stable_service: Manifest | None
+    preview_service: Manifest | None
+
+
+def build_observed(
+    md: Manifest,
+    status: ModelDeploymentStatus,
+    desired_hash: str,
+    world: World,
+    memory: Memory,
+    now: datetime,
+    runtime_status: Callable[[Manifest], Mapping[str, Any] | None],
+) -> Observed:
+    """Fold the fetched objects into `Observed`; `runtime_status` asks a ready pod's /status."""
+    meta = md.get("metadata", {})
+    annotations = meta.get("annotations") or {}
+    views = tuple(v for v in (deployment_view(d) for d in world.deployments) if v is not None)
+    failures: list[FailureSignal] = []
+    for pod in world.pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        signal = pod_failure(pod)
+        if signal is not None and signal not in failures:
+            failures.append(signal)
+    loads = _newest_load_seconds(world.pods, desired_hash, memory, runtime_status)
+    rollout = status.rollout
+    return Observed(
+        generation=int(meta.get("generation") or 0),
+        desired_hash=desired_hash,
+        deployments=views,
+        stable_selector=selector_hash(world.stable_service),
+        preview_selector=selector_hash(world.preview_service),
+        failures=tuple(failures),
+        validations=tuple(memory.validations.values()),
+        load_seconds=loads or status.load_seconds,
+        elapsed_seconds=seconds_since(rollout.started_at, now) or 0.0,
+        now=rfc3339(now),
+        since_promotion_seconds=seconds_since(rollout.promoted_at, now),
+        since_abort_seconds=seconds_since(rollout.aborted_at, now),
+        promote_annotation=annotations.get(naming.GROUP + "/promote"),
+        retry_annotation=annotations.get(naming.GROUP + "/retry"),
+    )
+
+
+def _newest_load_seconds(
+    pods: list[Manifest],
+    desired_hash: str,
+    memory: Memory,
+    runtime_status: Callable[[Manifest], Mapping[str, Any] | None],
+) -> LoadSeconds | None:
+    ready = ready_pods(pods, desired_hash)
+    if not ready:
+        return None
+    newest = ready[-1]
+    uid = str(newest.get("metadata", {}).get("uid", ""))
+    if uid not in memory.load_seconds:
+        seconds = load_seconds(runtime_status(newest))
+        if seconds is None:
+            return None
+        memory.load_seconds[uid] = seconds
+    live = {str(p.get("metadata", {}).get("uid", "")) for p in pods}
+    for gone in set(memory.load_seconds) - live:
+        del memory.load_seconds[gone]
+    return memory.load_seconds[uid]

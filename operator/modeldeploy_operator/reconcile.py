@@ -1,0 +1,142 @@
+"""One reconcile of one ModelDeployment: read, observe, plan, apply, write status once.
+
+Blocking (the Kubernetes client and httpx are synchronous); the handlers run it in a
+thread. Level-based: it reads everything it needs from the cluster every time, so a
+restarted operator resumes exactly where the recorded status and the children say.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from modeldeploy_operator import apply, builders, naming, observe, planner
+from modeldeploy_operator.conditions import invalid_spec_status
+from modeldeploy_operator.kube import Kube, NotFoundError
+from modeldeploy_operator.runtime_client import RuntimeClient
+from modeldeploy_operator.spec import InvalidSpecError, parse_spec
+from modeldeploy_operator.status import ModelDeploymentStatus, Reason
+
+log = logging.getLogger(__name__)
+
+Manifest = dict[str, Any]
+
+
+class Gone(Exception):
+    """The ModelDeployment no longer exists (or is being deleted): stop reconciling it."""
+
+
+@dataclass
+class Context:
+    """The operator-wide things a reconcile uses."""
+
+    kube: Kube
+    runtime: RuntimeClient
+    default_image: str | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile did, for logs, metrics and the caller's requeue."""
+
+    requeue_after: float | None
+    phase: str
+    status_written: bool
+    actions: int
+
+
+def _owner(md: Manifest) -> builders.Owner:
+    meta = md["metadata"]
+    return builders.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def fetch_world(kube: Kube, namespace: str, name: str) -> observe.World:
+    """The child objects of one ModelDeployment, one list call per kind."""
+    selector = {naming.LABEL_MODEL_DEPLOYMENT: name}
+    return observe.World(
+        deployments=kube.list("Deployment", namespace, selector),
+        pods=kube.list("Pod", namespace, selector),
+        stable_service=kube.get("Service", namespace, naming.stable_service_name(name)),
+        preview_service=kube.get("Service", namespace, naming.preview_service_name(name)),
+    )
+
+
+def _write_status(
+    ctx: Context, md: Manifest, before: ModelDeploymentStatus, after: ModelDeploymentStatus
+) -> bool:
+    old = before.to_dict()
+    new = after.to_dict()
+    patch = apply.status_patch(old, new)
+    if not patch:
+        return False
+    meta = md["metadata"]
+    ctx.kube.patch_status(meta["namespace"], meta["name"], patch)
+    return True
+
+
+def _runtime_status(ctx: Context) -> Callable[[Manifest], Any]:
+    def ask(pod: Manifest) -> Any:
+        ip = pod.get("status", {}).get("podIP")
+        if not ip:
+            return None
+        port = apply._pod_port(pod, 8080)
+        return ctx.runtime.status(ip, port)
+
+    return ask
+
+
+def reconcile(ctx: Context, namespace: str, name: str, memory: observe.Memory) -> Outcome:
+    """Bring one ModelDeployment a step closer to its spec; raise `Gone` when it is gone."""
+    try:
+        md = ctx.kube.get_model_deployment(namespace, name)
+    except NotFoundError:
+        raise Gone(f"{namespace}/{name}") from None
+    meta = md.get("metadata", {})
+    if meta.get("deletionTimestamp"):
+        raise Gone(f"{namespace}/{name}")
+    now = ctx.clock()
+    stamp = observe.rfc3339(now)
+    generation = int(meta.get("generation") or 0)
+    before = ModelDeploymentStatus.model_validate(md.get("status") or {})
+    try:
+        spec = parse_spec(md.get("spec") or {})
+    except InvalidSpecError as exc:
+        # Leave every child as it is: a bad edit must not take the running version down.
+        after = invalid_spec_status(before, exc.errors, generation, stamp)
+        if after.message != before.message:
+            ctx.kube.post_event(md, "Warning", Reason.INVALID_SPEC.value, after.message, stamp)
+        written = _write_status(ctx, md, before, after)
+        return Outcome(None, after.phase.value, written, 0)
+
+    owner = _owner(md)
+    desired = builders.template_hash(spec, ctx.default_image)
+    annotations = meta.get("annotations") or {}
+    memory.start_epoch(generation, annotations.get(naming.GROUP + "/retry"))
+    world = fetch_world(ctx.kube, namespace, name)
+    observed = observe.build_observed(
+        md, before, desired, world, memory, now, _runtime_status(ctx)
+    )
+    plan = planner.plan(name, spec, before, observed)
+    target = apply.Target(
+        md=md, owner=owner, spec=spec, desired_hash=desired, default_image=ctx.default_image
+    )
+    sooner = apply.apply_plan(ctx.kube, ctx.runtime, target, plan, world.pods, memory, stamp)
+    written = _write_status(ctx, md, before, plan.status)
+    if written and plan.status.history != before.history:
+        live = {v.template_hash for v in observed.deployments}
+        apply.prune_config_maps(
+            ctx.kube, owner, apply.referenced_hashes(plan.status, desired), live
+        )
+    requeue = plan.requeue_after
+    if sooner is not None:
+        requeue = sooner if requeue is None else min(requeue, sooner)
+    if plan.status.phase.value != memory.last_phase:
+        log.info(
+            "%s/%s: %s (%s)", namespace, name, plan.status.phase.value, plan.status.message
+        )
+        memory.last_phase = plan.status.phase.value
+    return Outcome(requeue, plan.status.phase.value, written, len(plan.actions))
