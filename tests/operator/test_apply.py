@@ -1,0 +1,209 @@
+"""apply: a Plan's actions become the right API calls; flip back rebuilds recorded pods."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from modeldeploy_operator import apply, builders, naming, observe
+from modeldeploy_operator.actions import (
+    DeleteDeployment,
+    DeleteService,
+    EmitEvent,
+    EnsureDeployment,
+    EnsureService,
+    Plan,
+    RunValidation,
+    ScaleDeployment,
+)
+from modeldeploy_operator.spec import ModelDeploymentSpec, parse_spec
+from modeldeploy_operator.status import ModelDeploymentStatus, Revision, RolloutState
+
+OWNER = builders.Owner(name="md", namespace="ns", uid="u-1")
+
+
+def spec(version: str = "v1", **extra: Any) -> ModelDeploymentSpec:
+    raw: dict[str, Any] = {
+        "model": {"name": "m", "version": version, "source": {"s3": {"bucket": "models"}}},
+        "runtime": {"task": "text-classification"},
+        "validation": {"input": "good", "expected": {"label": "POSITIVE"}},
+        **extra,
+    }
+    return parse_spec(raw)
+
+
+class FakeKube:
+    """Records calls; holds objects by (kind, name) like a tiny API server."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[tuple[str, ...]] = []
+        self.events: list[tuple[str, str, str]] = []
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        self.calls.append(("apply", *key))
+        self.objects[key] = manifest
+        return manifest
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        self.calls.append(("scale", name, str(replicas)))
+        self.objects[("Deployment", name)]["spec"]["replicas"] = replicas
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        self.calls.append(("delete", kind, name))
+        return self.objects.pop((kind, name), None) is not None
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((kind, name))
+
+    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        return [obj for (k, _), obj in self.objects.items() if k == kind]
+
+    def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str,
+                   now: str) -> None:
+        self.events.append((type_, reason, message))
+
+
+class FakeValidator:
+    def __init__(self, answers: dict[str, tuple[bool, str]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def validate(self, ip: str, port: int, model: str, validation: Any) -> tuple[bool, str]:
+        self.asked.append(ip)
+        return self.answers[ip]
+
+
+def target(s: ModelDeploymentSpec) -> apply.Target:
+    return apply.Target(
+        md={"metadata": {"name": "md", "namespace": "ns"}},
+        owner=OWNER,
+        spec=s,
+        desired_hash=builders.template_hash(s),
+    )
+
+
+def ready_pod(template_hash: str, ip: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"p-{ip}", "labels": {naming.LABEL_TEMPLATE_HASH: template_hash}},
+        "spec": {"containers": [{"name": "serve", "ports": [{"containerPort": 9000}]}]},
+        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def run(kube: FakeKube, t: apply.Target, *actions: Any, pods: Any = (),
+        validator: FakeValidator | None = None, memory: observe.Memory | None = None) -> Any:
+    plan = Plan(actions=tuple(actions), status=ModelDeploymentStatus())
+    return apply.apply_plan(kube, validator or FakeValidator({}), t, plan, list(pods),
+                            memory or observe.Memory(), "2026-01-01T00:00:00Z")
+
+
+def test_ensure_deployment_applies_its_config_map_first_then_the_deployment() -> None:
+    kube = FakeKube()
+    t = target(spec())
+    run(kube, t, EnsureDeployment("md", t.desired_hash, "v1", 3, "stable"))
+    config = naming.config_map_name("md", t.desired_hash)
+    assert kube.calls == [("apply", "ConfigMap", config), ("apply", "Deployment", "md")]
+    assert kube.objects[("Deployment", "md")]["spec"]["replicas"] == 3
+
+
+def test_applying_the_same_plan_twice_leaves_the_same_objects() -> None:
+    kube = FakeKube()
+    t = target(spec())
+    action = EnsureDeployment("md", t.desired_hash, "v1", 1, "stable")
+    run(kube, t, action, EnsureService("md", None))
+    first = json.dumps(list(kube.objects.values()), sort_keys=True)
+    run(kube, t, action, EnsureService("md", None))
+    assert json.dumps(list(kube.objects.values()), sort_keys=True) == first
+
+
+def test_flip_back_rebuilds_the_last_known_good_pods_from_its_recorded_spec() -> None:
+    kube = FakeKube()
+    v1 = spec("v1")
+    t1 = target(v1)
+    run(kube, t1, EnsureDeployment("md", t1.desired_hash, "v1", 1, "stable"))
+    v2 = spec("v2", replicas=2)
+    t2 = target(v2)
+    run(kube, t2, EnsureDeployment("md", t2.desired_hash, "v2", 2, "candidate"))
+    assert kube.objects[("Deployment", "md")]["metadata"]["labels"][naming.LABEL_VERSION] == "v2"
+    # The planner flips back: the Deployment's template returns to v1's.
+    run(kube, t2, EnsureDeployment("md", t1.desired_hash, "v1", 2, "stable"))
+    dep = kube.objects[("Deployment", "md")]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert labels[naming.LABEL_VERSION] == "v1"
+    assert labels[naming.LABEL_TEMPLATE_HASH] == t1.desired_hash
+    assert dep["spec"]["replicas"] == 2
+    volumes = dep["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": f"md-config-{t1.desired_hash}"}} in volumes
+
+
+def test_flip_back_without_a_recorded_spec_names_the_config_map_and_the_fix() -> None:
+    kube = FakeKube()
+    t = target(spec())
+    with pytest.raises(apply.MissingTemplateError, match=r"ns/md-config-abc.*spec.model.version"):
+        run(kube, t, EnsureDeployment("md", "abc", "v0", 1, "stable"))
+
+
+def test_scale_delete_and_services_map_to_their_calls() -> None:
+    kube = FakeKube()
+    t = target(spec(strategy={"type": "BlueGreen"}))
+    h = t.desired_hash
+    run(kube, t, EnsureDeployment(f"md-{h}", h, "v1", 1, "candidate"),
+        EnsureService("md-preview", h, preview=True), ScaleDeployment(f"md-{h}", 0))
+    assert kube.objects[("Deployment", f"md-{h}")]["spec"]["replicas"] == 0
+    assert kube.objects[("Service", "md-preview")]["spec"]["selector"][
+        naming.LABEL_TEMPLATE_HASH] == h
+    run(kube, t, DeleteDeployment(f"md-{h}", h), DeleteService("md-preview"))
+    assert kube.objects == {}
+
+
+def test_events_are_posted_on_the_model_deployment() -> None:
+    kube = FakeKube()
+    run(kube, target(spec()), EmitEvent("Warning", "ValidationFailed", "v2 answered NEGATIVE"))
+    assert kube.events == [("Warning", "ValidationFailed", "v2 answered NEGATIVE")]
+
+
+def test_validation_checks_every_ready_pod_and_remembers_the_result() -> None:
+    kube = FakeKube()
+    memory = observe.Memory()
+    validator = FakeValidator({"127.0.0.2": (True, "ok"), "127.0.0.3": (False, "got NEGATIVE")})
+    pods = [ready_pod("h2", "127.0.0.2"), ready_pod("h2", "127.0.0.3"), ready_pod("h1", "x")]
+    sooner = run(kube, target(spec()), RunValidation("h2", "preview"), pods=pods,
+                 validator=validator, memory=memory)
+    assert sooner == apply.AFTER_VALIDATION_SECONDS
+    assert sorted(validator.asked) == ["127.0.0.2", "127.0.0.3"]
+    result = memory.validations[("h2", "preview")]
+    assert result.passed is False and "got NEGATIVE" in result.message
+
+
+def test_validation_with_no_ready_pod_records_nothing() -> None:
+    memory = observe.Memory()
+    sooner = run(FakeKube(), target(spec()), RunValidation("h2", "preview"), memory=memory)
+    assert sooner is None and memory.validations == {}
+
+
+def test_status_patch_nulls_removed_keys_and_keeps_unchanged_ones_out() -> None:
+    old = {"phase": "Progressing", "targetVersion": "v2", "rollout": {"candidateHash": "h2",
+                                                                      "stableHash": "h1"}}
+    new = {"phase": "Available", "rollout": {"stableHash": "h1"}}
+    assert apply.status_patch(old, new) == {
+        "phase": "Available",
+        "targetVersion": None,
+        "rollout": {"candidateHash": None},
+    }
+    assert apply.status_patch(new, new) == {}
+
+
+def test_config_maps_of_templates_nothing_refers_to_are_pruned() -> None:
+    kube = FakeKube()
+    for h in ("h1", "h2", "h3", "h4"):
+        kube.apply(builders.config_map(OWNER, spec(), h))
+    status = ModelDeploymentStatus(
+        rollout=RolloutState(stable_hash="h2", last_known_good_hash="h2"),
+        history=[Revision(version="v1", template_hash="h1", outcome="Promoted")],
+    )
+    keep = apply.referenced_hashes(status, desired_hash="h3")
+    pruned = apply.prune_config_maps(kube, OWNER, keep, live=[])
+    assert pruned == ["md-config-h4"]
