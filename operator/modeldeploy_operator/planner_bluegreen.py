@@ -128,7 +128,9 @@ def _bg_rollout(d: planning.Draft, serving: DeploymentView | None) -> None:
         )
     )
     settings = d.spec.strategy.blue_green_settings
-    if not settings.auto_promote and d.observed.promote_annotation != d.version:
+    # The first version goes live at once (as in Argo Rollouts): nothing serves it could hurt.
+    manual = not settings.auto_promote and d.stable is not None
+    if manual and d.observed.promote_annotation != d.version:
         planning.decide(
             d,
             Phase.PROGRESSING,
