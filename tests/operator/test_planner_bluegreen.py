@@ -13,7 +13,7 @@ from modeldeploy_operator.actions import (
 )
 from modeldeploy_operator.status import ModelDeploymentStatus
 
-from .conftest import NAME, Cluster, ClusterFactory  # noqa: TID252
+from .conftest import NAME, Cluster, ClusterFactory
 
 PREVIEW = naming.preview_service_name(NAME)
 

@@ -141,7 +141,9 @@ def test_reverting_the_spec_to_last_known_good_returns_to_available_without_new_
     assert cluster.deployments[NAME] is pods_before  # same template: nothing restarted
     assert conditions(plan.status)["Progressing"] == ("False", "RevertedToLastKnownGood")
     assert conditions(plan.status)["Degraded"] == ("False", "AsExpected")
-    assert any(isinstance(a, EmitEvent) and a.reason == "RevertedToLastKnownGood" for a in plan.actions)
+    assert any(
+        isinstance(a, EmitEvent) and a.reason == "RevertedToLastKnownGood" for a in plan.actions
+    )
 
 
 def test_version_that_never_gets_ready_fails_at_the_progress_deadline(
