@@ -1,0 +1,40 @@
+"""examples/: every example is a valid ModelDeployment the operator can render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from modeldeploy_operator import builders
+from modeldeploy_operator.spec import API_VERSION, KIND, MAX_NAME_LENGTH, parse_spec
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+
+
+def test_there_are_the_three_documented_examples() -> None:
+    names = {p.name for p in EXAMPLES}
+    assert {
+        "minilm-embedding-rolling.yaml",
+        "text-classifier-bluegreen.yaml",
+        "minilm-gpu.yaml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_parses_and_renders(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    assert (doc["apiVersion"], doc["kind"]) == (API_VERSION, KIND)
+    assert len(doc["metadata"]["name"]) <= MAX_NAME_LENGTH
+    spec = parse_spec(doc["spec"])
+    owner = builders.Owner(doc["metadata"]["name"], "default", "uid")
+    deployment = builders.deployment(owner, spec, builders.template_hash(spec), spec.replicas)
+    assert deployment["spec"]["replicas"] == spec.replicas
+
+
+def test_gpu_example_asks_for_a_gpu_in_limits() -> None:
+    doc = yaml.safe_load((EXAMPLES[0].parent / "minilm-gpu.yaml").read_text())
+    spec = parse_spec(doc["spec"])
+    dep = builders.deployment(builders.Owner("minilm-gpu", "d", "u"), spec, "h", 1)
+    serve = dep["spec"]["template"]["spec"]["containers"][0]
+    assert serve["resources"]["limits"]["nvidia.com/gpu"] == "1"
