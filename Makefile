@@ -11,7 +11,9 @@ UV := $(PY) -m uv
 EXTRAS ?= operator,runtime,dev
 PKGS := operator/modeldeploy_operator runtime/modeldeploy_runtime e2e/modeldeploy_e2e
 
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+CACHE ?= .cache
+HELM ?= $(CACHE)/bin/helm
+export PATH := $(CURDIR)/$(CACHE)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help
 help: ## list the targets
@@ -31,6 +33,11 @@ CRD_FILE := modeldeployments.modeldeploy.dev.yaml
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(PY) -m modeldeploy_operator.crdgen --out crds/$(CRD_FILE)
 	cp crds/$(CRD_FILE) charts/modeldeploy/crds/$(CRD_FILE)
+
+.PHONY: manifests
+manifests: ## regenerate deploy/modeldeploy.yaml (kubectl apply -k deploy/) from the chart
+	$(HELM) template modeldeploy charts/modeldeploy --namespace modeldeploy-system --include-crds \
+	  | sed '/^# Source: /d' > deploy/modeldeploy.yaml
 
 .PHONY: lint
 lint: venv ## ruff, mypy --strict and the import-layering contracts
