@@ -1,0 +1,292 @@
+"""reconcile: read -> observe -> plan -> apply -> status, wired together over a fake API.
+
+The fake stands in for the API server and the Deployment controller only (this is a unit
+test of the wiring; the e2e scenarios run the same code against a real control plane).
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from modeldeploy_operator import naming, observe
+from modeldeploy_operator.kube import NotFoundError
+from modeldeploy_operator.reconcile import Context, Gone, reconcile
+
+NS = "ns"
+
+
+def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+    return target
+
+
+class FakeAPI:
+    def __init__(self, md: dict[str, Any]) -> None:
+        self.md = md
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[tuple[str, str, str]] = []
+        self.status_writes = 0
+        self.pod_seq = 0
+
+    # -- the Kube surface used by reconcile/apply -------------------------------------
+    def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        if self.md is None:
+            raise NotFoundError("gone", 404)
+        return copy.deepcopy(self.md)
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.status_writes += 1
+        self.md["status"] = merge(self.md.get("status") or {}, patch)
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        old = self.objects.get(key)
+        stored = copy.deepcopy(manifest)
+        if manifest["kind"] == "Deployment":
+            stored["metadata"]["generation"] = (old or {}).get("metadata", {}).get(
+                "generation", 0
+            ) + (0 if old and old["spec"] == manifest["spec"] else 1)
+            stored["status"] = (old or {}).get("status", {})
+        self.objects[key] = stored
+        return stored
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        dep = self.objects[("Deployment", name)]
+        dep["spec"]["replicas"] = replicas
+        dep["metadata"]["generation"] += 1
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        return self.objects.pop((kind, name), None) is not None
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.objects.get((kind, name)))
+
+    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        found = []
+        for (k, _), obj in self.objects.items():
+            labels = obj["metadata"].get("labels") or {}
+            if k == kind and all(labels.get(a) == b for a, b in selector.items()):
+                found.append(copy.deepcopy(obj))
+        return found
+
+    def post_event(self, owner: Any, type_: str, reason: str, message: str, now: str) -> None:
+        self.events.append((type_, reason, message))
+
+    # -- the Deployment controller and kubelet, in one step ------------------------------
+    def roll_out(self, name: str) -> None:
+        """Make every pod of the Deployment's current template ready (and no others)."""
+        dep = self.objects[("Deployment", name)]
+        template = dep["spec"]["template"]
+        replicas = dep["spec"]["replicas"]
+        selector = dep["spec"]["selector"]["matchLabels"]
+        for key in [k for k, o in self.objects.items() if k[0] == "Pod" and all(
+                (o["metadata"]["labels"]).get(a) == b for a, b in selector.items())]:
+            del self.objects[key]
+        for _ in range(replicas):
+            self.pod_seq += 1
+            pod_name = f"{name}-pod{self.pod_seq}"
+            self.objects[("Pod", pod_name)] = {
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod_name,
+                    "uid": pod_name,
+                    "labels": dict(template["metadata"]["labels"]),
+                    "creationTimestamp": f"2026-01-01T00:00:{self.pod_seq:02d}Z",
+                },
+                "spec": copy.deepcopy(template["spec"]),
+                "status": {
+                    "podIP": f"10.244.0.{self.pod_seq}",
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "containerStatuses": [{"name": "serve", "restartCount": 0}],
+                },
+            }
+        dep["status"] = {
+            "observedGeneration": dep["metadata"]["generation"],
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "updatedReplicas": replicas,
+            "availableReplicas": replicas,
+        }
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.validated: list[str] = []
+        self.passes = True
+
+    def status(self, ip: str, port: int) -> dict[str, Any]:
+        return {"phase": "Ready", "phases": {"warmup": 0.5}, "timeToReadySeconds": 2.5}
+
+    def validate(self, ip: str, port: int, model: str, validation: Any) -> tuple[bool, str]:
+        self.validated.append(ip)
+        return (True, "ok") if self.passes else (False, "expected label 'POSITIVE', got 'X'")
+
+
+def md_body(version: str, strategy: str = "Rolling", generation: int = 1) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": {"name": "m", "version": version,
+                  "source": {"s3": {"bucket": "models", "prefix": f"m/{version}/"}}},
+        "runtime": {"task": "text-classification"},
+        "replicas": 2,
+        "strategy": {"type": strategy},
+        "validation": {"input": "great", "expected": {"label": "POSITIVE"}},
+    }
+    if strategy == "BlueGreen":
+        spec["strategy"]["blueGreen"] = {"scaleDownDelaySeconds": 30}
+    return {
+        "apiVersion": "modeldeploy.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "md", "namespace": NS, "uid": "uid-1", "generation": generation},
+        "spec": spec,
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def setup(md: dict[str, Any]) -> tuple[FakeAPI, FakeRuntime, Context, observe.Memory, Clock]:
+    api, runtime, clock = FakeAPI(md), FakeRuntime(), Clock()
+    ctx = Context(kube=api, runtime=runtime, clock=clock)  # type: ignore[arg-type]
+    return api, runtime, ctx, observe.Memory(), clock
+
+
+def settle(ctx: Context, memory: observe.Memory, times: int = 4) -> None:
+    for _ in range(times):
+        reconcile(ctx, NS, "md", memory)
+
+
+def change_version(api: FakeAPI, version: str) -> None:
+    generation = api.md["metadata"]["generation"] + 1
+    status = api.md.get("status")
+    api.md = md_body(version, api.md["spec"]["strategy"]["type"], generation)
+    api.md["status"] = status
+
+
+def test_first_deploy_creates_children_and_becomes_available_once_pods_are_ready() -> None:
+    api, _, ctx, memory, _ = setup(md_body("v1"))
+    outcome = reconcile(ctx, NS, "md", memory)
+    assert outcome.phase in ("Progressing", "Pending")
+    assert ("Deployment", "md") in api.objects and ("Service", "md") in api.objects
+    assert any(k[0] == "ConfigMap" for k in api.objects)
+    api.roll_out("md")
+    settle(ctx, memory)
+    status = api.md["status"]
+    assert status["phase"] == "Available"
+    assert (status["currentVersion"], status["lastKnownGoodVersion"]) == ("v1", "v1")
+    assert status["ready"] == "2/2"
+    assert status["loadSeconds"]["timeToReady"] == 2.5
+    assert status["observedGeneration"] == 1
+    assert {c["type"] for c in status["conditions"]} == {
+        "Ready", "Progressing", "Validated", "Degraded"}
+    assert any(reason == "RolloutComplete" for _, reason, _ in api.events)
+
+
+def test_a_settled_resource_is_not_rewritten_on_every_reconcile() -> None:
+    api, _, ctx, memory, _ = setup(md_body("v1"))
+    reconcile(ctx, NS, "md", memory)
+    api.roll_out("md")
+    settle(ctx, memory)
+    writes = api.status_writes
+    settle(ctx, memory, times=3)
+    assert api.status_writes == writes
+
+
+def test_rolling_upgrade_updates_the_one_deployment_and_ends_available_at_v2() -> None:
+    api, _, ctx, memory, _ = setup(md_body("v1"))
+    reconcile(ctx, NS, "md", memory)
+    api.roll_out("md")
+    settle(ctx, memory)
+    change_version(api, "v2")
+    reconcile(ctx, NS, "md", memory)
+    assert api.md["status"]["phase"] == "Progressing"
+    assert api.md["status"]["targetVersion"] == "v2"
+    assert api.md["status"]["currentVersion"] == "v1"
+    dep = api.objects[("Deployment", "md")]
+    assert dep["spec"]["template"]["metadata"]["labels"][naming.LABEL_VERSION] == "v2"
+    api.roll_out("md")
+    settle(ctx, memory)
+    status = api.md["status"]
+    assert (status["phase"], status["currentVersion"], status["lastKnownGoodVersion"]) == (
+        "Available", "v2", "v2")
+    assert [k for k in api.objects if k[0] == "Deployment"] == [("Deployment", "md")]
+
+
+def test_blue_green_switches_the_service_only_after_operator_validation() -> None:
+    api, runtime, ctx, memory, clock = setup(md_body("v1", "BlueGreen"))
+    reconcile(ctx, NS, "md", memory)
+    (first,) = [k[1] for k in api.objects if k[0] == "Deployment"]
+    api.roll_out(first)
+    settle(ctx, memory)
+    assert api.md["status"]["phase"] == "Available"
+    v1_hash = api.objects[("Service", "md")]["spec"]["selector"][naming.LABEL_TEMPLATE_HASH]
+
+    change_version(api, "v2")
+    reconcile(ctx, NS, "md", memory)
+    second = next(k[1] for k in api.objects if k[0] == "Deployment" and k[1] != first)
+    v2_hash = second.removeprefix("md-")
+    preview = api.objects[("Service", "md-preview")]["spec"]["selector"]
+    assert preview[naming.LABEL_TEMPLATE_HASH] == v2_hash
+    assert api.objects[("Service", "md")]["spec"]["selector"][naming.LABEL_TEMPLATE_HASH] == v1_hash
+
+    api.roll_out(second)
+    settle(ctx, memory)
+    assert runtime.validated, "the operator validated the candidate itself"
+    assert api.objects[("Service", "md")]["spec"]["selector"][naming.LABEL_TEMPLATE_HASH] == v2_hash
+    assert api.md["status"]["currentVersion"] == "v2"
+    # The old version stays for the rollback window, then scales to zero.
+    assert api.objects[("Deployment", first)]["spec"]["replicas"] == 2
+    clock.now += timedelta(seconds=31)
+    settle(ctx, memory)
+    assert api.objects[("Deployment", first)]["spec"]["replicas"] == 0
+
+
+def test_blue_green_candidate_failing_operator_validation_never_gets_traffic() -> None:
+    api, runtime, ctx, memory, _ = setup(md_body("v1", "BlueGreen"))
+    reconcile(ctx, NS, "md", memory)
+    (first,) = [k[1] for k in api.objects if k[0] == "Deployment"]
+    api.roll_out(first)
+    settle(ctx, memory)
+    v1_hash = api.objects[("Service", "md")]["spec"]["selector"][naming.LABEL_TEMPLATE_HASH]
+    runtime.passes = False
+    change_version(api, "v2")
+    reconcile(ctx, NS, "md", memory)
+    second = next(k[1] for k in api.objects if k[0] == "Deployment" and k[1] != first)
+    api.roll_out(second)
+    settle(ctx, memory)
+    status = api.md["status"]
+    assert status["phase"] == "RolledBack"
+    assert (status["currentVersion"], status["targetVersion"]) == ("v1", "v2")
+    assert api.objects[("Service", "md")]["spec"]["selector"][naming.LABEL_TEMPLATE_HASH] == v1_hash
+    assert any(t == "Warning" and r == "ValidationFailed" for t, r, _ in api.events)
+
+
+def test_an_invalid_spec_is_reported_without_touching_children() -> None:
+    body = md_body("v1")
+    body["spec"]["replicas"] = -1
+    api, _, ctx, memory, _ = setup(body)
+    outcome = reconcile(ctx, NS, "md", memory)
+    assert outcome.phase == "Failed"
+    assert "spec.replicas" in api.md["status"]["message"]
+    assert not api.objects
+    assert api.events and api.events[0][1] == "InvalidSpec"
+
+
+def test_a_deleted_resource_stops_its_worker() -> None:
+    api, _, ctx, memory, _ = setup(md_body("v1"))
+    api.md = None  # type: ignore[assignment]
+    with pytest.raises(Gone):
+        reconcile(ctx, NS, "md", memory)
