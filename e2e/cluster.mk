@@ -8,7 +8,7 @@ GO_ENV := GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 GO_BUILD := go build -trimpath -ldflags '-s -w'
 
 # modver(go.mod, module): the version a wrapper go.mod requires of `module`.
-modver = $(shell awk '{for (i = 1; i < NF; i++) if ($$i == "$(2)") {print $$(i+1); exit}}' $(1))
+modver = $(shell awk '/^[[:space:]]*\/\//{next} {for (i = 1; i < NF; i++) if ($$i == "$(2)") {print $$(i+1); exit}}' $(1))
 
 # Pinned in e2e/go/*/go.mod; the stamp files name the version so a bump rebuilds.
 MINIO_MOD := $(CURDIR)/e2e/go/minio
@@ -21,3 +21,47 @@ $(BIN_DIR)/.minio-$(MINIO_VERSION): e2e/go/minio/go.mod e2e/go/minio/go.sum
 
 .PHONY: minio
 minio: $(BIN_DIR)/.minio-$(MINIO_VERSION) ## build .cache/bin/minio (S3 server) from its pinned Go module
+
+K8S_MOD := $(CURDIR)/e2e/go/kubernetes
+K8S_VERSION := $(call modver,e2e/go/kubernetes/go.mod,k8s.io/kubernetes)
+K8S_MINOR := $(word 2,$(subst ., ,$(K8S_VERSION)))
+K8S_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
+# What hack/lib/version.sh stamps, so `kubectl version` and /version report the release.
+k8s_version_x = -X 'k8s.io/$(1).gitVersion=$(K8S_VERSION)' -X 'k8s.io/$(1).gitMajor=1' \
+	-X 'k8s.io/$(1).gitMinor=$(K8S_MINOR)' -X 'k8s.io/$(1).gitTreeState=clean' \
+	-X 'k8s.io/$(1).buildDate=$(BUILD_DATE)'
+BUILD_DATE := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+K8S_LDFLAGS = -s -w $(call k8s_version_x,component-base/version) $(call k8s_version_x,client-go/pkg/version)
+
+$(BIN_DIR)/.kubernetes-$(K8S_VERSION): e2e/go/kubernetes/go.mod e2e/go/kubernetes/go.sum
+	@mkdir -p $(BIN_DIR)
+	cd $(K8S_MOD) && $(GO_ENV) go build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(BIN_DIR)/ \
+		$(addprefix k8s.io/kubernetes/cmd/,$(K8S_TOOLS))
+	@rm -f $(BIN_DIR)/.kubernetes-*; touch $@
+
+ETCD_VERSION := $(call modver,e2e/go/etcd/go.mod,go.etcd.io/etcd/server/v3)
+$(BIN_DIR)/.etcd-$(ETCD_VERSION): e2e/go/etcd/go.mod e2e/go/etcd/go.sum
+	@mkdir -p $(BIN_DIR)
+	cd e2e/go/etcd && $(GO_ENV) $(GO_BUILD) -o $(BIN_DIR)/etcd go.etcd.io/etcd/server/v3
+	@rm -f $(BIN_DIR)/.etcd-*; touch $@
+
+HELM_VERSION := $(call modver,e2e/go/helm/go.mod,helm.sh/helm/v3)
+$(BIN_DIR)/.helm-$(HELM_VERSION): e2e/go/helm/go.mod e2e/go/helm/go.sum
+	@mkdir -p $(BIN_DIR)
+	cd e2e/go/helm && $(GO_ENV) go build -trimpath \
+		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" \
+		-o $(BIN_DIR)/helm helm.sh/helm/v3/cmd/helm
+	@rm -f $(BIN_DIR)/.helm-*; touch $@
+
+.PHONY: binaries
+binaries: minio $(BIN_DIR)/.kubernetes-$(K8S_VERSION) $(BIN_DIR)/.etcd-$(ETCD_VERSION) $(BIN_DIR)/.helm-$(HELM_VERSION) ## build etcd, the control plane, kubectl, helm and minio into .cache/bin (skips what is built)
+
+# Bump Kubernetes: `make k8s-gomod K8S_NEW=v1.36.4` regenerates the wrapper go.mod from
+# the release's own go.mod (staging replaces included) and tidies it.
+.PHONY: k8s-gomod
+k8s-gomod: venv
+	@test -n "$(K8S_NEW)" || { echo "set K8S_NEW, e.g. make k8s-gomod K8S_NEW=v1.36.3" >&2; exit 2; }
+	cd $(K8S_MOD) && upstream=$$($(GO_ENV) go mod download -json k8s.io/kubernetes@$(K8S_NEW) \
+		| $(CURDIR)/$(PY) -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])') && \
+		$(CURDIR)/$(PY) -m modeldeploy_e2e.gomod --version $(K8S_NEW) --upstream "$$upstream" --out go.mod && \
+		$(GO_ENV) go mod tidy

@@ -1,0 +1,353 @@
+"""A local Kubernetes control plane on loopback: etcd, kube-apiserver, controller-manager,
+scheduler (all built by `make binaries`) and the node agent, as background processes.
+
+    python -m modeldeploy_e2e.cluster up      # idempotent; waits for health and a Ready node
+    python -m modeldeploy_e2e.cluster down    # stops what `up` started, by process id
+    python -m modeldeploy_e2e.cluster status
+
+State, certificates, logs and the admin kubeconfig live in `.cache/cluster/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+
+from modeldeploy_e2e import paths, pki
+from modeldeploy_e2e.s3 import free_port
+
+LOOPBACK = "127.0.0.1"
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "nodeagent")
+
+
+class ClusterError(RuntimeError):
+    """A component failed to start or become healthy; the message names its log file."""
+
+
+class Ports(BaseModel):
+    """Loopback ports chosen at the first start and kept, so kubeconfigs stay valid."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+
+
+class ClusterState(BaseModel):
+    """The on-disk record (`state.json`) of a local cluster's ports and process ids."""
+
+    ports: Ports
+    pids: dict[str, int] = Field(default_factory=dict)
+    node_name: str = "modeldeploy-node"
+
+
+def _kubeconfig(server: str, ca: Path, client: pki.KeyPair, user: str) -> str:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local",
+                      "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate": str(client.cert),
+                                          "client-key": str(client.key)}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+        "current-context": "local",
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _pid_alive(pid: int, executable_hint: str) -> bool:
+    """True when `pid` runs and its command line mentions `executable_hint` (no pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
+    return not zombie and executable_hint in cmdline
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class LocalCluster:
+    """Start, inspect and stop the local cluster whose state lives in `state_dir`."""
+
+    def __init__(
+        self,
+        state_dir: Path = paths.CLUSTER_DIR,
+        *,
+        extended_resources: dict[str, str] | None = None,
+        node_cpu: str = "8",
+        node_memory: str = "32Gi",
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.pki_dir = self.state_dir / "pki"
+        self.log_dir = self.state_dir / "logs"
+        self.extended_resources = extended_resources or {"nvidia.com/gpu": "2"}
+        self.node_cpu = node_cpu
+        self.node_memory = node_memory
+
+    # -- paths and state -------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (system:masters) for kubectl, helm and tests."""
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def load_state(self) -> ClusterState | None:
+        """Return the recorded state, or None before the first start."""
+        if not self.state_file.exists():
+            return None
+        return ClusterState.model_validate_json(self.state_file.read_text())
+
+    def _save_state(self, state: ClusterState) -> None:
+        self.state_file.write_text(state.model_dump_json(indent=2))
+
+    def env(self) -> dict[str, str]:
+        """Environment for tools run against this cluster: PATH and KUBECONFIG."""
+        return {**os.environ, "PATH": paths.harness_path(), "KUBECONFIG": str(self.kubeconfig)}
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run .cache/bin/kubectl against this cluster; raise with its stderr when check fails."""
+        result = subprocess.run(
+            [str(paths.binary("kubectl")), *args], capture_output=True, text=True,
+            input=input, env=self.env(), timeout=timeout, check=False,
+        )
+        if check and result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    # -- lifecycle -------------------------------------------------------------------
+    def running(self) -> dict[str, bool]:
+        """Which components have a live recorded process."""
+        state = self.load_state()
+        pids = state.pids if state else {}
+        return {name: name in pids and _pid_alive(pids[name], _hint(name)) for name in COMPONENTS}
+
+    def up(self, timeout: float = 180.0) -> None:
+        """Start every component that is not running and wait until the node is Ready."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        state = self.load_state()
+        if state is None:
+            state = ClusterState(ports=Ports(
+                etcd_client=free_port(), etcd_peer=free_port(), apiserver=free_port(),
+                controller_manager=free_port(), scheduler=free_port(),
+            ))
+        self._write_pki_and_kubeconfigs(state)
+        deadline = time.monotonic() + timeout
+        for name in COMPONENTS:
+            if not self.running()[name]:
+                state.pids[name] = self._spawn(name, self._command(name, state))
+                self._save_state(state)
+            self._wait_healthy(name, state, deadline)
+        self._save_state(state)
+
+    def down(self, grace: float = 15.0) -> list[str]:
+        """Stop every recorded component (node agent first); return the names stopped."""
+        state = self.load_state()
+        if state is None:
+            return []
+        stopped: list[str] = []
+        for name in reversed(COMPONENTS):
+            pid = state.pids.get(name)
+            if pid is not None and _pid_alive(pid, _hint(name)):
+                _terminate(pid, grace)
+                stopped.append(name)
+            state.pids.pop(name, None)
+        self._save_state(state)
+        return stopped
+
+    # -- internals -------------------------------------------------------------------
+    def _write_pki_and_kubeconfigs(self, state: ClusterState) -> None:
+        ca = pki.ensure_ca(self.pki_dir)
+        pki.ensure_service_account_keys(self.pki_dir)
+        pki.ensure_leaf(
+            self.pki_dir, ca, "apiserver", pki.subject("kube-apiserver"),
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                       "kubernetes.default.svc.cluster.local"),
+            ips=(LOOPBACK, KUBERNETES_SERVICE_IP),
+        )
+        server = f"https://{LOOPBACK}:{state.ports.apiserver}"
+        identities = {
+            "kubeconfig": ("admin", pki.subject("kubernetes-admin", ("system:masters",))),
+            "controller-manager.kubeconfig": (
+                "controller-manager", pki.subject("system:kube-controller-manager")),
+            "scheduler.kubeconfig": ("scheduler", pki.subject("system:kube-scheduler")),
+            "node.kubeconfig": (
+                "node", pki.subject(f"system:node:{state.node_name}", ("system:nodes",))),
+        }
+        for filename, (name, subj) in identities.items():
+            pair = pki.ensure_leaf(self.pki_dir, ca, name, subj)
+            (self.state_dir / filename).write_text(_kubeconfig(server, ca.cert, pair, name))
+
+    def _command(self, name: str, state: ClusterState) -> list[str]:
+        ports, d, p = state.ports, self.state_dir, self.pki_dir
+        etcd_url = f"http://{LOOPBACK}:{ports.etcd_client}"
+        peer_url = f"http://{LOOPBACK}:{ports.etcd_peer}"
+        if name == "etcd":
+            return [str(paths.binary("etcd")), "--name=local", f"--data-dir={d / 'etcd'}",
+                    f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+                    f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+                    f"--initial-cluster=local={peer_url}", "--log-level=warn",
+                    # A throwaway test store: durability is not worth the 2-core fsync cost.
+                    "--unsafe-no-fsync"]
+        if name == "kube-apiserver":
+            return [str(paths.binary("kube-apiserver")), f"--etcd-servers={etcd_url}",
+                    f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}",
+                    f"--secure-port={ports.apiserver}",
+                    f"--tls-cert-file={p / 'apiserver.crt'}",
+                    f"--tls-private-key-file={p / 'apiserver.key'}",
+                    f"--client-ca-file={p / 'ca.crt'}",
+                    f"--service-account-key-file={p / 'sa.pub'}",
+                    f"--service-account-signing-key-file={p / 'sa.key'}",
+                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    "--authorization-mode=Node,RBAC",
+                    "--enable-admission-plugins=NodeRestriction",
+                    "--allow-privileged=true", "--profiling=false", "--v=1"]
+        kubeconfig_auth = [f"--bind-address={LOOPBACK}", "--leader-elect=false",
+                           f"--cert-dir={d / 'certs' / name}", "--profiling=false", "--v=1"]
+        if name == "kube-controller-manager":
+            kc = str(d / "controller-manager.kubeconfig")
+            return [str(paths.binary("kube-controller-manager")), f"--kubeconfig={kc}",
+                    f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
+                    f"--secure-port={ports.controller_manager}", *kubeconfig_auth,
+                    f"--service-account-private-key-file={p / 'sa.key'}",
+                    f"--root-ca-file={p / 'ca.crt'}",
+                    f"--cluster-signing-cert-file={p / 'ca.crt'}",
+                    f"--cluster-signing-key-file={p / 'ca.key'}",
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    "--use-service-account-credentials=true"]
+        if name == "kube-scheduler":
+            kc = str(d / "scheduler.kubeconfig")
+            return [str(paths.binary("kube-scheduler")), f"--kubeconfig={kc}",
+                    f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
+                    f"--secure-port={ports.scheduler}", *kubeconfig_auth]
+        resources = [f"--extended-resource={k}={v}" for k, v in self.extended_resources.items()]
+        return [sys.executable, "-m", "modeldeploy_e2e.nodeagent",
+                f"--kubeconfig={d / 'node.kubeconfig'}", f"--node-name={state.node_name}",
+                f"--state-dir={d / 'node'}", f"--cpu={self.node_cpu}",
+                f"--memory={self.node_memory}", *resources]
+
+    def _spawn(self, name: str, command: list[str]) -> int:
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            log.write(f"\n--- start {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
+            log.flush()
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "PATH": paths.harness_path()},
+                # Own session: the cluster outlives `make cluster-up` and Ctrl-C in a shell.
+                start_new_session=True, cwd=self.state_dir,
+            )
+        return process.pid
+
+    def _wait_healthy(self, name: str, state: ClusterState, deadline: float) -> None:
+        ports = state.ports
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # the components' self-signed serving certs
+        checks = {
+            "etcd": lambda: _http_ok(f"http://{LOOPBACK}:{ports.etcd_client}/health"),
+            "kube-apiserver": lambda: _http_ok(
+                f"https://{LOOPBACK}:{ports.apiserver}/readyz",
+                ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))),
+            "kube-controller-manager": lambda: _http_ok(
+                f"https://{LOOPBACK}:{ports.controller_manager}/healthz", insecure),
+            "kube-scheduler": lambda: _http_ok(
+                f"https://{LOOPBACK}:{ports.scheduler}/healthz", insecure),
+            "nodeagent": lambda: self._node_ready(state.node_name),
+        }
+        while time.monotonic() < deadline:
+            if not _pid_alive(state.pids[name], _hint(name)):
+                raise ClusterError(f"{name} exited during start; see {self.log_dir / name}.log")
+            if checks[name]():
+                return
+            time.sleep(0.3)
+        raise ClusterError(f"{name} not healthy in time; see {self.log_dir / name}.log")
+
+    def _node_ready(self, node_name: str) -> bool:
+        result = self.kubectl(
+            "get", "node", node_name, "-o",
+            "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+        return result.returncode == 0 and result.stdout.strip() == "True"
+
+
+def _hint(name: str) -> str:
+    return "modeldeploy_e2e.nodeagent" if name == "nodeagent" else str(paths.BIN_DIR / name)
+
+
+def _terminate(pid: int, grace: float) -> None:
+    """SIGTERM the process group, SIGKILL it after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+                return
+            time.sleep(0.1)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: up | down | status."""
+    parser = argparse.ArgumentParser(prog="python -m modeldeploy_e2e.cluster")
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("--state-dir", type=Path, default=paths.CLUSTER_DIR)
+    args = parser.parse_args(argv)
+    cluster = LocalCluster(args.state_dir)
+    if args.action == "up":
+        started = time.monotonic()
+        try:
+            cluster.up()
+        except (ClusterError, FileNotFoundError) as error:
+            print(f"cluster-up failed: {error}", file=sys.stderr)
+            return 1
+        print(f"cluster up in {time.monotonic() - started:.1f}s; "
+              f"export KUBECONFIG={cluster.kubeconfig}")
+    elif args.action == "down":
+        print("stopped: " + (", ".join(cluster.down()) or "nothing was running"))
+    else:
+        print(json.dumps(cluster.running(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""Send requests to a Service the way kube-proxy routes them: only to the endpoints its
+EndpointSlices list as ready, following changes while traffic flows.
+
+    with Traffic(client, "default", "web", path="/") as traffic:
+        ...  # roll the Deployment
+    assert traffic.report.failures == 0, traffic.report.summary()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from modeldeploy_e2e.kube import KubeClient, KubeError
+
+JsonDict = dict[str, Any]
+
+
+def ready_endpoints(slices: list[JsonDict], port_name: str) -> list[tuple[str, int]]:
+    """(address, port) of every ready endpoint in `slices` for the service port `port_name`.
+
+    As kube-proxy does, `ready: null` counts as ready and terminating endpoints do not.
+    """
+    result: set[tuple[str, int]] = set()
+    for slice_ in slices:
+        if slice_.get("addressType", "IPv4") != "IPv4":
+            continue
+        port = next((p.get("port") for p in slice_.get("ports") or []
+                     if (p.get("name") or "") == port_name), None)
+        if port is None:
+            continue
+        for endpoint in slice_.get("endpoints") or []:
+            conditions = endpoint.get("conditions") or {}
+            if conditions.get("ready") is False or conditions.get("terminating") is True:
+                continue
+            for address in endpoint.get("addresses", []):
+                result.add((address, int(port)))
+    return sorted(result)
+
+
+def service_port_name(service: JsonDict, port: int | str | None) -> str:
+    """Name of the Service port selected by number or name (the only port when None)."""
+    ports = service.get("spec", {}).get("ports", [])
+    for candidate in ports:
+        if port is None and len(ports) == 1:
+            return str(candidate.get("name") or "")
+        if port in (candidate.get("name"), candidate.get("port")):
+            return str(candidate.get("name") or "")
+    name = service.get("metadata", {}).get("name")
+    raise ValueError(f"Service {name!r} has no port {port!r}; ports are "
+                     f"{[p.get('port') for p in ports]} — pass one of them")
+
+
+@dataclass
+class TrafficReport:
+    """What the client saw: counts per outcome and the first few failures."""
+
+    successes: int = 0
+    failures: int = 0
+    no_endpoints: int = 0
+    by_endpoint: Counter[str] = field(default_factory=Counter)
+    first_failures: list[str] = field(default_factory=list)
+    endpoint_changes: int = 0
+
+    @property
+    def total(self) -> int:
+        """All requests attempted."""
+        return self.successes + self.failures
+
+    def summary(self) -> str:
+        """One line for assertion messages."""
+        return (f"{self.successes} ok, {self.failures} failed ({self.no_endpoints} with no ready "
+                f"endpoint), {self.endpoint_changes} endpoint changes, by endpoint "
+                f"{dict(self.by_endpoint)}, first failures {self.first_failures}")
+
+
+class Traffic:
+    """Background traffic to one Service; bounded by count and time; a context manager."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        service: str,
+        *,
+        port: int | str | None = None,
+        path: str = "/",
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        interval: float = 0.02,
+        timeout: float = 5.0,
+        max_requests: int = 100_000,
+        max_seconds: float = 600.0,
+        ok_statuses: range = range(200, 400),
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.service = service
+        self.port = port
+        self.path = path
+        self.method = method
+        self.body = body
+        self.headers = headers or {}
+        self.interval = interval
+        self.timeout = timeout
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.ok_statuses = ok_statuses
+        self.report = TrafficReport()
+        self.endpoints: list[tuple[str, int]] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def refresh_endpoints(self) -> list[tuple[str, int]]:
+        """Read the Service's EndpointSlices now and return the ready endpoints."""
+        service = self.client.get(f"/api/v1/namespaces/{self.namespace}/services/{self.service}")
+        port_name = service_port_name(service, self.port)
+        slices = self.client.get(
+            f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices",
+            labelSelector=f"kubernetes.io/service-name={self.service}")
+        found = ready_endpoints(slices.get("items", []), port_name)
+        with self._lock:
+            if found != self.endpoints:
+                self.report.endpoint_changes += 1
+            self.endpoints = found
+        return found
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.1):
+            # On an API error keep the last known endpoints, as kube-proxy does.
+            with contextlib.suppress(KubeError, OSError):
+                self.refresh_endpoints()
+
+    def _send(self) -> None:
+        started = time.monotonic()
+        turn = 0
+        while not self._stop.is_set():
+            if self.report.total >= self.max_requests or \
+                    time.monotonic() - started >= self.max_seconds:
+                break
+            with self._lock:
+                endpoints = list(self.endpoints)
+            if not endpoints:
+                self._record(None, "no ready endpoint")
+            else:
+                host, port = endpoints[turn % len(endpoints)]
+                turn += 1
+                self._record(f"{host}:{port}", self._request(host, port))
+            self._stop.wait(self.interval)
+
+    def _request(self, host: str, port: int) -> str | None:
+        conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        try:
+            conn.request(self.method, self.path, body=self.body, headers=self.headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status in self.ok_statuses:
+                return None
+            return f"HTTP {response.status}"
+        except (OSError, http.client.HTTPException) as error:
+            return f"{type(error).__name__}: {error}"
+        finally:
+            conn.close()
+
+    def _record(self, endpoint: str | None, error: str | None) -> None:
+        with self._lock:
+            if error is None:
+                self.report.successes += 1
+                if endpoint:
+                    self.report.by_endpoint[endpoint] += 1
+                return
+            self.report.failures += 1
+            if endpoint is None:
+                self.report.no_endpoints += 1
+            if len(self.report.first_failures) < 10:
+                self.report.first_failures.append(f"{endpoint or '-'}: {error}")
+
+    def start(self) -> Traffic:
+        """Read the endpoints once, then start the watcher and sender threads."""
+        self.refresh_endpoints()
+        self._threads = [threading.Thread(target=self._watch, daemon=True),
+                         threading.Thread(target=self._send, daemon=True)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> TrafficReport:
+        """Stop sending and return the report."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout + 5)
+        return self.report
+
+    def __enter__(self) -> Traffic:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
