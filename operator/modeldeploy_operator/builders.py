@@ -33,6 +33,8 @@ FETCH_CONTAINER = "fetch"
 SERVE_CONTAINER = "serve"
 # Non-root user of the runtime image (docker/runtime.Dockerfile).
 RUNTIME_UID = 65532
+PRE_STOP_SECONDS = 5
+TERMINATION_GRACE_SECONDS = 30
 ANNOTATION_CONFIG_HASH = f"{naming.GROUP}/config-hash"
 # The credentials Secret keys, as boto3 reads them from the environment.
 S3_SECRET_KEYS = (
@@ -318,6 +320,9 @@ def pod_template(
             "/readyz", startup_period, math.ceil(startup_timeout_seconds(spec) / startup_period)
         ),
         "readinessProbe": _http_probe("/readyz", 2, 2),
+        # Keep serving while the endpoint removal reaches every client and proxy: SIGTERM
+        # only after this, so a scale-down or rollout drops no request.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "livenessProbe": _http_probe("/healthz", 10, 3),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -337,6 +342,7 @@ def pod_template(
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "initContainers": [fetch],
             "containers": [serve],
             "volumes": [

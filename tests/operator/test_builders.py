@@ -242,3 +242,11 @@ def test_operator_default_image_replaces_only_the_built_in_default() -> None:
     custom = make_spec(runtime={"task": "embedding", "image": "mine:2"})
     dep = builders.deployment(OWNER, custom, "h", 1, default_image="registry.local/rt:1")
     assert container(dep, "serve")["image"] == "mine:2"
+
+
+def test_serving_pods_drain_before_sigterm_so_scale_down_drops_no_request() -> None:
+    dep = builders.deployment(OWNER, make_spec(), "h1", replicas=1)
+    serve = container(dep, "serve")
+    sleep = serve["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep > 0
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > sleep
