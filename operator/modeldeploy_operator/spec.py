@@ -9,6 +9,7 @@ an object that predates a schema change).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,6 +33,9 @@ SHA256_HEX = r"^[a-f0-9]{64}$"
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 HF_REPO = r"^[A-Za-z0-9][-._A-Za-z0-9]*(/[A-Za-z0-9][-._A-Za-z0-9]*)?$"
 URL = r"^https?://[^\s/$.?#][^\s]*$"
+BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+REGION = r"^[a-z0-9-]+$"
+ABSOLUTE_PATH = r"^/[^\s]*$"
 
 # Each child name is "<metadata.name>-<10-char hash>" or "<metadata.name>-preview", and
 # Service names are DNS-1035 labels of at most 63 characters.
@@ -74,7 +78,7 @@ class S3Source(_Model):
         str,
         Field(
             description="Bucket name (3-63 characters: lowercase letters, digits, dots, hyphens).",
-            pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+            pattern=BUCKET,
         ),
     ]
     prefix: Annotated[
@@ -94,7 +98,7 @@ class S3Source(_Model):
     ] = None
     region: Annotated[
         str | None,
-        Field(description="Region of the bucket.", pattern=r"^[a-z0-9-]+$", max_length=64),
+        Field(description="Region of the bucket.", pattern=REGION, max_length=64),
     ] = None
     credentials_secret: Annotated[
         str | None,
@@ -315,8 +319,9 @@ class RuntimeSpec(_Model):
         return self
 
 
+# Strict int: a bare "50" is neither a count nor a percentage to Kubernetes, so refuse it here too.
 IntOrPercent = Annotated[
-    int | Annotated[str, Field(pattern=PERCENT)],
+    Annotated[int, Field(strict=True)] | Annotated[str, Field(pattern=PERCENT)],
     Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
 ]
 
@@ -552,13 +557,13 @@ class CacheSpec(_Model):
         str,
         Field(
             description="Where the cache is mounted in the pod.",
-            pattern=r"^/[^\s]*$",
+            pattern=ABSOLUTE_PATH,
             max_length=1024,
         ),
     ] = "/var/cache/modeldeploy"
     host_path: Annotated[
         str | None,
-        Field(description="Node directory for volume hostPath.", pattern=r"^/[^\s]*$"),
+        Field(description="Node directory for volume hostPath.", pattern=ABSOLUTE_PATH),
     ] = None
     claim_name: Annotated[
         str | None,
@@ -663,6 +668,9 @@ class InvalidSpecError(ValueError):
         self.errors = errors
 
 
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 def _format_location(loc: tuple[int | str, ...]) -> str:
     path = "spec"
     for part in loc:
@@ -671,6 +679,9 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
         elif part.startswith("function-") or part in ("int", "str", "constrained-str"):
             # pydantic's union-member and validator-kind markers are not field names.
             continue
+        elif not _FIELD_NAME.match(part):
+            # A map key (e.g. a file path in model.sha256), not a field name.
+            path += f"[{part!r}]"
         else:
             path += f".{to_camel(part) if '_' in part else part}"
     return path
@@ -678,9 +689,16 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
 
 _PATTERN_HINTS = {
     DNS_LABEL: "a DNS label: lowercase letters, digits and '-', at most 63 characters",
+    DNS_SUBDOMAIN: "a Kubernetes object name: lowercase letters, digits, '-' and '.'",
     QUANTITY: "a Kubernetes quantity such as 500m, 2, 512Mi or 4Gi",
     PERCENT: "an integer or a percentage such as 25%",
     SHA256_HEX: "64 lowercase hex digits",
+    URL: "an http:// or https:// URL such as http://minio.storage:9000",
+    BUCKET: "an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-'",
+    REGION: "a region such as us-east-1",
+    ABSOLUTE_PATH: "an absolute path without spaces, such as /var/cache/modeldeploy",
+    ENV_NAME: "an environment variable name such as HF_HOME (letters, digits, '_', '-', '.')",
+    HF_REPO: "a repository id such as org/model",
 }
 
 
@@ -690,10 +708,10 @@ _BOUNDS = {
     "greater_than": ("must be > {}", "gt"),
     "less_than_equal": ("must be <= {}", "le"),
     "less_than": ("must be < {}", "lt"),
-    "too_short": ("must have at least {} items", "min_length"),
-    "too_long": ("must have at most {} items", "max_length"),
-    "string_too_short": ("must be at least {} characters", "min_length"),
-    "string_too_long": ("must be at most {} characters", "max_length"),
+    "too_short": ("must have at least {} item(s)", "min_length"),
+    "too_long": ("must have at most {} item(s)", "max_length"),
+    "string_too_short": ("must be at least {} characters long", "min_length"),
+    "string_too_long": ("must be at most {} characters long", "max_length"),
 }
 
 
@@ -708,8 +726,13 @@ def _explain(error: dict[str, Any]) -> str:
             return f"{location}.{message}"
         return f"{location}: {message}"
     value = error.get("input")
-    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    if isinstance(value, list | dict):
+        shown = f"{len(value)} {'items' if isinstance(value, list) else 'keys'}"
+    else:
+        shown = repr(value)
     ctx = error.get("ctx", {})
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return f"{location}: must not be empty, got {shown}"
     if kind in _BOUNDS:
         wording, key = _BOUNDS[kind]
         return f"{location}: {wording.format(ctx.get(key))}, got {shown}"
@@ -721,7 +744,8 @@ def _explain(error: dict[str, Any]) -> str:
         return f"{location}: unknown field; remove it or check its spelling"
     if kind == "missing":
         return f"{location}: required field is missing; set it"
-    return f"{location}: {error['msg'][:1].lower()}{error['msg'][1:]}, got {shown}"
+    message = str(error["msg"]).replace("Input should be", "must be", 1)
+    return f"{location}: {message[:1].lower()}{message[1:]}, got {shown}"
 
 
 def parse_spec(raw: dict[str, Any]) -> ModelDeploymentSpec:
@@ -731,6 +755,12 @@ def parse_spec(raw: dict[str, Any]) -> ModelDeploymentSpec:
     try:
         return ModelDeploymentSpec.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidSpecError(
-            [_explain(dict(err)) for err in exc.errors(include_url=False)]
-        ) from None
+        errors: list[dict[str, Any]] = [dict(err) for err in exc.errors(include_url=False)]
+        # An int-or-percent value fails both union members; the type half is noise when the
+        # pattern half already says what is wanted.
+        located = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "string_pattern_mismatch"}
+        errors = [
+            e for e in errors if not (e["type"] == "int_type" and tuple(e["loc"][:-1]) in located)
+        ]
+        lines = [_explain(err) for err in errors]
+        raise InvalidSpecError(list(dict.fromkeys(lines))) from None
