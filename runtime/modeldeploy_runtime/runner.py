@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import signal
 import threading
 import time
 from pathlib import Path
@@ -148,6 +149,11 @@ def serve(
             failed.set()
             server.should_exit = True
 
+    stopped_by: list[int] = []
+    # uvicorn re-raises the captured signal to the previous handler after its graceful
+    # shutdown; with the default handler that kills us by SIGTERM instead of exiting 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopped_by.append(signum))
     threading.Thread(target=prepare, name="load", daemon=True).start()
     log.info("serving %s/%s on http://%s:%d (phase Loading)", config.model.name,
              config.model.version, host, port)

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from modeldeploy_e2e.s3 import MinioServer, create_bucket, free_port, upload_directory
 
-WORDS = ("hello world the quick brown fox jumps over lazy dog good bad movie film great "
-         "terrible is was a an and not very some text").split()
+WORDS = (
+    'hello', 'world', 'the', 'quick', 'brown', 'fox', 'jumps', 'over', 'lazy', 'dog', 'good',
+    'bad', 'movie', 'film', 'great', 'terrible', 'is', 'was', 'a', 'an', 'and', 'not', 'very',
+    'some', 'text',
+)
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 
 
@@ -113,9 +115,10 @@ def runtime_config(
     return doc
 
 
-@pytest.fixture
-def write_config(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+@pytest.fixture(scope="module")
+def write_config(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, Any]], Path]:
     """Write a config document to a file and return its path."""
+    tmp_path = tmp_path_factory.mktemp("configs")
     def write(doc: dict[str, Any]) -> Path:
         path = tmp_path / f"runtime-{time.monotonic_ns()}.json"
         path.write_text(json.dumps(doc), encoding="utf-8")
@@ -189,10 +192,11 @@ class Served:
             raise
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """Start `serve` processes on loopback; every one is stopped at teardown."""
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Served]]:
+    """Start `serve` processes on loopback; every one is stopped at the module's end."""
     started: list[Served] = []
+    tmp_path = tmp_path_factory.mktemp("serve")
 
     def start(config: Path, cache_root: Path, env_extra: dict[str, str] | None = None) -> Served:
         port = free_port()
@@ -235,7 +239,7 @@ def place_in_cache(model_dir: Path, cache_root: Path, name: str, version: str) -
     return entry
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def helpers() -> Any:
     """The module-level helpers, for tests (importlib mode cannot import conftest)."""
     import types

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from modeldeploy_runtime import cache
 from modeldeploy_runtime.config import RuntimeConfig
 from modeldeploy_runtime.errors import IntegrityError
@@ -62,7 +61,7 @@ def test_a_manifest_naming_a_file_the_source_lacks_is_an_integrity_error(tmp_pat
         (staging / "w.bin").write_bytes(b"x")
         return {"w.bin": 1}
 
-    with pytest.raises(IntegrityError, match="'model.safetensors' but the source has no such"):
+    with pytest.raises(IntegrityError, match=r"'model\.safetensors' but the source has no such"):
         fetch(_config(sha256={"model.safetensors": "0" * 64}), tmp_path, one_file)
     assert not (tmp_path / "m" / "v1").exists()
 

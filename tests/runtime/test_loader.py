@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import torch
-
 from modeldeploy_runtime import loader
 from modeldeploy_runtime.config import RuntimeConfig
 from modeldeploy_runtime.errors import LoadError
@@ -89,7 +88,7 @@ def _pickle_copy(model_dir: Path, target: Path) -> Path:
 
 def test_pickle_weights_are_refused_unless_allowed(tiny_models: Any, tmp_path: Path) -> None:
     model_dir = _pickle_copy(tiny_models.embedding, tmp_path / "pickled")
-    with pytest.raises(LoadError, match="pickle weights .*allowPickle: true"):
+    with pytest.raises(LoadError, match=r"pickle weights .*allowPickle: true"):
         loader.load(_config(), model_dir, lambda *_: None)
     pipeline = loader.load(_config(allowPickle=True), model_dir, lambda *_: None)
     safe = loader.load(_config(), tiny_models.embedding, lambda *_: None)
@@ -102,7 +101,7 @@ def test_classification_on_a_headless_checkpoint_says_what_to_change(tiny_models
 
 
 def test_a_directory_without_config_json_is_not_a_model(tmp_path: Path) -> None:
-    with pytest.raises(LoadError, match="no config.json"):
+    with pytest.raises(LoadError, match=r"no config\.json"):
         loader.load(_config(), tmp_path, lambda *_: None)
 
 

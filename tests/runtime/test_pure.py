@@ -8,14 +8,14 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from modeldeploy_runtime import cache, protocol, validate
 from modeldeploy_runtime.config import Expected
 from modeldeploy_runtime.errors import CacheKeyError, IntegrityError
 from modeldeploy_runtime.state import Phase, RuntimeState, can_move
 
 
-@pytest.mark.parametrize("bad", ["..", "../etc", "a/b", "/abs", ".hidden", "v1/../../x", "", "a..b"])
+@pytest.mark.parametrize(
+    "bad", ["..", "../etc", "a/b", "/abs", ".hidden", "v1/../../x", "", "a..b"])
 def test_cache_keys_that_could_escape_the_root_are_refused(tmp_path, bad: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(CacheKeyError, match="cannot be used as a cache directory name"):
         cache.entry_dir(tmp_path, "model", bad)
@@ -24,7 +24,8 @@ def test_cache_keys_that_could_escape_the_root_are_refused(tmp_path, bad: str) -
 
 
 def test_plain_keys_map_to_name_slash_version(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    assert cache.entry_dir(tmp_path, "minilm", "v1.2+build-3") == tmp_path / "minilm" / "v1.2+build-3"
+    entry = cache.entry_dir(tmp_path, "minilm", "v1.2+build-3")
+    assert entry == tmp_path / "minilm" / "v1.2+build-3"
 
 
 @pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", ""])
