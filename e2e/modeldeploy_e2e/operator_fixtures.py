@@ -1,0 +1,121 @@
+"""pytest fixtures for the operator scenarios: a cluster, MinIO with MiniLM, the operator.
+
+Imported by e2e/tests/test_operator_*.py. The cluster is the one `KUBECONFIG` names
+when it is set (any conformant cluster whose pods can reach this host's loopback MinIO),
+else the local cluster started by `make cluster-up` (started here if it is not running).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from modeldeploy_e2e import paths, workload
+from modeldeploy_e2e.kube import KubeClient, KubeError
+from modeldeploy_e2e.operator_process import OperatorProcess
+from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
+
+BUCKET = "models"
+SECRET = "modeldeploy-s3"
+VERSIONS = ("v1", "v2", "v3")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """How the scenarios reach the cluster."""
+
+    kubeconfig: Path
+    client: KubeClient
+
+    def env(self) -> dict[str, str]:
+        """Environment for kubectl and the operator."""
+        return {**os.environ, "PATH": paths.harness_path(), "KUBECONFIG": str(self.kubeconfig)}
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl; with `check`, fail the test with its stderr on a non-zero exit."""
+        result = subprocess.run(
+            ["kubectl", *args], input=input, capture_output=True, text=True,
+            env=self.env(), timeout=120, check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def apply(self, manifest: dict[str, object]) -> str:
+        """`kubectl apply -f -` of one manifest; return kubectl's output."""
+        return self.kubectl("apply", "-f", "-", input=json.dumps(manifest)).stdout
+
+
+@pytest.fixture(scope="session")
+def op_cluster() -> Cluster:
+    """The cluster under test, with the CRD installed."""
+    given = os.environ.get("KUBECONFIG")
+    if given:
+        kubeconfig = Path(given)
+    else:
+        from modeldeploy_e2e.cluster import LocalCluster
+
+        local = LocalCluster()
+        try:
+            local.up()
+        except FileNotFoundError as error:
+            pytest.fail(f"no cluster: {error}")
+        kubeconfig = local.kubeconfig
+    cluster = Cluster(kubeconfig, KubeClient.from_kubeconfig(kubeconfig))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f",
+                    str(paths.REPO_ROOT / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/modeldeployments.modeldeploy.dev")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def minilm_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """MinIO with the packaged MiniLM weights under models/minilm/{v1,v2,v3}/."""
+    server = MinioServer(tmp_path_factory.mktemp("minio") / "data")
+    server.start()
+    try:
+        create_bucket(server, BUCKET)
+        for version in VERSIONS:
+            upload_directory(server, BUCKET, f"minilm/{version}", workload.minilm_dir())
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def namespace(op_cluster: Cluster, minilm_s3: MinioServer) -> Iterator[str]:
+    """A fresh namespace holding the S3 credentials Secret; deleted afterwards."""
+    name = f"md-e2e-{secrets.token_hex(3)}"
+    op_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    op_cluster.apply(
+        workload.s3_secret(name, SECRET, minilm_s3.access_key, minilm_s3.secret_key)
+    )
+    yield name
+    for item in op_cluster.client.get(workload.md_path(name)).get("items", []):
+        with contextlib.suppress(KubeError):
+            op_cluster.client.delete(workload.md_path(name, item["metadata"]["name"]))
+    op_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator(
+    op_cluster: Cluster, namespace: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """The real operator, watching the test's namespace; its log is kept in tmp_path."""
+    process = OperatorProcess(op_cluster.kubeconfig, [namespace], tmp_path / "operator.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -1,0 +1,131 @@
+"""Operator e2e: rolling v1->v2 and blue-green v2->v3 with traffic flowing throughout.
+
+Every upgrade runs under the traffic helper, which sends inference requests to the
+Service's ready endpoints the way kube-proxy would: not one request may fail.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from modeldeploy_e2e import workload
+from modeldeploy_e2e.operator_process import OperatorProcess
+from modeldeploy_e2e.s3 import MinioServer
+from modeldeploy_e2e.traffic import Traffic
+
+if TYPE_CHECKING:
+    from modeldeploy_e2e.operator_fixtures import Cluster
+
+pytest_plugins = ["modeldeploy_e2e.operator_fixtures"]
+NAME = "minilm"
+SCALE_DOWN_DELAY = 10
+BLUE_GREEN = {
+    "type": "BlueGreen",
+    "blueGreen": {"scaleDownDelaySeconds": SCALE_DOWN_DELAY, "previewService": True},
+}
+
+
+def inference_traffic(cluster: Cluster, ns: str, service: str) -> Traffic:
+    body = json.dumps(
+        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}]}
+    ).encode()
+    return Traffic(
+        cluster.client, ns, service, path="/v2/models/minilm/infer", method="POST",
+        body=body, headers={"Content-Type": "application/json"}, interval=0.05, timeout=10,
+        ok_statuses=range(200, 300),
+    )
+
+
+def test_rolling_upgrade_v1_to_v2_drops_no_request(
+    op_cluster: Cluster, minilm_s3: MinioServer, namespace: str, operator: OperatorProcess
+) -> None:
+    def manifest(version: str) -> dict[str, object]:
+        return workload.minilm_manifest(
+            NAME, namespace, version=version, endpoint=minilm_s3.endpoint, replicas=2
+        )
+
+    op_cluster.apply(manifest("v1"))
+    workload.wait_for_status(
+        op_cluster.client, namespace, NAME, workload.available_at("v1"), 300, "v1 Available"
+    )
+    with inference_traffic(op_cluster, namespace, NAME) as traffic:
+        op_cluster.apply(manifest("v2"))
+        workload.wait_for_status(
+            op_cluster.client, namespace, NAME,
+            lambda s: s.get("targetVersion") == "v2" and s.get("phase") == "Progressing",
+            60, "rollout of v2 under way",
+        )
+        status = workload.wait_for_status(
+            op_cluster.client, namespace, NAME, workload.available_at("v2"), 400,
+            "v2 Available",
+        )
+    report = traffic.report
+    assert report.failures == 0, report.summary()
+    assert report.successes > 20, report.summary()
+    assert status["lastKnownGoodVersion"] == "v2"
+    assert workload.served_versions(op_cluster.client, namespace, NAME, "minilm") == {"v2"}
+    kids = workload.children(op_cluster.client, namespace, NAME)
+    assert kids["deployments"] == [NAME], "Rolling keeps one Deployment"
+    history = [(h["version"], h["outcome"]) for h in status["history"]]
+    assert history[-2:] == [("v1", "Promoted"), ("v2", "Promoted")]
+
+
+def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
+    op_cluster: Cluster, minilm_s3: MinioServer, namespace: str, operator: OperatorProcess
+) -> None:
+    def manifest(version: str) -> dict[str, object]:
+        return workload.minilm_manifest(
+            NAME, namespace, version=version, endpoint=minilm_s3.endpoint, replicas=2,
+            strategy=BLUE_GREEN,
+        )
+
+    op_cluster.apply(manifest("v2"))
+    workload.wait_for_status(
+        op_cluster.client, namespace, NAME, workload.available_at("v2"), 300, "v2 Available"
+    )
+    (old_deployment,) = workload.children(op_cluster.client, namespace, NAME)["deployments"]
+    preview_seen: set[str] = set()
+    stable_during_preview: set[str] = set()
+    with inference_traffic(op_cluster, namespace, NAME) as traffic:
+        op_cluster.apply(manifest("v3"))
+
+        def preview_answers_v3() -> bool:
+            status = workload.status_of(op_cluster.client, namespace, NAME)
+            if status.get("currentVersion") != "v2":
+                return False
+            preview = workload.served_versions(
+                op_cluster.client, namespace, f"{NAME}-preview", "minilm"
+            )
+            if preview == {"v3"}:
+                preview_seen.update(preview)
+                stable_during_preview.update(
+                    workload.served_versions(op_cluster.client, namespace, NAME, "minilm")
+                )
+                return True
+            return False
+
+        workload.wait_until(preview_answers_v3, 300, "the preview answering v3 before the switch",
+                            interval=0.2)
+        status = workload.wait_for_status(
+            op_cluster.client, namespace, NAME, workload.available_at("v3"), 300,
+            "v3 Available",
+        )
+    report = traffic.report
+    assert report.failures == 0, report.summary()
+    assert preview_seen == {"v3"}
+    assert stable_during_preview == {"v2"}, "the stable Service moved before the switch"
+    assert status["lastKnownGoodVersion"] == "v3"
+    assert workload.served_versions(op_cluster.client, namespace, NAME, "minilm") == {"v3"}
+
+    def old_scaled_down() -> bool:
+        dep = op_cluster.client.get(
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/{old_deployment}"
+        )
+        return dep["spec"]["replicas"] == 0 and not dep.get("status", {}).get("readyReplicas")
+
+    # The old version stays for the rollback window, then scales to zero.
+    assert not old_scaled_down(), "scaled down before scaleDownDelaySeconds"
+    workload.wait_until(old_scaled_down, SCALE_DOWN_DELAY + 60, "v2 scaled down after the delay")
+    events = op_cluster.kubectl("describe", "md", NAME, "-n", namespace).stdout
+    assert "Promoted" in events
