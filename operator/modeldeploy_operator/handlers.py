@@ -167,6 +167,11 @@ def register(registry: kopf.OperatorRegistry) -> None:
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # An explicit registry gets none of kopf's default handlers, login included.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.cleanup(registry=registry)
     async def shutdown(*, memo: Any, **_: Any) -> None:
         await memo.workers.stop_all()

@@ -83,6 +83,11 @@ def _configure_logging(args: argparse.Namespace) -> None:
         log_format=LOG_FORMATS[args.log_format],
     )
     logging.getLogger().setLevel(args.log_level.upper())
+    if args.log_level != "debug":
+        # kopf logs every handler call at INFO ("Handler ... succeeded"); with child
+        # watches that is a line per pod event. Our reconcile log says what matters.
+        for noisy in ("kopf.objects", "kopf.activities"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
