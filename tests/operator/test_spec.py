@@ -4,10 +4,13 @@ with one line per problem that names the field, the value and the fix."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+from modeldeploy_operator import crdgen, spec_docs
 from modeldeploy_operator.spec import InvalidSpecError, ModelDeploymentSpec, parse_spec
+from modeldeploy_operator.status import Phase
 
 from .conftest import raw_spec
 
@@ -232,3 +235,31 @@ def test_spec_round_trips_through_its_camel_case_wire_form() -> None:
     assert wire["strategy"]["blueGreen"]["autoPromote"] is False
     assert "progressDeadlineSeconds" in wire
     assert ModelDeploymentSpec.model_validate(wire) == spec
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_spec_table_is_the_one_generated_from_the_models() -> None:
+    text = README.read_text()
+    assert spec_docs.splice(text) == text, (
+        "README spec table is stale: run python -m modeldeploy_operator.spec_docs --write README.md"
+    )
+
+
+def test_readme_table_lists_every_spec_field() -> None:
+    text = README.read_text()
+    paths = [row[0] for row in spec_docs.rows()]
+    assert len(paths) > 60
+    for path in paths:
+        assert f"| {path} |" in text, path
+    for leaf in ("`spec.strategy.rolling.maxSurge`", "`spec.validation.expected.embedding`"):
+        assert leaf in paths
+
+
+def test_readme_explains_every_phase_and_printer_column() -> None:
+    text = README.read_text()
+    for phase in Phase:
+        assert f"| `{phase.value}` |" in text, phase
+    for column in crdgen.PRINTER_COLUMNS:
+        assert f"| {column['name'].upper()} |" in text, column["name"]
