@@ -84,7 +84,9 @@ def _retire_old_deployments(d: planning.Draft) -> None:
     aborted = d.rollout.failed_hashes[-1] if d.rollout.failed_hashes else None
     idle: list[DeploymentView] = []
     for view in d.observed.deployments:
-        if view.template_hash in d.keep or (not d.blue_green and view.name == d.name):
+        if d.blue_green and view.template_hash in d.keep:
+            continue
+        if not d.blue_green and view.name == d.name:
             continue
         if not d.blue_green and not (d.verdict and d.verdict.phase is Phase.AVAILABLE):
             # Left by an earlier BlueGreen strategy: it serves until the Rolling one does.

@@ -258,3 +258,21 @@ def test_condition_transition_time_moves_only_when_its_status_changes(
     assert after["Degraded"] == before["Degraded"]  # still False
     assert after["Progressing"] != before["Progressing"]  # False -> True
     assert all(c.observed_generation == cluster.generation for c in cluster.status.conditions)
+
+
+def test_switching_from_blue_green_to_rolling_retires_the_old_deployments_once_available(
+    new_cluster: ClusterFactory,
+) -> None:
+    cluster = new_cluster(strategy={"type": "BlueGreen"})
+    cluster.settle(steps=3)
+    blue_green_name = f"{NAME}-{cluster.hash_of('v1')}"
+    assert cluster.status.phase == "Available"
+    cluster.raw = {**cluster.raw, "strategy": {"type": "Rolling"}}
+    plan = cluster.reconcile()
+    # The old pods serve until the Rolling Deployment is ready.
+    assert cluster.deployments[blue_green_name].replicas == 2
+    assert EnsureService(NAME, None) in plan.actions
+    cluster.settle(steps=2)
+    assert cluster.status.phase == "Available"
+    assert cluster.deployments[NAME].ready == 2
+    assert cluster.deployments[blue_green_name].replicas == 0
