@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+from modeldeploy_operator import planner, planning
 from modeldeploy_operator.actions import EmitEvent, EnsureDeployment, EnsureService
+from modeldeploy_operator.observations import FailureKind, FailureSignal
 from modeldeploy_operator.status import ModelDeploymentStatus
 
 from .conftest import NAME, Cluster, ClusterFactory
@@ -236,8 +241,6 @@ def test_version_change_while_scaled_to_zero_waits_then_rolls_out_on_scale_up(
 
 
 def test_same_input_gives_the_same_plan(new_cluster: ClusterFactory) -> None:
-    from modeldeploy_operator import planner
-
     cluster = deployed(new_cluster)
     cluster.set_version("v2")
     observed = cluster.observe()
@@ -276,3 +279,34 @@ def test_switching_from_blue_green_to_rolling_retires_the_old_deployments_once_a
     assert cluster.status.phase == "Available"
     assert cluster.deployments[NAME].ready == 2
     assert cluster.deployments[blue_green_name].replicas == 0
+
+
+@pytest.mark.parametrize("kind", list(FailureKind))
+def test_each_failure_signal_names_its_own_reason_and_message(
+    new_cluster: ClusterFactory, kind: FailureKind
+) -> None:
+    cluster = deployed(new_cluster)
+    cluster.set_version("v2", "stuck")
+    cluster.reconcile()
+    signal = FailureSignal(cluster.hash_of("v2"), kind, f"runtime says: {kind.value} detail")
+    observed = dataclasses.replace(cluster.observe(), failures=(signal,))
+    plan = planner.plan(NAME, cluster.spec, cluster.status, observed)
+    assert plan.status.phase == "RolledBack"
+    assert conditions(plan.status)["Degraded"] == ("True", kind.value)
+    assert f"runtime says: {kind.value} detail" in plan.status.message
+    assert plan.status.history[-1].reason == kind.value
+    warnings = [a for a in plan.actions if isinstance(a, EmitEvent) and a.type == "Warning"]
+    assert [w.reason for w in warnings] == [kind.value]
+
+
+def test_requeue_follows_what_the_planner_waits_for(new_cluster: ClusterFactory) -> None:
+    cluster = new_cluster(progressDeadlineSeconds=120)
+    plan = cluster.reconcile()
+    assert plan.requeue_after == planning.POLL_SECONDS  # pods may become ready any moment
+    cluster.settle(steps=2)
+    assert cluster.plans[-1].requeue_after is None  # Available: only events wake it
+    cluster.set_version("v2", "stuck")
+    cluster.reconcile()
+    cluster.advance(115)
+    plan = cluster.reconcile()
+    assert plan.requeue_after is not None and plan.requeue_after <= 6.0  # the deadline is near
