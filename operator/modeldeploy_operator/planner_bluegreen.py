@@ -212,8 +212,9 @@ def _post_promotion(d: planning.Draft) -> None:
         d,
         Phase.VALIDATING,
         Reason.PROMOTED,
-        f"version {d.version} serves; checking it through the stable Service "
-        f"({since:.0f}/{window}s)",
+        # No running count in the message: it would rewrite the status on every look.
+        f"version {d.version} serves; checking it through the stable Service for {window}s "
+        "after the switch",
         view,
         ("True", Reason.VALIDATION_PASSED, f"version {d.version} passed the preview check"),
     )

@@ -281,8 +281,10 @@ def _validated_from_history(d: Draft) -> tuple[ConditionStatus, Reason, str]:
         reason, message = last_failure(d)
         return "False", reason, message
     if d.desired in (d.lkg, d.stable):
-        how = "validated" if d.spec.validation else "ready (no spec.validation configured)"
-        return "True", Reason.VALIDATION_PASSED, f"version {d.version} {how}"
+        if d.spec.validation is None:
+            message = f"version {d.version} is ready; no spec.validation configured"
+            return "True", Reason.NOT_CONFIGURED, message
+        return "True", Reason.VALIDATION_PASSED, f"version {d.version} passed validation"
     return "Unknown", Reason.VALIDATING, f"version {d.version} not validated yet"
 
 
