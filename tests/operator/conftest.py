@@ -248,7 +248,8 @@ class Cluster:
         self.plans.append(plan)
         self.apply(plan)
         if write_status:
-            self.status = plan.status
+            # Through the wire form, as the handlers write and read it back.
+            self.status = ModelDeploymentStatus.model_validate(plan.status.to_dict())
         return plan
 
     def settle(self, steps: int = 12, seconds: float = 5.0) -> Plan:

@@ -173,3 +173,31 @@ def test_conditions_are_a_map_list_keyed_by_type(schema: Schema) -> None:
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     assert set(conditions["items"]["required"]) == {"type", "status", "reason"}
+
+
+def _unknown_keys(value: Any, node: Schema, path: str) -> Iterator[str]:
+    if isinstance(value, dict) and node.get("type") == "object":
+        props = node.get("properties", {})
+        for key, child in value.items():
+            if key not in props:
+                yield f"{path}.{key}"
+            else:
+                yield from _unknown_keys(child, props[key], f"{path}.{key}")
+    elif isinstance(value, list) and "items" in node:
+        for index, child in enumerate(value):
+            yield from _unknown_keys(child, node["items"], f"{path}[{index}]")
+
+
+def test_status_the_planner_writes_survives_the_api_servers_pruning(
+    schema: Schema, new_cluster: Any
+) -> None:
+    # A field missing from the CRD schema would be dropped on write, and the planner would
+    # lose its rollout bookkeeping on the next read.
+    cluster = new_cluster(strategy={"type": "BlueGreen"})
+    cluster.settle(steps=3)
+    cluster.set_version("v2", "crash")
+    cluster.settle(steps=3)
+    status = cluster.status.to_dict()
+    assert status["rollout"]["lastKnownGoodHash"] and status["rollout"]["failedVersions"]
+    assert status["history"] and status["conditions"]
+    assert list(_unknown_keys(status, schema["properties"]["status"], "status")) == []
