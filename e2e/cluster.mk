@@ -65,3 +65,19 @@ k8s-gomod: venv
 		| $(CURDIR)/$(PY) -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])') && \
 		$(CURDIR)/$(PY) -m modeldeploy_e2e.gomod --version $(K8S_NEW) --upstream "$$upstream" --out go.mod && \
 		$(GO_ENV) go mod tidy
+
+.PHONY: cluster-up
+cluster-up: venv binaries ## start etcd, the control plane and the node agent on loopback (idempotent)
+	PATH="$(BIN_DIR):$$PATH" $(PY) -m modeldeploy_e2e.cluster up
+
+.PHONY: cluster-down
+cluster-down: ## stop every process cluster-up started (by pid); state stays in .cache/cluster
+	@if [ -x $(PY) ]; then $(PY) -m modeldeploy_e2e.cluster down; fi
+
+.PHONY: cluster-clean
+cluster-clean: cluster-down ## stop the cluster and delete its state (etcd data, certs, logs)
+	rm -rf $(CLUSTER_DIR)
+
+.PHONY: test-e2e
+test-e2e: venv binaries ## harness and end-to-end tests (local cluster, or $$KUBECONFIG when set)
+	PATH="$(BIN_DIR):$$PATH" $(PY) -m pytest -q e2e/tests

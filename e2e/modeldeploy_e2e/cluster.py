@@ -224,6 +224,12 @@ class LocalCluster:
                     f"--tls-cert-file={p / 'apiserver.crt'}",
                     f"--tls-private-key-file={p / 'apiserver.key'}",
                     f"--client-ca-file={p / 'ca.crt'}",
+                    # Controllers read this CA from a ConfigMap; unset, they log errors forever.
+                    f"--requestheader-client-ca-file={p / 'ca.crt'}",
+                    "--requestheader-allowed-names=front-proxy-client",
+                    "--requestheader-username-headers=X-Remote-User",
+                    "--requestheader-group-headers=X-Remote-Group",
+                    "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                     f"--service-account-key-file={p / 'sa.pub'}",
                     f"--service-account-signing-key-file={p / 'sa.key'}",
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",

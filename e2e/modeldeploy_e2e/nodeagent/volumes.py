@@ -46,11 +46,9 @@ def _write_files(directory: Path, files: Mapping[str, bytes]) -> None:
 class VolumeBuilder:
     """Turns spec.volumes into {volume name: host directory} under the pod's directory."""
 
-    def __init__(self, client: KubeClient, pvc_root: Path,
-                 token_audience: str = "https://kubernetes.default.svc.cluster.local") -> None:
+    def __init__(self, client: KubeClient, pvc_root: Path) -> None:
         self.client = client
         self.pvc_root = pvc_root
-        self.token_audience = token_audience
         self.secrets = object_data(client, "Secret")
         self.config_maps = object_data(client, "ConfigMap")
 
@@ -158,7 +156,9 @@ class VolumeBuilder:
         account = pod["spec"].get("serviceAccountName") or "default"
         request = {
             "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"audiences": [spec.get("audience") or self.token_audience],
+            # No audience in the pod means the API server's own audiences; asking for one
+            # the pod did not name is refused by NodeRestriction.
+            "spec": {"audiences": [spec["audience"]] if spec.get("audience") else [],
                      "expirationSeconds": int(spec.get("expirationSeconds", 3607)),
                      "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
                                         "name": meta["name"], "uid": meta["uid"]}},

@@ -1,0 +1,30 @@
+"""Fixtures for e2e tests: a session-wide cluster and a fresh namespace per test.
+
+`cluster` uses $KUBECONFIG when set; otherwise it starts the local cluster (`make
+cluster-up` does the same) and stops it after the session if it started it, unless
+MODELDEPLOY_KEEP_CLUSTER=1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from modeldeploy_e2e.harness import ClusterHandle, connect
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[ClusterHandle]:
+    handle = connect()
+    yield handle
+    if handle.local is not None and handle.started_here and \
+            os.environ.get("MODELDEPLOY_KEEP_CLUSTER") != "1":
+        handle.local.down()
+
+
+@pytest.fixture
+def namespace(cluster: ClusterHandle) -> Iterator[str]:
+    name = cluster.create_namespace()
+    yield name
+    cluster.delete_namespace(name)
