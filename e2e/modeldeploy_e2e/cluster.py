@@ -259,7 +259,8 @@ class LocalCluster:
         return [sys.executable, "-m", "modeldeploy_e2e.nodeagent",
                 f"--kubeconfig={d / 'node.kubeconfig'}", f"--node-name={state.node_name}",
                 f"--state-dir={d / 'node'}", f"--cpu={self.node_cpu}",
-                f"--memory={self.node_memory}", *resources]
+                f"--memory={self.node_memory}", f"--provisioner-kubeconfig={self.kubeconfig}",
+                *resources]
 
     def _spawn(self, name: str, command: list[str]) -> int:
         log_path = self.log_dir / f"{name}.log"

@@ -155,3 +155,33 @@ def test_delete_sends_sigterm_waits_for_the_process_then_removes_the_pod(
     if cluster.local is not None:  # hostPath lives on the node: only readable locally
         assert (out / "terminated").read_text() == "drained"
     assert 1.0 <= elapsed < 20.0  # the handler's 1 s ran; no SIGKILL at the grace limit
+
+
+def test_persistent_volume_claim_outlives_the_pod_that_wrote_it(
+        cluster: ClusterHandle, namespace: str) -> None:
+    cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": "cache"},
+                   "spec": {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "1Gi"}}}}, namespace)
+
+    def job_pod(name: str, script: str) -> JsonDict:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "main", "image": "x", "command": ["sh", "-c", script],
+                    "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/modeldeploy"}]}],
+                    "volumes": [{"name": "cache",
+                                 "persistentVolumeClaim": {"claimName": "cache"}}]}}
+
+    def finished(p: JsonDict) -> bool:
+        return p.get("status", {}).get("phase") in ("Succeeded", "Failed")
+
+    cluster.apply(job_pod("writer", "echo -n kept > /var/cache/modeldeploy/model"), namespace)
+    writer = wait_for("writer done", pod_when(cluster, namespace, "writer", finished), timeout=60)
+    assert writer["status"]["phase"] == "Succeeded"
+    cluster.kubectl("delete", "pod", "writer", "-n", namespace, "--wait=true")
+    script = "test $(cat /var/cache/modeldeploy/model) = kept"
+    cluster.apply(job_pod("reader", script), namespace)
+    reader = wait_for("reader done", pod_when(cluster, namespace, "reader", finished), timeout=60)
+    assert reader["status"]["phase"] == "Succeeded"
+    claim = cluster.client.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/cache")
+    assert claim["status"]["phase"] == "Bound"

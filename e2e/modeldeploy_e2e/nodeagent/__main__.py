@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import types
 import urllib.parse
 from pathlib import Path
@@ -15,6 +16,7 @@ from modeldeploy_e2e.kube import KubeClient
 from modeldeploy_e2e.nodeagent.agent import NodeAgent
 from modeldeploy_e2e.nodeagent.ipam import PodIPs
 from modeldeploy_e2e.nodeagent.process import mount_namespaces_work
+from modeldeploy_e2e.nodeagent.provisioner import Provisioner
 from modeldeploy_e2e.nodeagent.volumes import VolumeBuilder
 from modeldeploy_e2e.nodeagent.worker import NodeContext
 
@@ -42,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pod-cidr", default="10.244.0.0/16")
     parser.add_argument("--backoff-base", type=float, default=10.0,
                         help="first CrashLoopBackOff delay in seconds (the kubelet's is 10)")
+    parser.add_argument("--provisioner-kubeconfig", type=Path, default=None,
+                        help="credentials allowed to create PersistentVolumes; when given, "
+                             "pending claims get hostPath volumes")
     parser.add_argument("--no-mount-namespaces", action="store_true",
                         help="rewrite mountPath prefixes instead of bind-mounting volumes")
     args = parser.parse_args(argv)
@@ -70,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.provisioner_kubeconfig is not None:
+        provisioner = Provisioner(KubeClient.from_kubeconfig(args.provisioner_kubeconfig),
+                                  args.state_dir / "pv", agent.stop)
+        threading.Thread(target=provisioner.run, name="provisioner", daemon=True).start()
     agent.run()
     return 0
 
