@@ -80,7 +80,7 @@ def _structural(node: JsonSchema, defs: dict[str, JsonSchema], keep_defaults: bo
         if len(branches) != 1:
             raise ValueError(f"cannot express union {node['anyOf']} structurally")
         inner = _structural(branches[0], defs, keep_defaults)
-        for key in ("description", "default"):
+        for key in ("description", "default", "x-kubernetes-validations"):
             if key in node and node[key] is not None and (keep_defaults or key != "default"):
                 inner[key] = node[key]
         return inner

@@ -206,6 +206,15 @@ class ModelSpec(_Model):
                 "hex sha256. Every listed file is verified after download."
             ),
             max_length=256,
+            json_schema_extra={
+                "x-kubernetes-validations": [
+                    cel(
+                        "self.all(p, !p.startsWith('/') && !p.matches('(^|/)[.][.](/|$)'))",
+                        "sha256: file paths must be relative and stay inside the model "
+                        "(no leading / and no ..)",
+                    )
+                ]
+            },
         ),
     ] = None
 
@@ -267,6 +276,19 @@ class WarmupSpec(_Model):
 
 class RuntimeSpec(_Model):
     """How the bundled runtime serves the model."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.resources) || !has(self.resources.gpu) "
+                    "|| self.resources.gpu == 0 || self.device != 'cpu'",
+                    "resources.gpu needs device cuda or auto",
+                    ".resources.gpu",
+                )
+            ]
+        }
+    )
 
     image: Annotated[
         str,

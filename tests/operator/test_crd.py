@@ -3,13 +3,19 @@ columns and CEL rules `kubectl` users rely on."""
 
 from __future__ import annotations
 
+import copy
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import celpy
 import pytest
 import yaml
 from modeldeploy_operator import crdgen, spec
+
+from .conftest import raw_spec
+from .test_spec import INVALID, edited
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds/modeldeployments.modeldeploy.dev.yaml"
@@ -201,3 +207,130 @@ def test_status_the_planner_writes_survives_the_api_servers_pruning(
     assert status["rollout"]["lastKnownGoodHash"] and status["rollout"]["failedVersions"]
     assert status["history"] and status["conditions"]
     assert list(_unknown_keys(status, schema["properties"]["status"], "status")) == []
+
+
+# --- what the API server refuses -----------------------------------------------------------
+# A small model of the API server's checks on a custom resource: defaulting, the structural
+# schema (strict field validation, as `kubectl apply` uses) and the CEL rules, evaluated with
+# a real CEL interpreter. The e2e tier checks the same specs against a real kube-apiserver.
+
+
+def _defaulted(value: Any, node: Schema) -> Any:
+    if isinstance(value, dict) and node.get("type") == "object":
+        out = dict(value)
+        for name, child in node.get("properties", {}).items():
+            if name not in out and "default" in child:
+                out[name] = copy.deepcopy(child["default"])
+            if name in out:
+                out[name] = _defaulted(out[name], child)
+        return out
+    if isinstance(value, list) and "items" in node:
+        return [_defaulted(item, node["items"]) for item in value]
+    return value
+
+
+_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": int | float,
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
+
+
+def _schema_errors(value: Any, node: Schema, path: str) -> list[str]:
+    if node.get("x-kubernetes-int-or-string"):
+        ok = isinstance(value, int | str) and not isinstance(value, bool)
+        return [] if ok else [f"{path}: Invalid value: must be an integer or a string"]
+    kind = node.get("type")
+    expected = _TYPES[kind] if kind else object
+    if not isinstance(value, expected) or (kind != "boolean" and isinstance(value, bool)):
+        return [f"{path}: Invalid value: must be of type {kind}"]
+    errors: list[str] = []
+    if "enum" in node and value not in node["enum"]:
+        errors.append(f"{path}: Unsupported value: {value!r}")
+    if kind == "string":
+        if "pattern" in node and not re.search(node["pattern"], value):
+            errors.append(f"{path}: Invalid value: should match '{node['pattern']}'")
+        if len(value) < node.get("minLength", 0) or len(value) > node.get("maxLength", 1 << 30):
+            errors.append(f"{path}: Invalid value: length out of range")
+    if kind in ("integer", "number"):
+        low, high = node.get("minimum"), node.get("maximum")
+        if low is not None and (value <= low if node.get("exclusiveMinimum") else value < low):
+            errors.append(f"{path}: Invalid value: should be greater than or equal to {low}")
+        if high is not None and (value >= high if node.get("exclusiveMaximum") else value > high):
+            errors.append(f"{path}: Invalid value: should be less than or equal to {high}")
+    if kind == "array":
+        if len(value) < node.get("minItems", 0) or len(value) > node.get("maxItems", 1 << 30):
+            errors.append(f"{path}: Invalid value: number of items out of range")
+        for index, item in enumerate(value):
+            errors += _schema_errors(item, node["items"], f"{path}[{index}]")
+    if kind == "object" and path != ".metadata":  # metadata is validated by the server itself
+        props = node.get("properties", {})
+        extra = node.get("additionalProperties")
+        for name in node.get("required", []):
+            if name not in value:
+                errors.append(f"{path}.{name}: Required value")
+        for key, child in value.items():
+            if key in props:
+                errors += _schema_errors(child, props[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                errors += _schema_errors(child, extra, f"{path}[{key}]")
+            else:
+                errors.append(f'{path}.{key}: unknown field "{path[1:]}.{key}"')
+    if errors:
+        return errors
+    for rule in node.get("x-kubernetes-validations", []):
+        program = _CEL.program(_CEL.compile(rule["rule"]))
+        if not program.evaluate({"self": celpy.json_to_cel(value)}):
+            errors.append(f"{path}{rule.get('fieldPath', '')}: Invalid value: {rule['message']}")
+    return errors
+
+
+_CEL = celpy.Environment()
+
+
+def api_server_errors(raw_spec_value: dict[str, Any], schema: Schema) -> list[str]:
+    """What the API server would say to `kubectl apply` of a ModelDeployment with this spec."""
+    obj = {
+        "apiVersion": "modeldeploy.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "minilm"},
+        "spec": raw_spec_value,
+    }
+    return _schema_errors(_defaulted(obj, schema), schema, "")
+
+
+def test_every_cel_rule_compiles(schema: Schema) -> None:
+    rules = _rules(schema)
+    assert len(rules) >= 12
+    for rule in rules.values():
+        assert _CEL.compile(rule) is not None, rule
+
+
+def test_a_valid_spec_passes_the_api_server_checks(schema: Schema) -> None:
+    assert api_server_errors(raw_spec(), schema) == []
+    blue_green = raw_spec(strategy={"type": "BlueGreen", "blueGreen": {"autoPromote": False}})
+    assert api_server_errors(blue_green, schema) == []
+    classifier = raw_spec(validation={"input": "great", "expected": {"label": "POSITIVE"}})
+    classifier["runtime"]["task"] = "text-classification"
+    assert api_server_errors(classifier, schema) == []
+
+
+def _server_path(field: str) -> str:
+    # "spec.model.sha256['a.bin']" -> ".spec.model.sha256"
+    return "." + field.split("[")[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "says"),
+    INVALID,
+    ids=[f"{c[0]}={c[1]!r}"[:60] for c in INVALID],
+)
+def test_invalid_spec_is_refused_by_the_api_server_naming_the_field(
+    schema: Schema, path: str, value: Any, field: str, says: tuple[str, ...]
+) -> None:
+    errors = api_server_errors(edited(path, value), schema)
+    assert errors, "accepted by the API server"
+    assert any(e.startswith(_server_path(field)) for e in errors), errors
