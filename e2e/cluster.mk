@@ -46,10 +46,16 @@ $(BIN_DIR)/.etcd-$(ETCD_VERSION): e2e/go/etcd/go.mod e2e/go/etcd/go.sum
 	@rm -f $(BIN_DIR)/.etcd-*; touch $@
 
 HELM_VERSION := $(call modver,e2e/go/helm/go.mod,helm.sh/helm/v3)
+# As helm's own Makefile does: without these, `helm template`/`lint` assume Kubernetes 1.20
+# and refuse charts that require a newer one.
+HELM_CLIENT_GO := $(call modver,e2e/go/helm/go.mod,k8s.io/client-go)
+HELM_K8S_MINOR := $(word 2,$(subst ., ,$(HELM_CLIENT_GO)))
+HELM_K8S_X := $(foreach pkg,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(pkg).k8sVersionMajor=1 \
+	-X helm.sh/helm/v3/$(pkg).k8sVersionMinor=$(HELM_K8S_MINOR))
 $(BIN_DIR)/.helm-$(HELM_VERSION): e2e/go/helm/go.mod e2e/go/helm/go.sum
 	@mkdir -p $(BIN_DIR)
 	cd e2e/go/helm && $(GO_ENV) go build -trimpath \
-		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" \
+		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) $(HELM_K8S_X)" \
 		-o $(BIN_DIR)/helm helm.sh/helm/v3/cmd/helm
 	@rm -f $(BIN_DIR)/.helm-*; touch $@
 

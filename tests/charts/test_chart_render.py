@@ -91,3 +91,24 @@ def test_values_schema_rejects_a_bad_log_format(helm: str) -> None:
     )
     assert result.returncode != 0
     assert "format" in result.stderr
+
+
+def test_plain_manifests_in_deploy_match_the_chart(helm: str) -> None:
+    result = subprocess.run(
+        [
+            helm,
+            "template",
+            "modeldeploy",
+            str(CHART),
+            "--namespace",
+            "modeldeploy-system",
+            "--include-crds",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rendered = "".join(
+        line + "\n" for line in result.splitlines() if not line.startswith("# Source: ")
+    )
+    assert (ROOT / "deploy/modeldeploy.yaml").read_text() == rendered, "run `make manifests`"
