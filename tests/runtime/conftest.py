@@ -35,7 +35,7 @@ def _tokenizer_json() -> str:
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    vocab_list = specials + WORDS + letters + ["##" + c for c in letters] + list(".,!?")
+    vocab_list = specials + list(WORDS) + letters + ["##" + c for c in letters] + list(".,!?")
     vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
     tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)

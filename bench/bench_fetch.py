@@ -1,0 +1,122 @@
+"""`modeldeploy-runtime fetch` of a ~1 GiB multi-file model from a loopback MinIO, against
+`aws s3 cp --recursive` and a plain boto3 `download_file` loop with default settings.
+
+Every contender is a fresh process downloading the same prefix into an empty directory;
+they alternate, REPEATS times each, and medians are compared.
+
+Usage: python bench/bench_fetch.py [--repeats N] [--size-mib N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from modeldeploy_e2e.s3 import MinioServer, create_bucket
+
+PY = sys.executable
+BIN = Path(sys.executable).parent
+
+BOTO3_LOOP = """
+import sys, boto3
+from pathlib import Path
+bucket, prefix, target = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=sys.argv[4], region_name="us-east-1")
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for item in page.get("Contents", []):
+        dest = Path(target) / item["Key"][len(prefix):]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, item["Key"], str(dest))
+"""
+
+
+def _make_model(directory: Path, total_mib: int) -> int:
+    """Shards of random bytes (like a sharded safetensors model) plus small JSON files."""
+    directory.mkdir(parents=True)
+    shards = 5
+    per = total_mib // shards
+    chunk = os.urandom(1 << 20)
+    for i in range(shards):
+        with (directory / f"model-{i + 1:05d}-of-{shards:05d}.safetensors").open("wb") as f:
+            for j in range(per):
+                # Vary each MiB cheaply so no layer can dedupe or compress it away.
+                f.write(j.to_bytes(8, "little") + chunk[8:])
+    (directory / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (directory / "tokenizer.json").write_bytes(os.urandom(700_000))
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--size-mib", type=int, default=1000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-fetch-"))
+    try:
+        with MinioServer(work / "minio") as server:
+            create_bucket(server, "models")
+            total = _make_model(work / "src", args.size_mib)
+            subprocess.run(
+                [str(BIN / "aws"), "s3", "cp", "--recursive", "--quiet", str(work / "src"),
+                 "s3://models/big/v1/", "--endpoint-url", server.endpoint],
+                env=_env(server), check=True)
+            shutil.rmtree(work / "src")
+            config = work / "runtime.json"
+            config.write_text(json.dumps({
+                "model": {"name": "big", "version": "v1", "source": {"s3": {
+                    "bucket": "models", "prefix": "big/v1/", "endpoint": server.endpoint}}},
+                "task": "embedding"}))
+            env = _env(server)
+            contenders = {
+                "modeldeploy fetch": lambda d: [
+                    PY, "-m", "modeldeploy_runtime.cli", "fetch", "--config", str(config),
+                    "--cache-root", str(d), "--termination-log", os.devnull],
+                "aws s3 cp --recursive": lambda d: [
+                    str(BIN / "aws"), "s3", "cp", "--recursive", "--quiet", "s3://models/big/v1/",
+                    str(d), "--endpoint-url", server.endpoint],
+                "boto3 download_file loop": lambda d: [
+                    PY, "-c", BOTO3_LOOP, "models", "big/v1/", str(d), server.endpoint],
+            }
+            seconds: dict[str, list[float]] = {name: [] for name in contenders}
+            for i in range(args.repeats):
+                for name, cmd in contenders.items():
+                    target = work / "out"
+                    seconds[name].append(_timed(cmd(target), env))
+                    shutil.rmtree(target)
+                print(f"  run {i + 1}: " + ", ".join(
+                    f"{n} {s[-1]:.2f} s" for n, s in seconds.items()), flush=True)
+            mbs = {n: total / 1e6 / statistics.median(s) for n, s in seconds.items()}
+            ours = mbs["modeldeploy fetch"]
+            print(f"payload: {total / 2**20:.0f} MiB in 7 files from MinIO on loopback")
+            for other, target in (("aws s3 cp --recursive", 2.0),
+                                  ("boto3 download_file loop", 1.5)):
+                print(f"fetch ~1 GiB: modeldeploy {ours:.0f} MB/s vs {other} "
+                      f"{mbs[other]:.0f} MB/s -> ratio {ours / mbs[other]:.2f} "
+                      f"(target >= {target})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _env(server: MinioServer) -> dict[str, str]:
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=server.access_key,
+               AWS_SECRET_ACCESS_KEY=server.secret_key, AWS_DEFAULT_REGION="us-east-1")
+    env.pop("AWS_SESSION_TOKEN", None)
+    return env
+
+
+if __name__ == "__main__":
+    main()
