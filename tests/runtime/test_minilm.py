@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from modeldeploy_runtime import loader
 from modeldeploy_runtime.config import RuntimeConfig
 

@@ -8,7 +8,6 @@ import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
-
 from modeldeploy_runtime import sigv4
 from modeldeploy_runtime.errors import FetchError
 
