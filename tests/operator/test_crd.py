@@ -13,6 +13,7 @@ import celpy
 import pytest
 import yaml
 from modeldeploy_operator import crdgen, spec
+from modeldeploy_operator.schema import DNS_LABEL
 
 from .conftest import raw_spec
 from .test_spec import INVALID, edited
@@ -107,7 +108,7 @@ def test_documented_defaults_reach_the_schema(schema: Schema) -> None:
     assert (rolling["maxSurge"]["default"], rolling["maxUnavailable"]["default"]) == (1, 0)
     assert props["strategy"]["properties"]["type"]["enum"] == ["Rolling", "BlueGreen"]
     assert schema["required"] == ["spec"]
-    assert props["model"]["properties"]["version"]["pattern"] == spec.DNS_LABEL
+    assert props["model"]["properties"]["version"]["pattern"] == DNS_LABEL
 
 
 def _rules(schema: Schema) -> dict[str, str]:
