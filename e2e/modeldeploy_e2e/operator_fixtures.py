@@ -1,8 +1,8 @@
 """pytest fixtures for the operator scenarios: a cluster, MinIO with MiniLM, the operator.
 
-Imported by e2e/tests/test_operator_*.py. The cluster is the one `KUBECONFIG` names
-when it is set (any conformant cluster whose pods can reach this host's loopback MinIO),
-else the local cluster started by `make cluster-up` (started here if it is not running).
+Loaded by e2e/tests/test_operator_*.py (`pytest_plugins`). The cluster is e2e/conftest.py's
+`cluster`: the one `KUBECONFIG` names, else the local cluster. Fixture names are prefixed
+(`md_namespace`, `operator_proc`) so they never shadow the harness's own.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,26 +58,14 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def op_cluster() -> Cluster:
-    """The cluster under test, with the CRD installed."""
-    given = os.environ.get("KUBECONFIG")
-    if given:
-        kubeconfig = Path(given)
-    else:
-        from modeldeploy_e2e.cluster import LocalCluster
-
-        local = LocalCluster()
-        try:
-            local.up()
-        except FileNotFoundError as error:
-            pytest.fail(f"no cluster: {error}")
-        kubeconfig = local.kubeconfig
-    cluster = Cluster(kubeconfig, KubeClient.from_kubeconfig(kubeconfig))
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f",
-                    str(paths.REPO_ROOT / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/modeldeployments.modeldeploy.dev")
-    return cluster
+def op_cluster(cluster: Any) -> Cluster:
+    """The cluster under test (e2e/conftest.py's `cluster`), with the CRD installed."""
+    handle = Cluster(Path(cluster.kubeconfig), cluster.client)
+    handle.kubectl("apply", "--server-side", "--force-conflicts", "-f",
+                   str(paths.REPO_ROOT / "crds"))
+    handle.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                   "crd/modeldeployments.modeldeploy.dev")
+    return handle
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +83,7 @@ def minilm_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]
 
 
 @pytest.fixture
-def namespace(op_cluster: Cluster, minilm_s3: MinioServer) -> Iterator[str]:
+def md_namespace(op_cluster: Cluster, minilm_s3: MinioServer) -> Iterator[str]:
     """A fresh namespace holding the S3 credentials Secret; deleted afterwards."""
     name = f"md-e2e-{secrets.token_hex(3)}"
     op_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
@@ -109,11 +98,11 @@ def namespace(op_cluster: Cluster, minilm_s3: MinioServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def operator(
-    op_cluster: Cluster, namespace: str, tmp_path: Path
+def operator_proc(
+    op_cluster: Cluster, md_namespace: str, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
     """The real operator, watching the test's namespace; its log is kept in tmp_path."""
-    process = OperatorProcess(op_cluster.kubeconfig, [namespace], tmp_path / "operator.log")
+    process = OperatorProcess(op_cluster.kubeconfig, [md_namespace], tmp_path / "operator.log")
     process.start()
     try:
         yield process

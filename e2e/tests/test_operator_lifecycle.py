@@ -22,14 +22,14 @@ NAME = "minilm"
 
 
 def test_create_becomes_available_and_answers_through_the_service(
-    op_cluster: Cluster, minilm_s3: MinioServer, namespace: str, operator: OperatorProcess
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
 ) -> None:
     manifest = workload.minilm_manifest(
-        NAME, namespace, version="v1", endpoint=minilm_s3.endpoint, replicas=1
+        NAME, md_namespace, version="v1", endpoint=minilm_s3.endpoint, replicas=1
     )
     op_cluster.apply(manifest)
     status = workload.wait_for_status(
-        op_cluster.client, namespace, NAME, workload.available_at("v1"), 300,
+        op_cluster.client, md_namespace, NAME, workload.available_at("v1"), 300,
         "first deploy Available",
     )
     assert status["lastKnownGoodVersion"] == "v1"
@@ -38,43 +38,43 @@ def test_create_becomes_available_and_answers_through_the_service(
     assert conditions["Ready"]["status"] == "True"
     assert conditions["Ready"]["observedGeneration"] == 1
 
-    ip, port = workload.service_endpoints(op_cluster.client, namespace, NAME)[0]
+    ip, port = workload.service_endpoints(op_cluster.client, md_namespace, NAME)[0]
     answer = workload.infer(ip, port, "minilm", [workload.VALIDATION_INPUT])
     vector = workload.embedding_of(answer)
     assert len(vector) == 384
     assert workload.cosine(vector, workload.minilm_embedding()) > 0.99
 
-    table = op_cluster.kubectl("get", "md", NAME, "-n", namespace).stdout.splitlines()
+    table = op_cluster.kubectl("get", "md", NAME, "-n", md_namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "VERSION", "TARGET", "LKG", "READY", "PHASE",
                                 "STRATEGY", "AGE"]
     assert table[1].split()[:7] == [NAME, "v1", "v1", "v1", "1/1", "Available", "Rolling"]
 
-    events = op_cluster.kubectl("describe", "md", NAME, "-n", namespace).stdout
+    events = op_cluster.kubectl("describe", "md", NAME, "-n", md_namespace).stdout
     assert "RolloutComplete" in events
 
 
 def test_delete_removes_every_child_and_runtime_process(
-    op_cluster: Cluster, minilm_s3: MinioServer, namespace: str, operator: OperatorProcess
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
 ) -> None:
     op_cluster.apply(
         workload.minilm_manifest(
-            NAME, namespace, version="v1", endpoint=minilm_s3.endpoint, replicas=1,
+            NAME, md_namespace, version="v1", endpoint=minilm_s3.endpoint, replicas=1,
             validation=False,
         )
     )
     workload.wait_for_status(
-        op_cluster.client, namespace, NAME, workload.available_at("v1"), 300, "Available"
+        op_cluster.client, md_namespace, NAME, workload.available_at("v1"), 300, "Available"
     )
-    endpoints = workload.service_endpoints(op_cluster.client, namespace, NAME)
+    endpoints = workload.service_endpoints(op_cluster.client, md_namespace, NAME)
     assert endpoints
-    before = workload.children(op_cluster.client, namespace, NAME)
+    before = workload.children(op_cluster.client, md_namespace, NAME)
     assert before["deployments"] and before["services"] and before["configmaps"]
 
-    op_cluster.kubectl("delete", "md", NAME, "-n", namespace, "--wait=true", "--timeout=60s")
+    op_cluster.kubectl("delete", "md", NAME, "-n", md_namespace, "--wait=true", "--timeout=60s")
 
     empty: dict[str, list[str]] = {"deployments": [], "services": [], "configmaps": [], "pods": []}
     workload.wait_until(
-        lambda: workload.children(op_cluster.client, namespace, NAME) == empty, 120,
+        lambda: workload.children(op_cluster.client, md_namespace, NAME) == empty, 120,
         "every child garbage-collected",
     )
 

@@ -19,10 +19,10 @@ NAME = "minilm"
 
 
 def test_invalid_specs_are_refused_by_the_api_server_naming_the_field(
-    op_cluster: Cluster, minilm_s3: MinioServer, namespace: str
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str
 ) -> None:
     good = workload.minilm_manifest(
-        NAME, namespace, version="v1", endpoint=minilm_s3.endpoint, validation=False
+        NAME, md_namespace, version="v1", endpoint=minilm_s3.endpoint, validation=False
     )
     cases: dict[str, Callable[[dict[str, Any]], object]] = {
         "spec.replicas": lambda spec: spec.update(replicas=-1),
@@ -40,17 +40,17 @@ def test_invalid_specs_are_refused_by_the_api_server_naming_the_field(
         result = op_cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest), check=False)
         assert result.returncode != 0, f"{field}: the API server accepted it"
         assert field in result.stderr, f"{field} not named in: {result.stderr}"
-    assert workload.get_md(op_cluster.client, namespace, NAME) is None
+    assert workload.get_md(op_cluster.client, md_namespace, NAME) is None
 
 
 def test_operator_killed_mid_rollout_resumes_without_duplicate_children(
-    op_cluster: Cluster, minilm_s3: MinioServer, namespace: str, operator: OperatorProcess
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
 ) -> None:
     strategy = {"type": "BlueGreen", "blueGreen": {"scaleDownDelaySeconds": 5}}
 
     def manifest(version: str) -> dict[str, Any]:
         md = workload.minilm_manifest(
-            NAME, namespace, version=version, endpoint=minilm_s3.endpoint, replicas=1,
+            NAME, md_namespace, version=version, endpoint=minilm_s3.endpoint, replicas=1,
             strategy=strategy,
         )
         # Slow loads keep the rollout in progress long enough to kill the operator in it.
@@ -61,33 +61,33 @@ def test_operator_killed_mid_rollout_resumes_without_duplicate_children(
 
     op_cluster.apply(manifest("v1"))
     workload.wait_for_status(
-        op_cluster.client, namespace, NAME, workload.available_at("v1"), 300, "v1 Available"
+        op_cluster.client, md_namespace, NAME, workload.available_at("v1"), 300, "v1 Available"
     )
     body = json.dumps(
         {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}]}
     ).encode()
     traffic = Traffic(
-        op_cluster.client, namespace, NAME, path="/v2/models/minilm/infer", method="POST",
+        op_cluster.client, md_namespace, NAME, path="/v2/models/minilm/infer", method="POST",
         body=body, headers={"Content-Type": "application/json"}, interval=0.05, timeout=10,
         ok_statuses=range(200, 300),
     )
     with traffic:
         op_cluster.apply(manifest("v2"))
         workload.wait_until(
-            lambda: len(workload.children(op_cluster.client, namespace, NAME)["deployments"])
+            lambda: len(workload.children(op_cluster.client, md_namespace, NAME)["deployments"])
             == 2,
             60, "the v2 candidate Deployment created",
         )
-        operator.kill()
-        status = workload.status_of(op_cluster.client, namespace, NAME)
+        operator_proc.kill()
+        status = workload.status_of(op_cluster.client, md_namespace, NAME)
         assert status["phase"] in ("Progressing", "Validating"), status
-        operator.start()
+        operator_proc.start()
         final = workload.wait_for_status(
-            op_cluster.client, namespace, NAME, workload.available_at("v2"), 300,
+            op_cluster.client, md_namespace, NAME, workload.available_at("v2"), 300,
             "v2 Available after the restart",
         )
     assert traffic.report.failures == 0, traffic.report.summary()
-    kids = workload.children(op_cluster.client, namespace, NAME)
+    kids = workload.children(op_cluster.client, md_namespace, NAME)
     assert len(kids["deployments"]) == 2, kids
     assert len(set(kids["deployments"])) == len(kids["deployments"])
     assert sorted(kids["services"]) == [NAME, f"{NAME}-preview"]

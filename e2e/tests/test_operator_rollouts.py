@@ -38,69 +38,69 @@ def inference_traffic(cluster: Cluster, ns: str, service: str) -> Traffic:
 
 
 def test_rolling_upgrade_v1_to_v2_drops_no_request(
-    op_cluster: Cluster, minilm_s3: MinioServer, namespace: str, operator: OperatorProcess
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
 ) -> None:
     def manifest(version: str) -> dict[str, object]:
         return workload.minilm_manifest(
-            NAME, namespace, version=version, endpoint=minilm_s3.endpoint, replicas=2
+            NAME, md_namespace, version=version, endpoint=minilm_s3.endpoint, replicas=2
         )
 
     op_cluster.apply(manifest("v1"))
     workload.wait_for_status(
-        op_cluster.client, namespace, NAME, workload.available_at("v1"), 300, "v1 Available"
+        op_cluster.client, md_namespace, NAME, workload.available_at("v1"), 300, "v1 Available"
     )
-    with inference_traffic(op_cluster, namespace, NAME) as traffic:
+    with inference_traffic(op_cluster, md_namespace, NAME) as traffic:
         op_cluster.apply(manifest("v2"))
         workload.wait_for_status(
-            op_cluster.client, namespace, NAME,
+            op_cluster.client, md_namespace, NAME,
             lambda s: s.get("targetVersion") == "v2" and s.get("phase") == "Progressing",
             60, "rollout of v2 under way",
         )
         status = workload.wait_for_status(
-            op_cluster.client, namespace, NAME, workload.available_at("v2"), 400,
+            op_cluster.client, md_namespace, NAME, workload.available_at("v2"), 400,
             "v2 Available",
         )
     report = traffic.report
     assert report.failures == 0, report.summary()
     assert report.successes > 20, report.summary()
     assert status["lastKnownGoodVersion"] == "v2"
-    assert workload.served_versions(op_cluster.client, namespace, NAME, "minilm") == {"v2"}
-    kids = workload.children(op_cluster.client, namespace, NAME)
+    assert workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm") == {"v2"}
+    kids = workload.children(op_cluster.client, md_namespace, NAME)
     assert kids["deployments"] == [NAME], "Rolling keeps one Deployment"
     history = [(h["version"], h["outcome"]) for h in status["history"]]
     assert history[-2:] == [("v1", "Promoted"), ("v2", "Promoted")]
 
 
 def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
-    op_cluster: Cluster, minilm_s3: MinioServer, namespace: str, operator: OperatorProcess
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
 ) -> None:
     def manifest(version: str) -> dict[str, object]:
         return workload.minilm_manifest(
-            NAME, namespace, version=version, endpoint=minilm_s3.endpoint, replicas=2,
+            NAME, md_namespace, version=version, endpoint=minilm_s3.endpoint, replicas=2,
             strategy=BLUE_GREEN,
         )
 
     op_cluster.apply(manifest("v2"))
     workload.wait_for_status(
-        op_cluster.client, namespace, NAME, workload.available_at("v2"), 300, "v2 Available"
+        op_cluster.client, md_namespace, NAME, workload.available_at("v2"), 300, "v2 Available"
     )
-    (old_deployment,) = workload.children(op_cluster.client, namespace, NAME)["deployments"]
+    (old_deployment,) = workload.children(op_cluster.client, md_namespace, NAME)["deployments"]
     preview_seen: set[str] = set()
     stable_during_preview: set[str] = set()
-    with inference_traffic(op_cluster, namespace, NAME) as traffic:
+    with inference_traffic(op_cluster, md_namespace, NAME) as traffic:
         op_cluster.apply(manifest("v3"))
 
         def preview_answers_v3() -> bool:
-            status = workload.status_of(op_cluster.client, namespace, NAME)
+            status = workload.status_of(op_cluster.client, md_namespace, NAME)
             if status.get("currentVersion") != "v2":
                 return False
             preview = workload.served_versions(
-                op_cluster.client, namespace, f"{NAME}-preview", "minilm"
+                op_cluster.client, md_namespace, f"{NAME}-preview", "minilm"
             )
             if preview == {"v3"}:
                 preview_seen.update(preview)
                 stable_during_preview.update(
-                    workload.served_versions(op_cluster.client, namespace, NAME, "minilm")
+                    workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm")
                 )
                 return True
             return False
@@ -108,7 +108,7 @@ def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
         workload.wait_until(preview_answers_v3, 300, "the preview answering v3 before the switch",
                             interval=0.2)
         status = workload.wait_for_status(
-            op_cluster.client, namespace, NAME, workload.available_at("v3"), 300,
+            op_cluster.client, md_namespace, NAME, workload.available_at("v3"), 300,
             "v3 Available",
         )
     report = traffic.report
@@ -116,16 +116,16 @@ def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
     assert preview_seen == {"v3"}
     assert stable_during_preview == {"v2"}, "the stable Service moved before the switch"
     assert status["lastKnownGoodVersion"] == "v3"
-    assert workload.served_versions(op_cluster.client, namespace, NAME, "minilm") == {"v3"}
+    assert workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm") == {"v3"}
 
     def old_scaled_down() -> bool:
         dep = op_cluster.client.get(
-            f"/apis/apps/v1/namespaces/{namespace}/deployments/{old_deployment}"
+            f"/apis/apps/v1/namespaces/{md_namespace}/deployments/{old_deployment}"
         )
         return dep["spec"]["replicas"] == 0 and not dep.get("status", {}).get("readyReplicas")
 
     # The old version stays for the rollback window, then scales to zero.
     assert not old_scaled_down(), "scaled down before scaleDownDelaySeconds"
     workload.wait_until(old_scaled_down, SCALE_DOWN_DELAY + 60, "v2 scaled down after the delay")
-    events = op_cluster.kubectl("describe", "md", NAME, "-n", namespace).stdout
+    events = op_cluster.kubectl("describe", "md", NAME, "-n", md_namespace).stdout
     assert "Promoted" in events
