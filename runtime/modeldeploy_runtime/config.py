@@ -11,8 +11,6 @@ from pydantic.alias_generators import to_camel
 
 from modeldeploy_runtime.errors import ConfigError
 
-DEFAULT_CONFIG_PATH = "/etc/modeldeploy/runtime.json"
-
 
 class _Model(BaseModel):
     # camelCase on the wire, unknown keys refused so a typo is an error, not a silent default.

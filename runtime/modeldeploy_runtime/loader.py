@@ -30,19 +30,6 @@ DEBUG_DELAY_ENV = "MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS"
 Record = Callable[[str, float], None]
 
 
-def import_libraries() -> float:
-    """Import what loading needs (and nothing more); returns the seconds it took."""
-    started = time.monotonic()
-    import safetensors.torch  # noqa: F401
-    import tokenizers  # noqa: F401
-    import torch  # noqa: F401
-
-    import modeldeploy_runtime.bert
-    import modeldeploy_runtime.tasks  # noqa: F401
-
-    return time.monotonic() - started
-
-
 def debug_delay() -> float:
     """The test knob MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS (0 when unset)."""
     raw = os.environ.get(DEBUG_DELAY_ENV, "").strip()

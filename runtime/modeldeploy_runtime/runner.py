@@ -18,33 +18,11 @@ from modeldeploy_runtime import cache, loader, termination, validate
 from modeldeploy_runtime.config import RuntimeConfig
 from modeldeploy_runtime.errors import LoadError, RuntimeFailure, ValidationFailed
 from modeldeploy_runtime.metrics import Metrics
+from modeldeploy_runtime.preload import Imports
 from modeldeploy_runtime.server import ModelSlot, build_app
 from modeldeploy_runtime.state import Phase, RuntimeState
 
 log = logging.getLogger("modeldeploy.runtime")
-
-
-class Imports:
-    """Imports torch & co. in a thread started first thing, overlapping server start-up."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="imports", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.seconds = loader.import_libraries()
-        except BaseException as error:  # reported by wait(), on the loading thread
-            self.error = error
-
-    def wait(self) -> float:
-        """Block until the imports finish; returns their seconds or raises their error."""
-        self._thread.join()
-        if self.error is not None:
-            raise LoadError(f"importing the ML libraries failed: {self.error}") from None
-        return self.seconds
 
 
 def _prepare(
@@ -55,7 +33,10 @@ def _prepare(
         state.record(name, seconds)
         metrics.phase_seconds.labels(name).set(state.snapshot().phases[name] or 0.0)
 
-    record("import", imports.wait())
+    try:
+        record("import", imports.wait())
+    except ImportError as error:
+        raise LoadError(f"{error}; the runtime image is missing a dependency") from None
     delay = loader.debug_delay()
     if delay:
         log.warning("test knob %s: sleeping %.1f s before loading",
