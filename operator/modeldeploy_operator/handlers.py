@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -143,6 +145,15 @@ class Workers:
                 await asyncio.wait_for(worker.wake.wait(), timeout=timeout)
 
 
+def in_cluster_server(env: Mapping[str, str]) -> str | None:
+    """The API server URL a pod is given in KUBERNETES_SERVICE_HOST/PORT, if it is given."""
+    host = env.get("KUBERNETES_SERVICE_HOST")
+    port = env.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
 def _signature(body: Mapping[str, Any]) -> tuple[Any, ...]:
     meta = body.get("metadata", {})
     annotations = meta.get("annotations") or {}
@@ -170,7 +181,14 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # An explicit registry gets none of kopf's default handlers, login included.
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        info = kopf.login_with_service_account(**kwargs)
+        if info is None:
+            return kopf.login_with_kubeconfig(**kwargs)
+        # kopf assumes https://kubernetes.default.svc, which needs cluster DNS; the
+        # environment Kubernetes sets in every pod names the API server directly (as
+        # client-go and the kubernetes client's in-cluster config use it).
+        server = in_cluster_server(os.environ)
+        return dataclasses.replace(info, server=server) if server else info
 
     @kopf.on.cleanup(registry=registry)
     async def shutdown(*, memo: Any, **_: Any) -> None:
