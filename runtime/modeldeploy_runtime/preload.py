@@ -6,16 +6,55 @@ standard library itself, so the thread starts within milliseconds of the process
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 import time
+from pathlib import Path
+
+
+def cpu_quota(cpu_max: str) -> int | None:
+    """Whole CPUs granted by a cgroup v2 `cpu.max` line ("200000 100000" -> 2); None if
+    unlimited or unreadable."""
+    parts = cpu_max.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    try:
+        return max(1, math.floor(int(parts[0]) / int(parts[1])))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _configure_threads() -> None:
+    # Idle OpenMP workers spin by default; on a pod sharing cores (or throttled by its CPU
+    # limit) that made each small forward pass 10-40x slower here (bench/README.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _limit_torch_threads() -> None:
+    # torch sizes its pool by the host's cores, not the pod's CPU limit; more threads than
+    # the quota only queue behind the CFS throttle. OMP_NUM_THREADS, when set, wins.
+    if "OMP_NUM_THREADS" in os.environ:
+        return
+    try:
+        quota = cpu_quota(Path("/sys/fs/cgroup/cpu.max").read_text())
+    except OSError:
+        quota = None
+    if quota is not None:
+        import torch
+
+        torch.set_num_threads(min(quota, torch.get_num_threads()))
 
 
 def import_libraries() -> float:
     """Import what loading needs (and nothing more); returns the seconds it took."""
     started = time.monotonic()
+    _configure_threads()
     import safetensors.torch  # noqa: F401
     import tokenizers  # noqa: F401
     import torch  # noqa: F401
+
+    _limit_torch_threads()
 
     import modeldeploy_runtime.bert
     import modeldeploy_runtime.tasks  # noqa: F401

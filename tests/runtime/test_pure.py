@@ -128,3 +128,13 @@ def test_failing_records_the_reason_and_ready_and_failed_are_final() -> None:
     assert snap.phase is Phase.FAILED and snap.error == "validation failed: nope"
     assert not can_move(Phase.FAILED, Phase.READY)
     assert not can_move(Phase.READY, Phase.LOADING)
+
+
+@pytest.mark.parametrize(("line", "cpus"), [
+    ("max 100000", None), ("200000 100000", 2), ("150000 100000", 1), ("50000 100000", 1),
+    ("400000 100000\n", 4), ("garbage", None), ("1 0", None),
+])
+def test_cpu_quota_reads_whole_cpus_from_cgroup_cpu_max(line: str, cpus: int | None) -> None:
+    from modeldeploy_runtime.preload import cpu_quota
+
+    assert cpu_quota(line) == cpus
