@@ -3,6 +3,9 @@
     modeldeploy-operator --all-namespaces --log-format json \\
         --liveness http://0.0.0.0:8081/healthz --metrics-port 9090 --standalone
 
+`modeldeploy-operator check --all-namespaces` (what `helm test` runs) checks that the API
+is served and the ServiceAccount holds every permission the operator uses.
+
 Namespaces: `--namespace` (repeatable) or `--all-namespaces`. More than one operator
 replica: `--peering NAME --priority N` (only the highest priority acts); a single one:
 `--standalone`.
@@ -92,7 +95,12 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `modeldeploy-operator` console script."""
-    args = parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["check"]:
+        from modeldeploy_operator import check  # only the helm test needs it
+
+        return check.main(given[1:])
+    args = parse_args(given)
     _configure_logging(args)
     metrics.serve(args.metrics_port, args.metrics_host)
     registry = kopf.OperatorRegistry()
