@@ -1,6 +1,8 @@
 {{/*
-The namespaced permissions the operator uses, one rule per API group and resource it calls.
-tests/charts/test_rbac.py checks these against the calls the operator code makes.
+The namespaced permissions the operator uses: exactly what its code calls (the kube
+adapter's API_CALLS table plus kopf's watches, progress annotations and events), as
+derived in modeldeploy_operator/permissions.py. tests/charts/test_rbac.py fails if a rule
+here grants less, or more, than that; `helm test` asks the API server for each one.
 */}}
 {{- define "modeldeploy.namespacedRules" -}}
 - apiGroups: ["modeldeploy.dev"]
@@ -8,43 +10,43 @@ tests/charts/test_rbac.py checks these against the calls the operator code makes
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["modeldeploy.dev"]
   resources: ["modeldeployments/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
+# Server-side apply of an object that does not exist yet needs create as well as patch.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-- apiGroups: ["apps"]
-  resources: ["replicasets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
-  resources: ["services", "configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  resources: ["services"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-{{- if .Values.peering.enabled }}
+  verbs: ["create"]
+{{- if and .Values.peering.enabled .Values.watchNamespaces }}
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 {{- end }}
 
-{{/* Cluster-scoped permissions kopf needs to discover resources and namespaces. */}}
+{{/* Cluster-scoped permissions kopf needs to follow CRDs and, when namespaced, namespaces. */}}
 {{- define "modeldeploy.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
+{{- if .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
-{{- if .Values.peering.enabled }}
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if and .Values.peering.enabled (not .Values.watchNamespaces) }}
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 {{- end }}
