@@ -46,7 +46,8 @@ lint: venv ## ruff, mypy --strict and the import-layering contracts
 	$(VENV)/bin/lint-imports
 
 .PHONY: test-unit
-test-unit: venv ## unit, property and runtime tests (no cluster)
+# The runtime's S3 tests run a real MinIO and the chart tests a real Helm, hence binaries.
+test-unit: venv binaries ## unit, property, runtime and chart tests (no cluster)
 	$(PY) -m pytest -q tests
 
 .PHONY: test
