@@ -23,6 +23,7 @@ from modeldeploy_operator.status import ModelDeploymentStatus, Reason
 log = logging.getLogger(__name__)
 
 Manifest = dict[str, Any]
+AFTER_WRITE_SECONDS = 1.0
 
 
 class Gone(Exception):
@@ -132,6 +133,10 @@ def reconcile(ctx: Context, namespace: str, name: str, memory: observe.Memory) -
             ctx.kube, owner, apply.referenced_hashes(plan.status, desired), live
         )
     requeue = plan.requeue_after
+    if written:
+        # Look once more with the status just written: timers the planner derives from it
+        # (a promotion's scale-down delay, say) only show up in the next observation.
+        sooner = AFTER_WRITE_SECONDS if sooner is None else min(sooner, AFTER_WRITE_SECONDS)
     if sooner is not None:
         requeue = sooner if requeue is None else min(requeue, sooner)
     if plan.status.phase.value != memory.last_phase:

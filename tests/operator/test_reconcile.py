@@ -290,3 +290,10 @@ def test_a_deleted_resource_stops_its_worker() -> None:
     api.md = None  # type: ignore[assignment]
     with pytest.raises(Gone):
         reconcile(ctx, NS, "md", memory)
+
+
+def test_after_a_status_change_the_next_look_comes_soon() -> None:
+    _, _, ctx, memory, _ = setup(md_body("v1"))
+    first = reconcile(ctx, NS, "md", memory)
+    assert first.status_written
+    assert first.requeue_after is not None and first.requeue_after <= 1.0
