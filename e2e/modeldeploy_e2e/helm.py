@@ -93,9 +93,9 @@ class HelmRelease:
         return self.helm("test", self.name, "--namespace", self.namespace, check=False)
 
     def template(self, extra: dict[str, str] | None = None) -> str:
-        """The rendered chart (with CRDs) for these values."""
+        """What an install applies for these values: CRDs included, `helm test` hooks not."""
         return self.helm("template", self.name, str(CHART), "--namespace", self.namespace,
-                         "--include-crds", *self._value_args(extra)).stdout
+                         "--include-crds", "--skip-tests", *self._value_args(extra)).stdout
 
     def status(self) -> dict[str, Any]:
         """`helm status -o json`."""
