@@ -99,8 +99,14 @@ def test_helm_lint_accepts_the_local_cluster_values() -> None:
 def test_plain_manifests_pass_a_server_side_dry_run(cluster: ClusterHandle) -> None:
     # A real apply would start a cluster-wide operator beside the scenarios' own; the dry
     # run has the API server admit every object (CRDs, RBAC, Deployment) without that.
-    result = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-k",
-                             str(paths.REPO_ROOT / "deploy"), check=False)
+    # A dry-run namespace is not created, so the objects in it need a real (empty) one.
+    created = cluster.kubectl("create", "namespace", "modeldeploy-system", check=False)
+    try:
+        result = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-k",
+                                 str(paths.REPO_ROOT / "deploy"), check=False)
+    finally:
+        if created.returncode == 0:
+            cluster.delete_namespace("modeldeploy-system")
     assert result.returncode == 0, result.stderr
     assert "deployment.apps/modeldeploy serverside-applied (server dry run)" in result.stdout
     assert "clusterrole.rbac.authorization.k8s.io/modeldeploy serverside-applied" in result.stdout
