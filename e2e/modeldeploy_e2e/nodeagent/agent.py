@@ -153,10 +153,14 @@ class NodeAgent:
         self.register()
         heartbeat = threading.Thread(target=self.heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
+        first = True
         try:
             while not self.stop.is_set():
                 try:
                     self.sync_once()
+                    if first:
+                        self.ctx.ips.release_except(set(self.workers))
+                        first = False
                 except (KubeError, OSError) as error:
                     log.warning("pod sync failed: %s", error)
                 self.stop.wait(SYNC_EVERY)

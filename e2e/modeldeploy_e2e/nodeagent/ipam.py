@@ -67,6 +67,12 @@ class PodIPs:
         if address and self.on_loopback_interface:
             _ip("addr", "del", f"{address}/32", "dev", "lo")
 
+    def release_except(self, keep: set[str]) -> None:
+        """Release addresses of pods not in `keep` (left over from an agent that was killed)."""
+        for uid in list(self._by_uid):
+            if uid not in keep:
+                self.release(uid)
+
     def release_all(self) -> None:
         """Release every address (agent shutdown)."""
         for uid in list(self._by_uid):

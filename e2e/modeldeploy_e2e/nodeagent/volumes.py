@@ -22,8 +22,13 @@ def object_data(client: KubeClient, kind: str) -> podspec.Lookup:
         try:
             obj = client.get(f"/api/v1/namespaces/{namespace}/{plural}/{name}")
         except KubeError as error:
-            if error.status in (403, 404):
+            if error.status == 404:
                 return None
+            if error.status == 403:
+                # The Node authorizer learns of a pod's references a moment after the pod;
+                # the worker retries ConfigErrors, so this clears on its own.
+                raise ConfigError(f"{kind} {namespace}/{name} not yet readable by the node: "
+                                  f"{error}") from error
             raise
         data: dict[str, str] = dict(obj.get("data") or {})
         if kind == "ConfigMap":
