@@ -110,3 +110,13 @@ def test_plain_manifests_pass_a_server_side_dry_run(cluster: ClusterHandle) -> N
     assert result.returncode == 0, result.stderr
     assert "deployment.apps/modeldeploy serverside-applied (server dry run)" in result.stdout
     assert "clusterrole.rbac.authorization.k8s.io/modeldeploy serverside-applied" in result.stdout
+
+
+def test_cluster_wide_install_with_peering_passes_helm_test(release: HelmRelease) -> None:
+    # Cluster-wide RBAC (ClusterRole, ClusterKopfPeering) checked by the chart's own hook;
+    # no operator replica, so it never competes with the scenarios' operators.
+    release.set_values = {"replicaCount": "0", "peering.enabled": "true"}
+    release.install()
+    result = release.test()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Succeeded" in result.stdout
