@@ -86,6 +86,7 @@ def test_operator_killed_mid_rollout_resumes_without_duplicate_children(
             op_cluster.client, md_namespace, NAME, workload.available_at("v2"), 300,
             "v2 Available after the restart",
         )
+    print(f"traffic during the restart: {traffic.report.summary()}")
     assert traffic.report.failures == 0, traffic.report.summary()
     kids = workload.children(op_cluster.client, md_namespace, NAME)
     assert len(kids["deployments"]) == 2, kids

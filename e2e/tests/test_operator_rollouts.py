@@ -61,6 +61,7 @@ def test_rolling_upgrade_v1_to_v2_drops_no_request(
             "v2 Available",
         )
     report = traffic.report
+    print(f"traffic during the upgrade: {report.summary()}")
     assert report.failures == 0, report.summary()
     assert report.successes > 20, report.summary()
     assert status["lastKnownGoodVersion"] == "v2"
@@ -112,6 +113,7 @@ def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
             "v3 Available",
         )
     report = traffic.report
+    print(f"traffic during the upgrade: {report.summary()}")
     assert report.failures == 0, report.summary()
     assert preview_seen == {"v3"}
     assert stable_during_preview == {"v2"}, "the stable Service moved before the switch"
