@@ -88,3 +88,46 @@ def test_hub_offline_with_an_empty_hub_cache_fails_with_the_fix(
     assert "huggingFace repo 'org/absent'" in reason
     assert "HF_HUB_OFFLINE is set" in reason
     assert not (tmp_path / "cache" / "hubm" / "v1").exists()
+
+
+def test_hub_fetch_goes_to_hf_endpoint_and_a_missing_repo_leaves_no_entry(
+    helpers: Any, write_config: Any, tmp_path: Path,
+) -> None:
+    import http.server
+    import threading as th
+
+    seen: list[str] = []
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            body = b'{"error": "Repository not found"}'
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    th.Thread(target=hub.serve_forever, daemon=True).start()
+    try:
+        env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{hub.server_port}",
+                   HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="0")
+        env.pop("HF_TOKEN", None)
+        doc = helpers.runtime_config("hubm", source={"huggingFace": {
+            "repo": "org/absent", "revision": "main"}})
+        log = tmp_path / "term"
+        result = helpers.run_cli("fetch", "--config", str(write_config(doc)), "--cache-root",
+                                 str(tmp_path / "cache"), "--termination-log", str(log), env=env)
+    finally:
+        hub.shutdown()
+    assert result.returncode == 1
+    assert any(path.startswith("/api/models/org/absent") for path in seen), seen
+    assert "check the repo id, revision, HF_ENDPOINT and HF_TOKEN" in log.read_text()
+    assert not (tmp_path / "cache" / "hubm" / "v1").exists()
