@@ -42,6 +42,7 @@ SERVE_ENV = (
     "class H(http.server.BaseHTTPRequestHandler):\n"
     "    def do_GET(self):\n"
     "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
+    "socketserver.TCPServer.allow_reuse_address = True\n"
     "socketserver.TCPServer((os.environ['POD_IP'], 8080), H).serve_forever()\n"
 )
 

@@ -32,8 +32,12 @@ class PodIPs:
         self.state_file = state_file
         self._lock = threading.Lock()
         self._by_uid: dict[str, str] = {}
+        self._last = 0
         if state_file.exists():
-            self._by_uid = json.loads(state_file.read_text())
+            saved = json.loads(state_file.read_text())
+            if "pods" not in saved:  # the first format: a bare uid -> address map
+                saved = {"pods": saved}
+            self._by_uid, self._last = saved["pods"], int(saved.get("last", 0))
         probe = str(self.network.network_address + 254)
         self.on_loopback_interface = _ip("addr", "add", f"{probe}/32", "dev", "lo")
         if self.on_loopback_interface:
@@ -49,15 +53,29 @@ class PodIPs:
             if uid in self._by_uid:
                 address = self._by_uid[uid]
             else:
-                used = set(self._by_uid.values())
-                # Skip .0 and .1 of each /24: they read like network and gateway addresses.
-                address = next(str(ip) for ip in self.network.hosts()
-                               if str(ip) not in used and int(ip) % 256 > 1)
+                address = self._next_free()
                 self._by_uid[uid] = address
                 self._save()
         if self.on_loopback_interface:
             _ip("addr", "add", f"{address}/32", "dev", "lo")
         return address
+
+    def _next_free(self) -> str:
+        """The next unused address after the last one handed out.
+
+        Handing out addresses in a ring, not lowest-first, keeps a new pod off the
+        address a deleted pod just left, whose sockets may still sit in TIME_WAIT.
+        """
+        used = set(self._by_uid.values())
+        first, size = int(self.network.network_address), self.network.num_addresses
+        for step in range(1, size):
+            candidate = ipaddress.ip_address(first + (self._last + step) % size)
+            # Skip .0, .1 and .255 of each /24: they read like network/gateway/broadcast.
+            if int(candidate) % 256 in (0, 1, 255) or str(candidate) in used:
+                continue
+            self._last = int(candidate) - first
+            return str(candidate)
+        raise RuntimeError(f"pod CIDR {self.network} is exhausted; pass a larger --pod-cidr")
 
     def release(self, uid: str) -> None:
         """Remove the pod's address from `lo` and forget it."""
@@ -80,4 +98,4 @@ class PodIPs:
 
     def _save(self) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(self._by_uid))
+        self.state_file.write_text(json.dumps({"pods": self._by_uid, "last": self._last}))
