@@ -1,0 +1,213 @@
+"""Operator benchmark: overhead per upgrade, and reconcile cost with 200 ModelDeployments.
+
+    make bench-operator        # against $KUBECONFIG, else the local cluster (started if needed)
+
+1. Overhead over 5 blue-green upgrades of MiniLM (1 replica, operator-side validation on):
+   time from `kubectl apply` of the new version to every endpoint of the stable Service
+   answering with it, minus the slowest new pod's own time-to-ready (its /status
+   `timeToReadySeconds`, process start to ready). What is left is scheduling, the
+   cache fetch, the node agent, and the operator's own reaction and validation.
+2. Reconcile cost: 200 ModelDeployments with replicas 0 (children, no pods); the
+   operator's RSS, and CPU seconds per reconcile from its /metrics counter, during the
+   initial burst and during a quiet period.
+Numbers are printed, never asserted: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from modeldeploy_e2e import paths, workload
+from modeldeploy_e2e.kube import KubeClient
+from modeldeploy_e2e.operator_process import OperatorProcess
+from modeldeploy_e2e.s3 import MinioServer, create_bucket, free_port, upload_directory
+
+BUCKET = "models"
+SECRET = "modeldeploy-s3"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def kubeconfig() -> Path:
+    given = os.environ.get("KUBECONFIG")
+    if given:
+        return Path(given)
+    from modeldeploy_e2e.cluster import LocalCluster
+
+    cluster = LocalCluster()
+    cluster.up()
+    path: Path = cluster.kubeconfig
+    return path
+
+
+def kubectl(config: Path, *args: str, input: str | None = None) -> str:
+    env = {**os.environ, "PATH": paths.harness_path(), "KUBECONFIG": str(config)}
+    result = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True,
+                            env=env, check=False, timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def process_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reconciles(metrics_url: str) -> float:
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(m) for m in re.findall(
+        r'^modeldeploy_reconciles_total\{result="[a-z]+"\} ([0-9.e+]+)$', text, re.M))
+
+
+def setup_namespace(config: Path, s3: MinioServer) -> str:
+    namespace = f"md-bench-{secrets.token_hex(3)}"
+    kubectl(config, "create", "namespace", namespace)
+    secret = workload.s3_secret(namespace, SECRET, s3.access_key, s3.secret_key)
+    kubectl(config, "apply", "-f", "-", input=json.dumps(secret))
+    return namespace
+
+
+def bench_overhead(config: Path, client: KubeClient, s3: MinioServer, upgrades: int,
+                   workdir: Path) -> None:
+    namespace = setup_namespace(config, s3)
+    name = "bench"
+    strategy = {"type": "BlueGreen", "blueGreen": {"scaleDownDelaySeconds": 0}}
+
+    def manifest(version: str) -> dict[str, Any]:
+        md: dict[str, Any] = workload.minilm_manifest(
+            name, namespace, version=version, endpoint=s3.endpoint, replicas=1,
+            strategy=strategy)
+        # Every version reads the same weights; the version names the cache entry.
+        md["spec"]["model"]["source"]["s3"]["prefix"] = "minilm/v1/"
+        return md
+
+    rows = []
+    with OperatorProcess(config, [namespace], workdir / "operator-overhead.log"):
+        kubectl(config, "apply", "-f", "-", input=json.dumps(manifest("b0")))
+        workload.wait_for_status(client, namespace, name, workload.available_at("b0"), 300,
+                                 "b0 Available")
+        for n in range(1, upgrades + 1):
+            version = f"b{n}"
+            started = time.monotonic()
+            kubectl(config, "apply", "-f", "-", input=json.dumps(manifest(version)))
+            preview_ready: float | None = None
+            deadline = started + 300
+            while True:
+                now = time.monotonic()
+                if now > deadline:
+                    raise TimeoutError(f"Service not serving {version} after 300s")
+                if preview_ready is None and workload.served_versions(
+                        client, namespace, f"{name}-preview", "minilm") == {version}:
+                    preview_ready = now
+                if workload.served_versions(client, namespace, name, "minilm") == {version}:
+                    break
+                time.sleep(0.05)
+            total = time.monotonic() - started
+            ready = [workload.runtime_status(ip, port).get("timeToReadySeconds") or 0.0
+                     for ip, port in workload.service_endpoints(client, namespace, name)]
+            slowest = max(float(r) for r in ready)
+            switch = total - ((preview_ready or started) - started)
+            rows.append((version, total, slowest, total - slowest, switch))
+            workload.wait_for_status(client, namespace, name, workload.available_at(version),
+                                     120, f"{version} Available")
+    kubectl(config, "delete", "namespace", namespace, "--wait=false")
+    print("\n== operator overhead per blue-green upgrade (1 replica, validation on)")
+    print(f"{'version':>8} {'apply->serving':>15} {'pod ready':>10} {'overhead':>9} "
+          f"{'ready->serving':>15}   (seconds)")
+    for version, total, slowest, overhead, switch in rows:
+        print(f"{version:>8} {total:15.2f} {slowest:10.2f} {overhead:9.2f} {switch:15.2f}")
+    overheads = [r[3] for r in rows]
+    print(f"median overhead {statistics.median(overheads):.2f}s "
+          f"(min {min(overheads):.2f}s, max {max(overheads):.2f}s) over {len(rows)} upgrades; "
+          "overhead includes scheduling and the S3 fetch of the new version")
+    switches = [r[4] for r in rows]
+    print(f"median candidate-ready -> stable-serving {statistics.median(switches):.2f}s "
+          "(the operator noticing, validating through the preview, switching the Service)")
+
+
+def bench_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
+                workdir: Path, quiet_seconds: float) -> None:
+    namespace = setup_namespace(config, s3)
+    port = free_port()
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    operator = OperatorProcess(config, [namespace], workdir / "operator-scale.log",
+                               extra_args=[f"--metrics-port={port}", "--metrics-host=127.0.0.1"])
+    with operator:
+        assert operator.pid is not None
+        pid = operator.pid
+        cpu0, rss0, n0 = process_cpu_seconds(pid), process_rss_mib(pid), reconciles(metrics_url)
+        items = [workload.minilm_manifest(f"md-{i:03d}", namespace, version="v1",
+                                          endpoint=s3.endpoint, replicas=0, validation=False)
+                 for i in range(count)]
+        started = time.monotonic()
+        kubectl(config, "apply", "-f", "-",
+                input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+        def all_settled() -> bool:
+            listing = client.get(workload.md_path(namespace))
+            phases = [(i.get("status") or {}).get("phase") for i in listing.get("items", [])]
+            return len(phases) == count and all(p == "Available" for p in phases)
+
+        workload.wait_until(all_settled, 900, f"{count} ModelDeployments settled", interval=1.0)
+        burst = time.monotonic() - started
+        cpu1, rss1, n1 = process_cpu_seconds(pid), process_rss_mib(pid), reconciles(metrics_url)
+        time.sleep(quiet_seconds)
+        cpu2, rss2, n2 = process_cpu_seconds(pid), process_rss_mib(pid), reconciles(metrics_url)
+    kubectl(config, "delete", "namespace", namespace, "--wait=false")
+    print(f"\n== reconcile cost with {count} ModelDeployments (replicas 0: children, no pods)")
+    print(f"operator RSS: {rss0:.0f} MiB idle before, {rss1:.0f} MiB after creating {count}, "
+          f"{rss2:.0f} MiB after {quiet_seconds:.0f}s quiet")
+    burst_n = max(n1 - n0, 1)
+    print(f"burst: {count} created and settled in {burst:.1f}s; {n1 - n0:.0f} reconciles, "
+          f"{cpu1 - cpu0:.1f} CPU s, {1000 * (cpu1 - cpu0) / burst_n:.1f} CPU ms per reconcile")
+    quiet_n = n2 - n1
+    per = f"{1000 * (cpu2 - cpu1) / quiet_n:.1f} CPU ms per reconcile" if quiet_n else "none"
+    print(f"quiet {quiet_seconds:.0f}s: {quiet_n:.0f} reconciles (periodic resync), "
+          f"{cpu2 - cpu1:.2f} CPU s, {per}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--upgrades", type=int, default=5)
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--quiet-seconds", type=float, default=60.0)
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    args = parser.parse_args()
+    config = kubeconfig()
+    client = KubeClient.from_kubeconfig(config)
+    kubectl(config, "apply", "--server-side", "--force-conflicts", "-f",
+            str(paths.REPO_ROOT / "crds"))
+    with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
+        workdir = Path(tmp)
+        with MinioServer(workdir / "minio") as s3:
+            create_bucket(s3, BUCKET)
+            upload_directory(s3, BUCKET, "minilm/v1", workload.minilm_dir())
+            if not args.skip_overhead:
+                bench_overhead(config, client, s3, args.upgrades, workdir)
+            if not args.skip_scale:
+                bench_scale(config, client, s3, args.count, workdir, args.quiet_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
