@@ -47,6 +47,7 @@ class Ports(BaseModel):
     apiserver: int
     controller_manager: int
     scheduler: int
+    kubelet: int = 0  # 0 in state files written before the node agent served logs
 
 
 class ClusterState(BaseModel):
@@ -100,7 +101,9 @@ class LocalCluster:
         extended_resources: dict[str, str] | None = None,
         node_cpu: str = "8",
         node_memory: str = "32Gi",
+        pod_cidr: str = "10.244.0.0/16",
     ) -> None:
+        self.pod_cidr = pod_cidr
         self.state_dir = Path(state_dir)
         self.pki_dir = self.state_dir / "pki"
         self.log_dir = self.state_dir / "logs"
@@ -159,6 +162,8 @@ class LocalCluster:
                 etcd_client=free_port(), etcd_peer=free_port(), apiserver=free_port(),
                 controller_manager=free_port(), scheduler=free_port(),
             ))
+        if state.ports.kubelet == 0:
+            state.ports.kubelet = free_port()
         self._write_pki_and_kubeconfigs(state)
         deadline = time.monotonic() + timeout
         for name in COMPONENTS:
@@ -193,6 +198,10 @@ class LocalCluster:
                        "kubernetes.default.svc.cluster.local"),
             ips=(LOOPBACK, KUBERNETES_SERVICE_IP),
         )
+        pki.ensure_leaf(self.pki_dir, ca, "kubelet", pki.subject(f"system:node:{state.node_name}"),
+                        dns_names=(state.node_name, "localhost"), ips=(LOOPBACK,))
+        pki.ensure_leaf(self.pki_dir, ca, "apiserver-kubelet-client",
+                        pki.subject("kube-apiserver-kubelet-client", ("system:masters",)))
         server = f"https://{LOOPBACK}:{state.ports.apiserver}"
         identities = {
             "kubeconfig": ("admin", pki.subject("kubernetes-admin", ("system:masters",))),
@@ -235,6 +244,11 @@ class LocalCluster:
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
                     "--authorization-mode=Node,RBAC",
+                    # kubectl logs: the API server calls the node agent's /containerLogs.
+                    f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+                    f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+                    f"--kubelet-certificate-authority={p / 'ca.crt'}",
+                    "--kubelet-preferred-address-types=InternalIP",
                     "--enable-admission-plugins=NodeRestriction",
                     "--allow-privileged=true", "--profiling=false", "--v=1"]
         kubeconfig_auth = [f"--bind-address={LOOPBACK}", "--leader-elect=false",
@@ -260,6 +274,9 @@ class LocalCluster:
                 f"--kubeconfig={d / 'node.kubeconfig'}", f"--node-name={state.node_name}",
                 f"--state-dir={d / 'node'}", f"--cpu={self.node_cpu}",
                 f"--memory={self.node_memory}", f"--provisioner-kubeconfig={self.kubeconfig}",
+                f"--kubelet-port={state.ports.kubelet}", f"--serving-cert={p / 'kubelet.crt'}",
+                f"--serving-key={p / 'kubelet.key'}", f"--client-ca={p / 'ca.crt'}",
+                f"--pod-cidr={self.pod_cidr}",
                 *resources]
 
     def _spawn(self, name: str, command: list[str]) -> int:
@@ -289,7 +306,8 @@ class LocalCluster:
                 f"https://{LOOPBACK}:{ports.controller_manager}/healthz", insecure),
             "kube-scheduler": lambda: _http_ok(
                 f"https://{LOOPBACK}:{ports.scheduler}/healthz", insecure),
-            "nodeagent": lambda: self._node_ready(state.node_name),
+            "nodeagent": lambda: self._node_ready(state.node_name) and self.kubectl(
+                "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
         }
         while time.monotonic() < deadline:
             if not _pid_alive(state.pids[name], _hint(name)):

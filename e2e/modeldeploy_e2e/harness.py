@@ -82,6 +82,10 @@ class ClusterHandle:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
         self.client.create("/api/v1/namespaces",
                            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        # Pods are refused until the controller-manager has made the default ServiceAccount.
+        wait_for(f"ServiceAccount {name}/default",
+                 lambda: self.client.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+                 timeout=30, interval=0.1)
         return name
 
     def delete_namespace(self, name: str) -> None:

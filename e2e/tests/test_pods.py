@@ -186,3 +186,15 @@ def test_persistent_volume_claim_outlives_the_pod_that_wrote_it(
     assert reader["status"]["phase"] == "Succeeded"
     claim = cluster.client.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/cache")
     assert claim["status"]["phase"] == "Bound"
+
+
+def test_kubectl_logs_shows_container_output(cluster: ClusterHandle, namespace: str) -> None:
+    cluster.apply({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker"},
+        "spec": {"containers": [{"name": "main", "image": "x", "command": [
+            "sh", "-c", "for i in 1 2 3; do echo line $i; done; sleep 60"]}]},
+    }, namespace)
+    wait_for("three lines logged", lambda: cluster.kubectl(
+        "logs", "talker", "-n", namespace, check=False).stdout == "line 1\nline 2\nline 3\n",
+        timeout=60)
+    assert cluster.kubectl("logs", "talker", "-n", namespace, "--tail=1").stdout == "line 3\n"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from modeldeploy_e2e import paths
 from modeldeploy_e2e.kube import KubeClient
+from modeldeploy_e2e.nodeagent import logserver
 from modeldeploy_e2e.nodeagent.agent import NodeAgent
 from modeldeploy_e2e.nodeagent.ipam import PodIPs
 from modeldeploy_e2e.nodeagent.process import mount_namespaces_work
@@ -47,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provisioner-kubeconfig", type=Path, default=None,
                         help="credentials allowed to create PersistentVolumes; when given, "
                              "pending claims get hostPath volumes")
+    parser.add_argument("--kubelet-port", type=int, default=0,
+                        help="serve /containerLogs (kubectl logs) on 127.0.0.1:PORT; 0 = off")
+    parser.add_argument("--serving-cert", type=Path, help="TLS certificate for --kubelet-port")
+    parser.add_argument("--serving-key", type=Path, help="its key")
+    parser.add_argument("--client-ca", type=Path, help="CA of the API server's client cert")
     parser.add_argument("--no-mount-namespaces", action="store_true",
                         help="rewrite mountPath prefixes instead of bind-mounting volumes")
     args = parser.parse_args(argv)
@@ -68,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     capacity = {"cpu": args.cpu, "memory": args.memory, "pods": args.pods,
                 "ephemeral-storage": "100Gi", **dict(args.extended_resource)}
-    agent = NodeAgent(ctx, capacity)
+    agent = NodeAgent(ctx, capacity, kubelet_port=args.kubelet_port)
+    if args.kubelet_port:
+        if not (args.serving_cert and args.serving_key and args.client_ca):
+            parser.error("--kubelet-port needs --serving-cert, --serving-key and --client-ca")
+        logserver.serve(agent.find_logs, args.kubelet_port, args.serving_cert,
+                        args.serving_key, args.client_ca)
 
     def stop(signum: int, frame: types.FrameType | None) -> None:
         agent.stop.set()

@@ -7,7 +7,9 @@ import logging
 import platform
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from modeldeploy_e2e.kube import KubeClient, KubeError
@@ -34,7 +36,7 @@ def node_object(name: str, labels: dict[str, str]) -> JsonDict:
 
 
 def node_status(capacity: dict[str, str], host_ip: str, name: str, now: str,
-                ready_since: str) -> JsonDict:
+                ready_since: str, kubelet_port: int = 0) -> JsonDict:
     """The Node status: capacity = allocatable, Ready with a fresh heartbeat."""
     def condition(kind: str, ok: bool, reason: str, message: str) -> JsonDict:
         return {"type": kind, "status": "True" if ok else "False", "reason": reason,
@@ -58,7 +60,7 @@ def node_status(capacity: dict[str, str], host_ip: str, name: str, now: str,
             "containerRuntimeVersion": "process://local", "machineID": "", "systemUUID": "",
             "bootID": "",
         },
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
     }
 
 
@@ -71,7 +73,8 @@ class NodeAgent:
     """Owns the Node object and the pod workers."""
 
     def __init__(self, ctx: NodeContext, capacity: dict[str, str],
-                 labels: dict[str, str] | None = None) -> None:
+                 labels: dict[str, str] | None = None, kubelet_port: int = 0) -> None:
+        self.kubelet_port = kubelet_port
         self.ctx = ctx
         self.client: KubeClient = ctx.client
         self.capacity = capacity
@@ -93,7 +96,7 @@ class NodeAgent:
     def post_status(self) -> None:
         """Patch the Node status with capacity and a fresh Ready heartbeat."""
         body = node_status(self.capacity, self.ctx.host_ip, self.ctx.node_name, now_iso(),
-                           self.ready_since)
+                           self.ready_since, self.kubelet_port)
         self.client.merge_patch(f"/api/v1/nodes/{self.ctx.node_name}/status", {"status": body})
 
     def renew_lease(self) -> None:
@@ -122,6 +125,18 @@ class NodeAgent:
                     last_status = time.monotonic()
             except (KubeError, OSError) as error:
                 log.warning("heartbeat failed: %s", error)
+
+    def find_logs(self, namespace: str, pod: str,
+                  container: str) -> tuple[Path, Callable[[], bool]] | None:
+        """Locate a container's output file for the log server."""
+        for worker in list(self.workers.values()):
+            meta = worker.pod["metadata"]
+            if (meta["namespace"], meta["name"]) == (namespace, pod):
+                names = [c.name for c in worker.init + worker.main]
+                if container not in names:
+                    return None
+                return worker.dir / "containers" / container / "output.log", worker.is_alive
+        return None
 
     def sync_once(self) -> None:
         """Start workers for new pods, feed updates, mark vanished pods gone."""
