@@ -72,8 +72,18 @@ k8s-gomod: venv
 		$(CURDIR)/$(PY) -m modeldeploy_e2e.gomod --version $(K8S_NEW) --upstream "$$upstream" --out go.mod && \
 		$(GO_ENV) go mod tidy
 
+# Host tools the cluster uses: openssl (certificates), ip (pod addresses on lo), unshare
+# and nsenter (per-container mount namespaces). Installed with apt-get when missing.
+HOST_TOOLS := openssl:openssl ip:iproute2 unshare:util-linux nsenter:util-linux
+.PHONY: cluster-deps
+cluster-deps:
+	@missing=""; for pair in $(HOST_TOOLS); do command -v $${pair%%:*} >/dev/null || \
+		missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; \
+		apt-get update -qq && apt-get install -y -qq $$missing; fi
+
 .PHONY: cluster-up
-cluster-up: venv binaries ## start etcd, the control plane and the node agent on loopback (idempotent)
+cluster-up: venv binaries cluster-deps ## start etcd, the control plane and the node agent on loopback (idempotent)
 	PATH="$(BIN_DIR):$$PATH" $(PY) -m modeldeploy_e2e.cluster up
 
 .PHONY: cluster-down
@@ -85,5 +95,5 @@ cluster-clean: cluster-down ## stop the cluster and delete its state (etcd data,
 	rm -rf $(CLUSTER_DIR)
 
 .PHONY: test-e2e
-test-e2e: venv binaries ## harness and end-to-end tests (local cluster, or $$KUBECONFIG when set)
+test-e2e: venv binaries cluster-deps ## harness and end-to-end tests (local cluster, or $$KUBECONFIG when set)
 	PATH="$(BIN_DIR):$$PATH" $(PY) -m pytest -q e2e/tests
