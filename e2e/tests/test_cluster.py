@@ -17,6 +17,8 @@ from modeldeploy_e2e.kube import KubeError
 from modeldeploy_e2e.traffic import Traffic
 
 JsonDict = dict[str, Any]
+# The local node agent ignores images; a real cluster (KUBECONFIG mode) pulls this one.
+IMAGE = "python:3.12-slim"
 PORT = 8080
 
 
@@ -36,7 +38,7 @@ def web_deployment(version: str, replicas: int = 3) -> JsonDict:
                     "terminationGracePeriodSeconds": 10,
                     "containers": [{
                         "name": "http",
-                        "image": "python:3-slim",
+                        "image": IMAGE,
                         "command": ["python", "-m", "http.server", "--bind", "$(POD_IP)",
                                     "--directory", "/srv/www", str(PORT)],
                         "env": [{"name": "POD_IP", "valueFrom": {
@@ -204,7 +206,7 @@ def crashing_pod(message: str) -> JsonDict:
     script = (f"open('/dev/termination-log', 'w').write({message!r}); "
               "import sys; sys.exit(3)")
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
-            "spec": {"containers": [{"name": "main", "image": "python:3-slim",
+            "spec": {"containers": [{"name": "main", "image": IMAGE,
                                      "command": ["python", "-c", script]}]}}
 
 

@@ -12,6 +12,8 @@ from typing import Any
 from modeldeploy_e2e.harness import ClusterHandle, wait_for
 
 JsonDict = dict[str, Any]
+# The local node agent ignores images; a real cluster (KUBECONFIG mode) pulls this one.
+IMAGE = "python:3.12-slim"
 
 
 def get_pod(cluster: ClusterHandle, namespace: str, name: str) -> JsonDict:
@@ -59,11 +61,11 @@ def test_init_container_env_sources_and_volumes_reach_the_container(
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server"},
         "spec": {
             "initContainers": [{
-                "name": "seed", "image": "x",
+                "name": "seed", "image": IMAGE,
                 "command": ["sh", "-c", "echo -n seeded > /var/cache/modeldeploy/seed"],
                 "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/modeldeploy"}]}],
             "containers": [{
-                "name": "main", "image": "x", "command": ["python", "-c", SERVE_ENV],
+                "name": "main", "image": IMAGE, "command": ["python", "-c", SERVE_ENV],
                 "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds",
                                                                          "key": "token"}}},
                         {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings",
@@ -97,7 +99,7 @@ def test_failing_liveness_probe_restarts_the_container(
     cluster.apply({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unhealthy"},
         "spec": {"containers": [{
-            "name": "main", "image": "x",
+            "name": "main", "image": IMAGE,
             "command": ["python", "-m", "http.server", "--bind", "$(POD_IP)", "8080"],
             "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
             "livenessProbe": {"httpGet": {"path": "/no-such-health", "port": 8080},
@@ -115,7 +117,7 @@ def test_memory_limit_is_enforced_and_reported_as_oom_killed(
     cluster.apply({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hungry"},
         "spec": {"restartPolicy": "Never", "containers": [{
-            "name": "main", "image": "x",
+            "name": "main", "image": IMAGE,
             "command": ["python", "-c", "import time; x = bytearray(400 * 2**20); time.sleep(5)"],
             "resources": {"limits": {"memory": "64Mi"}}}]},
     }, namespace)
@@ -142,7 +144,7 @@ def test_delete_sends_sigterm_waits_for_the_process_then_removes_the_pod(
     cluster.apply({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "graceful"},
         "spec": {"terminationGracePeriodSeconds": 20, "containers": [{
-            "name": "main", "image": "x", "command": ["python", "-c", GRACEFUL],
+            "name": "main", "image": IMAGE, "command": ["python", "-c", GRACEFUL],
             "volumeMounts": [{"name": "out", "mountPath": "/out"}]}],
             "volumes": [{"name": "out", "hostPath": {"path": str(out),
                                                      "type": "Directory"}}]},
@@ -168,7 +170,7 @@ def test_persistent_volume_claim_outlives_the_pod_that_wrote_it(
     def job_pod(name: str, script: str) -> JsonDict:
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                 "spec": {"restartPolicy": "Never", "containers": [{
-                    "name": "main", "image": "x", "command": ["sh", "-c", script],
+                    "name": "main", "image": IMAGE, "command": ["sh", "-c", script],
                     "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/modeldeploy"}]}],
                     "volumes": [{"name": "cache",
                                  "persistentVolumeClaim": {"claimName": "cache"}}]}}
@@ -191,7 +193,7 @@ def test_persistent_volume_claim_outlives_the_pod_that_wrote_it(
 def test_kubectl_logs_shows_container_output(cluster: ClusterHandle, namespace: str) -> None:
     cluster.apply({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker"},
-        "spec": {"containers": [{"name": "main", "image": "x", "command": [
+        "spec": {"containers": [{"name": "main", "image": IMAGE, "command": [
             "sh", "-c", "for i in 1 2 3; do echo line $i; done; sleep 60"]}]},
     }, namespace)
     wait_for("three lines logged", lambda: cluster.kubectl(
