@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from modeldeploy_operator import builders, naming
 from modeldeploy_operator.spec import ModelDeploymentSpec, parse_spec
+from modeldeploy_runtime import config as runtime_config
 
 OWNER = builders.Owner(name="minilm", namespace="models", uid="1234-abcd")
 
@@ -93,7 +93,6 @@ def test_runtime_json_matches_the_runtime_contract() -> None:
 
 
 def test_runtime_json_is_accepted_by_the_runtime_config_model() -> None:
-    runtime_config = pytest.importorskip("modeldeploy_runtime.config")
     cm = builders.config_map(OWNER, make_spec(), "abc")
     parsed = runtime_config.parse_config(cm["data"][builders.CONFIG_FILE])
     assert parsed.model.version == "v1"
@@ -101,7 +100,6 @@ def test_runtime_json_is_accepted_by_the_runtime_config_model() -> None:
 
 
 def test_runtime_json_for_a_hub_source_with_label_validation_is_accepted_by_the_runtime() -> None:
-    runtime_config = pytest.importorskip("modeldeploy_runtime.config")
     spec = make_spec(
         model={
             "name": "sentiment",
