@@ -101,6 +101,13 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics) -> Starlet
                 {"error": f"model {name!r} is not ready (phase {state.phase.value}); retry later"},
                 status_code=503,
             )
+        declared = request.headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > protocol.MAX_BODY_BYTES:
+            # Refuse before reading: a huge body must not be buffered just to be rejected.
+            return JSONResponse(
+                {"error": f"body has {declared} bytes; the limit is {protocol.MAX_BODY_BYTES}"},
+                status_code=413,
+            )
         try:
             request_id, texts = protocol.parse_texts(await request.body())
         except protocol.BadRequest as error:

@@ -218,3 +218,21 @@ def test_serving_without_a_fetched_entry_fails_and_names_the_fix(
     assert s.process.wait(timeout=90) == 1
     reason = s.termination_log.read_text()
     assert "missing or incomplete" in reason and "modeldeploy-runtime fetch" in reason
+
+
+def test_an_oversized_body_is_refused_with_413_before_it_is_read(
+    embedding_server: Any,
+) -> None:
+    import socket
+    import urllib.parse
+
+    s = embedding_server
+    url = urllib.parse.urlsplit(s.base)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        # Only the headers: the server must answer without waiting for 9 MiB of body.
+        sock.sendall(b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 9437184\r\n\r\n")
+        answer = sock.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 413")
+    assert "limit is 8388608" in answer
+    assert s.get("/readyz")[0] == 200
