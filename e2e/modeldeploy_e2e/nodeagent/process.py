@@ -198,6 +198,8 @@ class ContainerProcess:
         code = self.process.poll()
         if code is None:
             return None
+        # As when a container's PID 1 exits: nothing it started outlives it (and keeps ports).
+        self.signal_group(signal.SIGKILL)
         oom = self.cgroup is not None and self.cgroup.oom_kills() > 0
         sig = -code if code < 0 else None
         # A signalled process reports 128+signal, as container runtimes do.
