@@ -284,7 +284,8 @@ def pod_template(
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     user_env = [{"name": e.name, "value": e.value} for e in spec.runtime.env]
-    startup_period = 2
+    # Probing every second: readiness is noticed within a second of the model being ready.
+    startup_period = 1
     fetch = {
         "name": FETCH_CONTAINER,
         "image": image,
@@ -319,7 +320,7 @@ def pod_template(
         "startupProbe": _http_probe(
             "/readyz", startup_period, math.ceil(startup_timeout_seconds(spec) / startup_period)
         ),
-        "readinessProbe": _http_probe("/readyz", 2, 2),
+        "readinessProbe": _http_probe("/readyz", 1, 2),
         # Keep serving while the endpoint removal reaches every client and proxy: SIGTERM
         # only after this, so a scale-down or rollout drops no request.
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},

@@ -33,7 +33,7 @@ Key = tuple[str, str]
 # Look again at least this often even when nothing happens (a missed event heals).
 RESYNC_SECONDS = 120.0
 # Events arriving within this window are folded into one reconcile.
-DEBOUNCE_SECONDS = 0.2
+DEBOUNCE_SECONDS = 0.1
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 

@@ -48,6 +48,8 @@ class Outcome:
     phase: str
     status_written: bool
     actions: int
+    # An operator-side validation ran: its result is waiting for the planner.
+    validated: bool = False
 
 
 def _owner(md: Manifest) -> builders.Owner:
@@ -91,7 +93,20 @@ def _runtime_status(ctx: Context) -> Callable[[Manifest], Any]:
 
 
 def reconcile(ctx: Context, namespace: str, name: str, memory: observe.Memory) -> Outcome:
-    """Bring one ModelDeployment a step closer to its spec; raise `Gone` when it is gone."""
+    """Bring one ModelDeployment a step closer to its spec; raise `Gone` when it is gone.
+
+    When a pass ran an operator-side validation, a second pass follows at once so the
+    planner acts on the result (a promotion) without waiting for a requeue.
+    """
+    outcome = _reconcile_once(ctx, namespace, name, memory)
+    if outcome.validated:
+        outcome = _reconcile_once(ctx, namespace, name, memory)
+    return outcome
+
+
+def _reconcile_once(
+    ctx: Context, namespace: str, name: str, memory: observe.Memory
+) -> Outcome:
     try:
         md = ctx.kube.get_model_deployment(namespace, name)
     except NotFoundError:
@@ -133,6 +148,7 @@ def reconcile(ctx: Context, namespace: str, name: str, memory: observe.Memory) -
             ctx.kube, owner, apply.referenced_hashes(plan.status, desired), live
         )
     requeue = plan.requeue_after
+    validated = sooner == apply.AFTER_VALIDATION_SECONDS
     if written:
         # Look once more with the status just written: timers the planner derives from it
         # (a promotion's scale-down delay, say) only show up in the next observation.
@@ -144,4 +160,4 @@ def reconcile(ctx: Context, namespace: str, name: str, memory: observe.Memory) -
             "%s/%s: %s (%s)", namespace, name, plan.status.phase.value, plan.status.message
         )
         memory.last_phase = plan.status.phase.value
-    return Outcome(requeue, plan.status.phase.value, written, len(plan.actions))
+    return Outcome(requeue, plan.status.phase.value, written, len(plan.actions), validated)

@@ -297,3 +297,20 @@ def test_after_a_status_change_the_next_look_comes_soon() -> None:
     first = reconcile(ctx, NS, "md", memory)
     assert first.status_written
     assert first.requeue_after is not None and first.requeue_after <= 1.0
+
+
+def test_a_passing_preview_validation_promotes_in_the_same_reconcile() -> None:
+    api, runtime, ctx, memory, _ = setup(md_body("v1", "BlueGreen"))
+    reconcile(ctx, NS, "md", memory)
+    (first,) = [k[1] for k in api.objects if k[0] == "Deployment"]
+    api.roll_out(first)
+    settle(ctx, memory)
+    change_version(api, "v2")
+    reconcile(ctx, NS, "md", memory)
+    second = next(k[1] for k in api.objects if k[0] == "Deployment" and k[1] != first)
+    api.roll_out(second)
+    outcome = reconcile(ctx, NS, "md", memory)
+    assert runtime.validated
+    selector = api.objects[("Service", "md")]["spec"]["selector"]
+    assert selector[naming.LABEL_TEMPLATE_HASH] == second.removeprefix("md-")
+    assert outcome.phase == "Available"
