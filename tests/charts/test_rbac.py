@@ -8,7 +8,6 @@ kopf's calls implied by the registered handlers (`permissions.required`).
 from __future__ import annotations
 
 import ast
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,4 +246,3 @@ def test_helm_test_check_names_each_missing_permission() -> None:
     denied = {("patch", "apps", "deployments", "team-a")}
     assert run_check(asked, lambda q: q not in denied) == ["patch apps/deployments in team-a"]
     assert run_check(asked, lambda q: True) == []
-    assert json.dumps(asked)  # plain data, printable in the hook's output
