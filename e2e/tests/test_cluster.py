@@ -248,3 +248,32 @@ def test_deleting_a_deployment_collects_its_pods_and_their_processes_exit(
     with pytest.raises(KubeError, match="404"):
         cluster.client.get(f"/apis/apps/v1/namespaces/{namespace}/replicasets/"
                            f"{running[0]['metadata']['ownerReferences'][0]['name']}")
+
+
+def gpu_pod(name: str, gpus: int) -> JsonDict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{
+                "name": "main", "image": IMAGE, "command": ["sleep", "60"],
+                "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}}
+
+
+def test_scheduler_places_pods_by_the_nodes_extended_resources(
+        cluster: ClusterHandle, namespace: str) -> None:
+    nodes = cluster.get_json("nodes")["items"]
+    capacity = max(int(n["status"].get("allocatable", {}).get("nvidia.com/gpu", "0"))
+                   for n in nodes)
+    if cluster.local is not None:
+        assert capacity == 2  # LocalCluster's default --extended-resource nvidia.com/gpu=2
+    cluster.apply(gpu_pod("fits", 1), namespace)
+    cluster.apply(gpu_pod("too-big", capacity + 1), namespace)
+    wait_for("fits scheduled", lambda: cluster.client.get(
+        f"/api/v1/namespaces/{namespace}/pods/fits").get("spec", {}).get("nodeName"),
+        timeout=60)
+
+    def unschedulable() -> bool:
+        pod = cluster.client.get(f"/api/v1/namespaces/{namespace}/pods/too-big")
+        return any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable"
+                   and "nvidia.com/gpu" in c.get("message", "")
+                   for c in pod.get("status", {}).get("conditions", []))
+
+    wait_for("too-big refused for lack of GPUs", unschedulable, timeout=60)
