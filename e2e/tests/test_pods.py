@@ -200,3 +200,32 @@ def test_kubectl_logs_shows_container_output(cluster: ClusterHandle, namespace: 
         "logs", "talker", "-n", namespace, check=False).stdout == "line 1\nline 2\nline 3\n",
         timeout=60)
     assert cluster.kubectl("logs", "talker", "-n", namespace, "--tail=1").stdout == "line 3\n"
+
+
+IN_CLUSTER = (
+    "import json, os, ssl, urllib.request\n"
+    "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+    "token = open(sa + '/token').read()\n"
+    "ctx = ssl.create_default_context(cafile=sa + '/ca.crt')\n"
+    "host, port = os.environ['KUBERNETES_SERVICE_HOST'], os.environ['KUBERNETES_SERVICE_PORT']\n"
+    "req = urllib.request.Request(f'https://{host}:{port}/apis/authentication.k8s.io/v1/'\n"
+    "    'selfsubjectreviews', method='POST', headers={'Authorization': 'Bearer ' + token,\n"
+    "    'Content-Type': 'application/json'}, data=b'{\"kind\": \"SelfSubjectReview\", '\n"
+    "    b'\"apiVersion\": \"authentication.k8s.io/v1\"}')\n"
+    "user = json.load(urllib.request.urlopen(req, context=ctx))['status']['userInfo']\n"
+    "open('/dev/termination-log', 'w').write(user['username'] + ' ' + open(sa + '/namespace')"
+    ".read())\n"
+)
+
+
+def test_pod_reaches_the_api_server_with_its_service_account_token(
+        cluster: ClusterHandle, namespace: str) -> None:
+    cluster.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "caller"},
+                   "spec": {"restartPolicy": "Never", "containers": [{
+                       "name": "main", "image": IMAGE, "command": ["python", "-c", IN_CLUSTER]}]}},
+                  namespace)
+    pod = wait_for("caller done", pod_when(cluster, namespace, "caller", lambda p: p.get(
+        "status", {}).get("phase") in ("Succeeded", "Failed")), timeout=60)
+    terminated = container_status(pod)["state"]["terminated"]
+    assert terminated["exitCode"] == 0, terminated
+    assert terminated["message"] == f"system:serviceaccount:{namespace}:default {namespace}"
