@@ -1,8 +1,8 @@
 """Fixtures for e2e tests: a session-wide cluster and a fresh namespace per test.
 
 `cluster` uses $KUBECONFIG when set; otherwise it starts the local cluster (`make
-cluster-up` does the same) and stops it after the session if it started it, unless
-MODELDEPLOY_KEEP_CLUSTER=1.
+cluster-up` does the same) and stops it after the session if it started it and no other
+test session still uses it, unless MODELDEPLOY_KEEP_CLUSTER=1.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from modeldeploy_e2e.harness import ClusterHandle, connect
 def cluster() -> Iterator[ClusterHandle]:
     handle = connect()
     yield handle
-    if handle.local is not None and handle.started_here and \
-            os.environ.get("MODELDEPLOY_KEEP_CLUSTER") != "1":
-        handle.local.down()
+    if os.environ.get("MODELDEPLOY_KEEP_CLUSTER") == "1":
+        handle.started_here = False  # still unregister, never stop
+    handle.release()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -152,10 +154,24 @@ class LocalCluster:
         pids = state.pids if state else {}
         return {name: name in pids and _pid_alive(pids[name], _hint(name)) for name in COMPONENTS}
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialize up/down between processes (parallel test sessions share one cluster)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.state_dir / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def up(self, timeout: float = 180.0) -> None:
         """Start every component that is not running and wait until the node is Ready."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(exist_ok=True)
+        with self._locked():
+            self._up(timeout)
+
+    def _up(self, timeout: float) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         state = self.load_state()
         if state is None:
             state = ClusterState(ports=Ports(
@@ -175,6 +191,10 @@ class LocalCluster:
 
     def down(self, grace: float = 15.0) -> list[str]:
         """Stop every recorded component (node agent first); return the names stopped."""
+        with self._locked():
+            return self._down(grace)
+
+    def _down(self, grace: float) -> list[str]:
         state = self.load_state()
         if state is None:
             return []

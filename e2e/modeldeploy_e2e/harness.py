@@ -77,6 +77,20 @@ class ClusterHandle:
         result: JsonDict = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
         return result
 
+    def release(self) -> bool:
+        """End this session's use of the local cluster; stop it if this session started it
+        and no other live session uses it. Returns whether it was stopped."""
+        if self.local is None:
+            return False
+        users = self.local.state_dir / "users"
+        (users / str(os.getpid())).unlink(missing_ok=True)
+        others = [p for p in users.glob("*") if p.name.isdigit()
+                  and Path(f"/proc/{p.name}").exists()] if users.exists() else []
+        if self.started_here and not others:
+            self.local.down()
+            return True
+        return False
+
     def create_namespace(self, prefix: str = "e2e") -> str:
         """Create a uniquely named namespace and return its name."""
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
@@ -116,5 +130,9 @@ def connect(kubeconfig_env: str | None = None, start_timeout: float = 240.0) -> 
     local = LocalCluster()
     was_running = all(local.running().values())
     local.up(timeout=start_timeout)
+    # Parallel sessions share the cluster: each registers, and the last one out stops it.
+    users = local.state_dir / "users"
+    users.mkdir(exist_ok=True)
+    (users / str(os.getpid())).touch()
     return ClusterHandle(local.kubeconfig, KubeClient.from_kubeconfig(local.kubeconfig), local,
                          started_here=not was_running)
