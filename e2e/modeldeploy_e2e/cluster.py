@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,9 +104,9 @@ class LocalCluster:
         extended_resources: dict[str, str] | None = None,
         node_cpu: str = "8",
         node_memory: str = "32Gi",
-        pod_cidr: str = "10.244.0.0/16",
+        pod_cidr: str | None = None,
     ) -> None:
-        self.pod_cidr = pod_cidr
+        self.pod_cidr = pod_cidr or default_pod_cidr(Path(state_dir))
         self.state_dir = Path(state_dir)
         self.pki_dir = self.state_dir / "pki"
         self.log_dir = self.state_dir / "logs"
@@ -342,6 +343,12 @@ class LocalCluster:
             "get", "node", node_name, "-o",
             "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
         return result.returncode == 0 and result.stdout.strip() == "True"
+
+
+def default_pod_cidr(state_dir: Path) -> str:
+    """A /16 in 10.200-10.249 derived from the state directory's path, so clusters of two
+    checkouts on one machine never hand out the same pod address on `lo`."""
+    return f"10.{200 + zlib.crc32(str(state_dir.resolve()).encode()) % 50}.0.0/16"
 
 
 def _hint(name: str) -> str:

@@ -2,7 +2,7 @@
 
 The API server refuses loopback (127.0.0.0/8) addresses in EndpointSlices, so Services
 would never list a pod with a 127.x address. Pods therefore get addresses from a private
-range (10.244.0.0/16 by default) added to `lo`: only this host can reach them, servers
+range (--pod-cidr) added to `lo`: only this host can reach them, servers
 can bind to them, and the endpoint-slice controller accepts them. Where the agent may not
 change interfaces (no CAP_NET_ADMIN) it falls back to 127.244.x.y addresses, and says so.
 """
