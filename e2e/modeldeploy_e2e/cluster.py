@@ -392,8 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         except (ClusterError, FileNotFoundError) as error:
             print(f"cluster-up failed: {error}", file=sys.stderr)
             return 1
-        print(f"cluster up in {time.monotonic() - started:.1f}s; "
-              f"export KUBECONFIG={cluster.kubeconfig}")
+        print(f"cluster up in {time.monotonic() - started:.1f}s; to use it:\n"
+              f"  export KUBECONFIG={cluster.kubeconfig} PATH={paths.BIN_DIR}:$PATH")
     elif args.action == "down":
         print("stopped: " + (", ".join(cluster.down()) or "nothing was running"))
     else:
