@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy_e2e.kube import KubeClient, KubeError
+from modeldeploy_e2e.nodeagent.process import kill_leftovers
 from modeldeploy_e2e.nodeagent.worker import NodeContext, PodWorker, now_iso
 
 JsonDict = dict[str, Any]
@@ -165,6 +166,10 @@ class NodeAgent:
 
     def run(self) -> None:
         """Register, then sync pods until `stop` is set; stop every container on the way out."""
+        leftovers = kill_leftovers(self.ctx.state_dir / "pods")
+        if leftovers:
+            log.warning("killed %d container processes a previous agent left running: %s",
+                        len(leftovers), leftovers)
         self.register()
         heartbeat = threading.Thread(target=self.heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()

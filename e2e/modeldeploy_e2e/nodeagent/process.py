@@ -138,6 +138,34 @@ def _own_memory_cgroup() -> tuple[Path, int] | None:
     return None
 
 
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks: with the pid, it names one process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def kill_leftovers(pods_dir: Path) -> list[int]:
+    """SIGKILL the process groups recorded in `<pods_dir>/*/containers/*/pid` that still run
+    (same pid and start time); return their pids."""
+    killed = []
+    for record in pods_dir.glob("*/containers/*/pid"):
+        try:
+            pid_text, started = record.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue
+        if started and _start_time(pid) == started:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        record.unlink(missing_ok=True)
+    return killed
+
+
 @dataclass
 class Exit:
     """How a container process ended."""
@@ -182,6 +210,9 @@ class ContainerProcess:
             self.process = subprocess.Popen(
                 command, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
+        # Recorded so an agent restarted after a crash can stop what this one left running.
+        self.pid_file = log_path.parent / "pid"
+        self.pid_file.write_text(f"{self.process.pid} {_start_time(self.process.pid)}")
         if cgroup is not None and not use_namespace:
             with contextlib.suppress(OSError):
                 cgroup.procs.write_text(str(self.process.pid))
@@ -200,6 +231,7 @@ class ContainerProcess:
             return None
         # As when a container's PID 1 exits: nothing it started outlives it (and keeps ports).
         self.signal_group(signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
         oom = self.cgroup is not None and self.cgroup.oom_kills() > 0
         sig = -code if code < 0 else None
         # A signalled process reports 128+signal, as container runtimes do.
