@@ -10,11 +10,12 @@ GO_BUILD := go build -trimpath -ldflags '-s -w'
 # modver(go.mod, module): the version a wrapper go.mod requires of `module`.
 modver = $(shell awk '/^[[:space:]]*\/\//{next} {for (i = 1; i < NF; i++) if ($$i == "$(2)") {print $$(i+1); exit}}' $(1))
 
-# Pinned in e2e/go/*/go.mod; the stamp files name the version so a bump rebuilds.
+# Pinned in e2e/go/*/go.mod; the stamp files name the version so a bump rebuilds (and
+# so does an edit of this file, which may change the ldflags).
 MINIO_MOD := $(CURDIR)/e2e/go/minio
 MINIO_VERSION := $(call modver,e2e/go/minio/go.mod,github.com/minio/minio)
 
-$(BIN_DIR)/.minio-$(MINIO_VERSION): e2e/go/minio/go.mod e2e/go/minio/go.sum
+$(BIN_DIR)/.minio-$(MINIO_VERSION): e2e/go/minio/go.mod e2e/go/minio/go.sum e2e/cluster.mk
 	@mkdir -p $(BIN_DIR)
 	cd $(MINIO_MOD) && $(GO_ENV) $(GO_BUILD) -o $(BIN_DIR)/minio github.com/minio/minio
 	@rm -f $(BIN_DIR)/.minio-*; touch $@
@@ -33,14 +34,14 @@ k8s_version_x = -X 'k8s.io/$(1).gitVersion=$(K8S_VERSION)' -X 'k8s.io/$(1).gitMa
 BUILD_DATE := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 K8S_LDFLAGS = -s -w $(call k8s_version_x,component-base/version) $(call k8s_version_x,client-go/pkg/version)
 
-$(BIN_DIR)/.kubernetes-$(K8S_VERSION): e2e/go/kubernetes/go.mod e2e/go/kubernetes/go.sum
+$(BIN_DIR)/.kubernetes-$(K8S_VERSION): e2e/go/kubernetes/go.mod e2e/go/kubernetes/go.sum e2e/cluster.mk
 	@mkdir -p $(BIN_DIR)
 	cd $(K8S_MOD) && $(GO_ENV) go build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(BIN_DIR)/ \
 		$(addprefix k8s.io/kubernetes/cmd/,$(K8S_TOOLS))
 	@rm -f $(BIN_DIR)/.kubernetes-*; touch $@
 
 ETCD_VERSION := $(call modver,e2e/go/etcd/go.mod,go.etcd.io/etcd/server/v3)
-$(BIN_DIR)/.etcd-$(ETCD_VERSION): e2e/go/etcd/go.mod e2e/go/etcd/go.sum
+$(BIN_DIR)/.etcd-$(ETCD_VERSION): e2e/go/etcd/go.mod e2e/go/etcd/go.sum e2e/cluster.mk
 	@mkdir -p $(BIN_DIR)
 	cd e2e/go/etcd && $(GO_ENV) $(GO_BUILD) -o $(BIN_DIR)/etcd go.etcd.io/etcd/server/v3
 	@rm -f $(BIN_DIR)/.etcd-*; touch $@
@@ -52,7 +53,7 @@ HELM_CLIENT_GO := $(call modver,e2e/go/helm/go.mod,k8s.io/client-go)
 HELM_K8S_MINOR := $(word 2,$(subst ., ,$(HELM_CLIENT_GO)))
 HELM_K8S_X := $(foreach pkg,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(pkg).k8sVersionMajor=1 \
 	-X helm.sh/helm/v3/$(pkg).k8sVersionMinor=$(HELM_K8S_MINOR))
-$(BIN_DIR)/.helm-$(HELM_VERSION): e2e/go/helm/go.mod e2e/go/helm/go.sum
+$(BIN_DIR)/.helm-$(HELM_VERSION): e2e/go/helm/go.mod e2e/go/helm/go.sum e2e/cluster.mk
 	@mkdir -p $(BIN_DIR)
 	cd e2e/go/helm && $(GO_ENV) go build -trimpath \
 		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) $(HELM_K8S_X)" \
