@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from modeldeploy_e2e import paths, pki
+from modeldeploy_e2e.kube import KubeClient, KubeError
 from modeldeploy_e2e.s3 import free_port
 
 LOOPBACK = "127.0.0.1"
@@ -188,7 +189,35 @@ class LocalCluster:
                 state.pids[name] = self._spawn(name, self._command(name, state))
                 self._save_state(state)
             self._wait_healthy(name, state, deadline)
+            if name == "kube-apiserver":
+                self._allow_node_events()
         self._save_state(state)
+
+    def _allow_node_events(self) -> None:
+        """Let nodes post Events: the Node authorizer has no opinion on them and the
+        built-in system:node role is bound to nobody."""
+        client = KubeClient.from_kubeconfig(self.kubeconfig)
+        name = "modeldeploy:node-events"
+        objects = [
+            ("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": name},
+                "rules": [{"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
+                           "verbs": ["create", "patch", "update"]}]}),
+            ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": name},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                              "name": "system:nodes"}]}),
+        ]
+        for path, body in objects:
+            try:
+                client.create(path, body)
+            except KubeError as error:
+                if error.status != 409:
+                    raise ClusterError(f"RBAC for node events not created: {error}") from error
 
     def down(self, grace: float = 15.0) -> list[str]:
         """Stop every recorded component (node agent first); return the names stopped."""

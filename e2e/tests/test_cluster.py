@@ -229,6 +229,9 @@ def test_crashing_container_shows_crash_loop_back_off_with_its_termination_messa
     assert status["ready"] is False
     table = cluster.kubectl("get", "pod", "crasher", "-n", namespace).stdout
     assert "CrashLoopBackOff" in table
+    events = cluster.get_json("events", "-n", namespace,
+                              "--field-selector", "involvedObject.name=crasher")["items"]
+    assert "BackOff" in {e["reason"] for e in events}
 
 
 def test_deleting_a_deployment_collects_its_pods_and_their_processes_exit(

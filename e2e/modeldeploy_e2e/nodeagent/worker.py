@@ -232,6 +232,9 @@ class PodWorker(threading.Thread):
         assert container.process is not None
         log.info("%s: container %s failed its %s probe; restarting", self.name, container.name,
                  kind)
+        self.event(container, "Unhealthy", f"{kind.capitalize()} probe failed", warning=True)
+        self.event(container, "Killing", f"Container {container.name} failed {kind} probe, "
+                   "will be restarted")
         exit_ = container.process.stop(self._grace())
         self._terminated(container, exit_)
         policy = self.pod["spec"].get("restartPolicy", "Always")
@@ -248,6 +251,8 @@ class PodWorker(threading.Thread):
             argv = podspec.container_argv(spec, env)
             mounts = podspec.volume_mounts(spec, self.volume_dirs)
         except ConfigError as error:
+            if record.state.get("waiting", {}).get("message") != str(error):
+                self.event(container, "Failed", f"Error: {error}", warning=True)
             record.state = {"waiting": {"reason": "CreateContainerConfigError",
                                         "message": str(error)}}
             container.restart_at = time.monotonic() + 2.0
@@ -297,6 +302,7 @@ class PodWorker(threading.Thread):
         record.ready = False
         record.started = "startup" not in container.probes
         container.ever_started = True
+        self.event(container, "Started", f"Started container {container.name}")
 
     def _terminated(self, container: Container, exit_: Exit) -> None:
         record = container.record
@@ -333,6 +339,9 @@ class PodWorker(threading.Thread):
         record = container.record
         record.last_state = dict(record.state)
         if delay > 0:
+            self.event(container, "BackOff",
+                       f"Back-off restarting failed container {container.name} in pod "
+                       f"{self.pod['metadata']['name']}", warning=True)
             record.state = {"waiting": {
                 "reason": "CrashLoopBackOff",
                 "message": f"back-off {delay:.0f}s restarting failed container="
@@ -385,6 +394,8 @@ class PodWorker(threading.Thread):
 
     def _stop_one(self, container: Container, grace: float) -> None:
         assert container.process is not None
+        if not self.stopping.is_set():
+            self.event(container, "Killing", f"Stopping container {container.name}")
         started = time.monotonic()
         if not self.gone.is_set() and not self.stopping.is_set():
             self._pre_stop(container, grace)
@@ -410,6 +421,29 @@ class PodWorker(threading.Thread):
         for container in self.init + self.main:
             if container.process is not None:
                 container.process.signal_group(signal.SIGKILL)
+
+    # -- events --------------------------------------------------------------------------
+    def event(self, container: Container | None, reason: str, message: str,
+              warning: bool = False) -> None:
+        """Post a core/v1 Event about the pod, as the kubelet does; failures only log."""
+        meta = self.pod["metadata"]
+        involved = {"apiVersion": "v1", "kind": "Pod", "namespace": meta["namespace"],
+                    "name": meta["name"], "uid": self.uid}
+        if container is not None:
+            kind = "initContainers" if container in self.init else "containers"
+            involved["fieldPath"] = f"spec.{kind}{{{container.name}}}"
+        stamp = now_iso()
+        body = {"apiVersion": "v1", "kind": "Event",
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": involved, "reason": reason, "message": message[:1024],
+                "type": "Warning" if warning else "Normal", "count": 1,
+                "firstTimestamp": stamp, "lastTimestamp": stamp,
+                "source": {"component": "kubelet", "host": self.ctx.node_name},
+                "reportingComponent": "kubelet", "reportingInstance": self.ctx.node_name}
+        try:
+            self.ctx.client.create(f"/api/v1/namespaces/{meta['namespace']}/events", body)
+        except (KubeError, OSError) as error:
+            log.debug("event %s for %s not posted: %s", reason, self.name, error)
 
     # -- status --------------------------------------------------------------------------
     def _waiting_all(self, reason: str, message: str) -> None:
