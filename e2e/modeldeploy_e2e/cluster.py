@@ -375,9 +375,10 @@ class LocalCluster:
 
 
 def default_pod_cidr(state_dir: Path) -> str:
-    """A /16 in 10.200-10.249 derived from the state directory's path, so clusters of two
-    checkouts on one machine never hand out the same pod address on `lo`."""
-    return f"10.{200 + zlib.crc32(str(state_dir.resolve()).encode()) % 50}.0.0/16"
+    """A /16 in 127.100-127.199 derived from the state directory's path, so clusters of two
+    checkouts on one machine never hand out the same pod address. Loopback only: test
+    traffic on this machine may go to 127.0.0.0/8 and nowhere else."""
+    return f"127.{100 + zlib.crc32(str(state_dir.resolve()).encode()) % 100}.0.0/16"
 
 
 def _hint(name: str) -> str:

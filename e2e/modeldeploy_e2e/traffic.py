@@ -1,5 +1,11 @@
-"""Send requests to a Service the way kube-proxy routes them: only to the endpoints its
-EndpointSlices list as ready, following changes while traffic flows.
+"""Send requests to a Service the way kube-proxy routes them: only to the endpoints the
+Service's selector picks and that are ready and not terminating, following changes while
+traffic flows.
+
+Pods here have loopback addresses (127.0.0.0/8: this machine may send test traffic only
+there), which the API server refuses in EndpointSlices; so the endpoints are computed from
+the Pods with the EndpointSlice controller's own rule (selector match, a pod IP, the Ready
+condition True, no deletionTimestamp, not finished) rather than read from EndpointSlices.
 
     with Traffic(client, "default", "web", path="/") as traffic:
         ...  # roll the Deployment
@@ -22,25 +28,51 @@ from modeldeploy_e2e.kube import KubeClient, KubeError
 JsonDict = dict[str, Any]
 
 
-def ready_endpoints(slices: list[JsonDict], port_name: str) -> list[tuple[str, int]]:
-    """(address, port) of every ready endpoint in `slices` for the service port `port_name`.
+def label_selector(service: JsonDict) -> str:
+    """The Service's selector as a label-selector query string."""
+    selector = service.get("spec", {}).get("selector") or {}
+    if not selector:
+        name = service.get("metadata", {}).get("name")
+        raise ValueError(f"Service {name!r} has no selector; its endpoints cannot be derived")
+    return ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
 
-    As kube-proxy does, `ready: null` counts as ready and terminating endpoints do not.
+
+def _is_ready(pod: JsonDict) -> bool:
+    status = pod.get("status") or {}
+    if pod.get("metadata", {}).get("deletionTimestamp") or not status.get("podIP"):
+        return False
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
+def _target_port(pod: JsonDict, target: int | str) -> int | None:
+    if isinstance(target, int) or str(target).isdigit():
+        return int(target)
+    for container in pod.get("spec", {}).get("containers", []):
+        for port in container.get("ports") or []:
+            if port.get("name") == target:
+                return int(port["containerPort"])
+    return None
+
+
+def ready_endpoints(service: JsonDict, pods: list[JsonDict], port: int | str | None
+                    ) -> list[tuple[str, int]]:
+    """(address, port) of every ready, non-terminating pod behind the Service port `port`.
+
+    The same rule the EndpointSlice controller applies, including named target ports.
     """
+    port_name = service_port_name(service, port)
+    service_port = next(p for p in service["spec"]["ports"] if (p.get("name") or "") == port_name)
+    target = service_port.get("targetPort", service_port["port"])
     result: set[tuple[str, int]] = set()
-    for slice_ in slices:
-        if slice_.get("addressType", "IPv4") != "IPv4":
+    for pod in pods:
+        if not _is_ready(pod):
             continue
-        port = next((p.get("port") for p in slice_.get("ports") or []
-                     if (p.get("name") or "") == port_name), None)
-        if port is None:
-            continue
-        for endpoint in slice_.get("endpoints") or []:
-            conditions = endpoint.get("conditions") or {}
-            if conditions.get("ready") is False or conditions.get("terminating") is True:
-                continue
-            for address in endpoint.get("addresses", []):
-                result.add((address, int(port)))
+        number = _target_port(pod, target)
+        if number is not None:
+            result.add((pod["status"]["podIP"], number))
     return sorted(result)
 
 
@@ -78,6 +110,14 @@ class TrafficReport:
         return (f"{self.successes} ok, {self.failures} failed ({self.no_endpoints} with no ready "
                 f"endpoint), {self.endpoint_changes} endpoint changes, by endpoint "
                 f"{dict(self.by_endpoint)}, first failures {self.first_failures}")
+
+
+def service_endpoints(client: KubeClient, namespace: str, service: str,
+                      port: int | str | None = None) -> list[tuple[str, int]]:
+    """The ready (address, port) pairs behind a Service, read from the API server now."""
+    svc = client.get(f"/api/v1/namespaces/{namespace}/services/{service}")
+    pods = client.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=label_selector(svc))
+    return ready_endpoints(svc, pods.get("items", []), port)
 
 
 class Traffic:
@@ -120,13 +160,8 @@ class Traffic:
         self._threads: list[threading.Thread] = []
 
     def refresh_endpoints(self) -> list[tuple[str, int]]:
-        """Read the Service's EndpointSlices now and return the ready endpoints."""
-        service = self.client.get(f"/api/v1/namespaces/{self.namespace}/services/{self.service}")
-        port_name = service_port_name(service, self.port)
-        slices = self.client.get(
-            f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices",
-            labelSelector=f"kubernetes.io/service-name={self.service}")
-        found = ready_endpoints(slices.get("items", []), port_name)
+        """Read the Service and its Pods now and return the ready endpoints."""
+        found = service_endpoints(self.client, self.namespace, self.service, self.port)
         with self._lock:
             if found != self.endpoints:
                 self.report.endpoint_changes += 1

@@ -22,6 +22,7 @@ import yaml
 
 from modeldeploy_e2e import paths
 from modeldeploy_e2e.kube import KubeClient, KubeError
+from modeldeploy_e2e.traffic import service_endpoints as service_endpoints
 
 JsonDict = dict[str, Any]
 GROUP_PATH = "/apis/modeldeploy.dev/v1alpha1"
@@ -183,23 +184,6 @@ def available_at(version: str) -> Callable[[JsonDict], bool]:
         )
 
     return check
-
-
-def service_endpoints(client: KubeClient, namespace: str, service: str) -> list[tuple[str, int]]:
-    """Ready (ip, port) pairs behind a Service, from its EndpointSlices."""
-    slices = client.get(
-        f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-        labelSelector=f"kubernetes.io/service-name={service}",
-    )
-    found: list[tuple[str, int]] = []
-    for item in slices.get("items", []):
-        ports = [p.get("port") for p in item.get("ports") or [] if p.get("port")]
-        for endpoint in item.get("endpoints") or []:
-            if (endpoint.get("conditions") or {}).get("ready") is False:
-                continue
-            for address in endpoint.get("addresses") or []:
-                found.extend((address, int(port)) for port in ports)
-    return sorted(set(found))
 
 
 def infer(ip: str, port: int, model: str, texts: list[str], timeout: float = 30.0) -> JsonDict:

@@ -13,7 +13,7 @@ from modeldeploy_e2e.nodeagent.process import launch_script, rewrite_paths
 
 POD = {"metadata": {"name": "web-1", "namespace": "ns", "uid": "u-1", "labels": {"app": "web"}},
        "spec": {"serviceAccountName": "sa"}}
-FACTS = podspec.PodFacts(pod_ip="10.244.0.7", host_ip="127.0.0.1", node_name="n1")
+FACTS = podspec.PodFacts(pod_ip="127.244.0.7", host_ip="127.0.0.1", node_name="n1")
 
 
 def lookup(objects: dict[tuple[str, str], dict[str, str]]) -> podspec.Lookup:
@@ -40,8 +40,8 @@ def test_env_resolves_values_refs_fields_and_expansion() -> None:
         POD, container, FACTS,
         secrets=lookup({("ns", "s3"): {"secret": b64("hunter2")}}),
         config_maps=lookup({("ns", "cfg"): {"mode": "fast"}}))
-    assert env == {"HOST": "10.244.0.7", "NAME": "web-1", "NS": "ns", "APP": "web",
-                   "KEY": "hunter2", "MODE": "fast", "URL": "http://10.244.0.7:8080/$x/$(UNKNOWN)"}
+    assert env == {"HOST": "127.244.0.7", "NAME": "web-1", "NS": "ns", "APP": "web",
+                   "KEY": "hunter2", "MODE": "fast", "URL": "http://127.244.0.7:8080/$x/$(UNKNOWN)"}
 
 
 def test_missing_secret_key_names_the_secret_and_the_fix() -> None:
@@ -107,7 +107,7 @@ def test_path_rewrite_prefers_the_longest_mount_path() -> None:
 
 
 def view(**overrides: object) -> status.PodView:
-    base: dict[str, object] = {"restart_policy": "Always", "pod_ip": "10.244.0.2",
+    base: dict[str, object] = {"restart_policy": "Always", "pod_ip": "127.244.0.2",
                                "host_ip": "127.0.0.1", "start_time": "t0", "now": "t1"}
     base.update(overrides)
     return status.PodView(**base)  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pods", default="110")
     parser.add_argument("--extended-resource", type=_resource, action="append", default=[],
                         help="NAME=COUNT, repeatable, e.g. nvidia.com/gpu=2")
-    parser.add_argument("--pod-cidr", default="10.244.0.0/16")
+    parser.add_argument("--pod-cidr", default="127.244.0.0/16")
     parser.add_argument("--backoff-base", type=float, default=10.0,
                         help="first CrashLoopBackOff delay in seconds (the kubelet's is 10)")
     parser.add_argument("--provisioner-kubeconfig", type=Path, default=None,

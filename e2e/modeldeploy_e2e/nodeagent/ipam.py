@@ -1,10 +1,10 @@
-"""Pod IPs: one /32 per pod on the loopback interface.
+"""Pod IPs: one loopback address (127.0.0.0/8) per pod.
 
-The API server refuses loopback (127.0.0.0/8) addresses in EndpointSlices, so Services
-would never list a pod with a 127.x address. Pods therefore get addresses from a private
-range (--pod-cidr) added to `lo`: only this host can reach them, servers
-can bind to them, and the endpoint-slice controller accepts them. Where the agent may not
-change interfaces (no CAP_NET_ADMIN) it falls back to 127.244.x.y addresses, and says so.
+Linux routes the whole of 127.0.0.0/8 to `lo`, so each pod's servers bind to an address of
+their own without any interface change, and test traffic never leaves loopback (the only
+range this machine may send test traffic to). The API server refuses loopback addresses
+in EndpointSlices, so Services here have none; the traffic helper derives endpoints from
+the Pods with the EndpointSlice controller's rule instead (see modeldeploy_e2e.traffic).
 """
 
 from __future__ import annotations
@@ -12,16 +12,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import subprocess
 import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-def _ip(*args: str) -> bool:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    return result.returncode == 0 or "File exists" in result.stderr
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
 class PodIPs:
@@ -38,17 +35,16 @@ class PodIPs:
             if "pods" not in saved:  # the first format: a bare uid -> address map
                 saved = {"pods": saved}
             self._by_uid, self._last = saved["pods"], int(saved.get("last", 0))
-        probe = str(self.network.network_address + 254)
-        self.on_loopback_interface = _ip("addr", "add", f"{probe}/32", "dev", "lo")
-        if self.on_loopback_interface:
-            _ip("addr", "del", f"{probe}/32", "dev", "lo")
-        else:
-            log.warning("cannot add addresses to lo (no CAP_NET_ADMIN?); pods get 127.x "
-                        "addresses and Services will list no endpoints")
-            self.network = ipaddress.ip_network("127.244.0.0/16")
+        if not (
+            isinstance(self.network, ipaddress.IPv4Network) and self.network.subnet_of(LOOPBACK)
+        ):
+            raise ValueError(
+                f"--pod-cidr must lie inside {LOOPBACK}, got {cidr}: pods may "
+                "only have loopback addresses on this machine"
+            )
 
     def allocate(self, uid: str) -> str:
-        """Return the pod's address, adding it to `lo` on first use."""
+        """Return the pod's address (the same one for the pod's whole life)."""
         with self._lock:
             if uid in self._by_uid:
                 address = self._by_uid[uid]
@@ -56,8 +52,6 @@ class PodIPs:
                 address = self._next_free()
                 self._by_uid[uid] = address
                 self._save()
-        if self.on_loopback_interface:
-            _ip("addr", "add", f"{address}/32", "dev", "lo")
         return address
 
     def _next_free(self) -> str:
@@ -78,12 +72,10 @@ class PodIPs:
         raise RuntimeError(f"pod CIDR {self.network} is exhausted; pass a larger --pod-cidr")
 
     def release(self, uid: str) -> None:
-        """Remove the pod's address from `lo` and forget it."""
+        """Forget the pod's address."""
         with self._lock:
-            address = self._by_uid.pop(uid, None)
+            self._by_uid.pop(uid, None)
             self._save()
-        if address and self.on_loopback_interface:
-            _ip("addr", "del", f"{address}/32", "dev", "lo")
 
     def release_except(self, keep: set[str]) -> None:
         """Release addresses of pods not in `keep` (left over from an agent that was killed)."""
