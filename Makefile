@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(CACHE)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,4 +53,4 @@ test-unit: venv binaries ## unit, property, runtime and chart tests (no cluster)
 .PHONY: test
 test: venv lint test-unit test-e2e ## every test tier
 
--include e2e/cluster.mk bench/bench.mk demo.mk
+-include e2e/cluster.mk charts/charts.mk bench/bench.mk demo.mk
