@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from modeldeploy_e2e.nodeagent import podspec, status
 from modeldeploy_e2e.nodeagent.probes import ProbeTracker
-from modeldeploy_e2e.nodeagent.process import launch_script, rewrite_paths
+from modeldeploy_e2e.nodeagent.process import STAGE, launch_script, rewrite_paths
 
 POD = {"metadata": {"name": "web-1", "namespace": "ns", "uid": "u-1", "labels": {"app": "web"}},
        "spec": {"serviceAccountName": "sa"}}
@@ -92,11 +92,30 @@ def test_launch_script_bind_mounts_then_execs(tmp_path: Path) -> None:
     log.write_text("")
     script = launch_script([podspec.Mount(tmp_path, "/etc/modeldeploy", True),
                             podspec.Mount(log, "/dev/termination-log", False, is_file=True)],
-                           "/work dir", None)
-    assert f"mount --bind {tmp_path} /etc/modeldeploy" in script
-    assert "mount -o remount,bind,ro /etc/modeldeploy" in script
-    assert "[ -e /dev/termination-log ] || : > /dev/termination-log" in script
+                           "/work dir", None, keep_visible=[Path("/repo")])
+    lines = script.splitlines()
+    # Sources are reached through the private stage, so no mountPath can hide them.
+    assert f"mount --bind {tmp_path} {STAGE}/1" in lines
+    assert f"mount --bind {STAGE}/1 /etc/modeldeploy" in lines
+    assert "mount -o remount,bind,ro /etc/modeldeploy" in lines
+    assert "[ -e /dev/termination-log ] || : > /dev/termination-log" in lines
+    assert f": > {STAGE}/2" in lines and f"mount --bind {STAGE}/2 /dev/termination-log" in lines
     assert script.endswith("cd '/work dir'\nexec \"$@\"")
+
+
+def test_a_mount_over_tmp_does_not_hide_a_checkout_under_tmp(tmp_path: Path) -> None:
+    checkout = Path("/tmp/fresh")
+    script = launch_script([podspec.Mount(tmp_path, "/tmp", False)], "/", None,
+                           keep_visible=[checkout])
+    lines = script.splitlines()
+    assert lines.index(f"mount --bind {STAGE}/1 /tmp") < lines.index(
+        f"mount --bind {STAGE}/0 /tmp/fresh")
+
+
+def test_a_kept_path_no_mount_covers_is_left_alone(tmp_path: Path) -> None:
+    script = launch_script([podspec.Mount(tmp_path, "/etc/x", False)], "/", None,
+                           keep_visible=[Path("/work/main")])
+    assert f"mount --bind {STAGE}/0 /work/main" not in script.splitlines()
 
 
 def test_path_rewrite_prefers_the_longest_mount_path() -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modeldeploy_e2e.nodeagent.podspec import Mount
+from modeldeploy_e2e.paths import REPO_ROOT
 
 
 def mount_namespaces_work() -> bool:
@@ -27,22 +28,57 @@ def mount_namespaces_work() -> bool:
     return result.returncode == 0
 
 
-def launch_script(mounts: Sequence[Mount], workdir: str, cgroup_procs: Path | None) -> str:
-    """Return the sh script run inside the new mount namespace before exec'ing the command."""
+# Private to each container's mount namespace (a tmpfs is mounted over it there).
+STAGE = "/run/modeldeploy-stage"
+
+
+def _covers(target: str, path: Path) -> bool:
+    return path == Path(target) or Path(target) in path.parents
+
+
+def launch_script(mounts: Sequence[Mount], workdir: str, cgroup_procs: Path | None,
+                  keep_visible: Sequence[Path] = (REPO_ROOT,)) -> str:
+    """Return the sh script run inside the new mount namespace before exec'ing the command.
+
+    A mountPath can hide host paths the container still needs: an emptyDir at /tmp hides a
+    checkout under /tmp, with its virtualenv and the very volume directories being mounted.
+    So each source, and each path in `keep_visible`, is first bound under a private staging
+    tmpfs; volumes are mounted from there; and a kept path that a mountPath covers is bound
+    back over it afterwards.
+    """
     q = shlex.quote
     lines = ["set -e"]
     if cgroup_procs is not None:
         lines.append(f"echo $$ > {q(str(cgroup_procs))}")
-    for mount in mounts:
+    lines.append(f"mkdir -p {STAGE}")
+    lines.append(f"mount -t tmpfs -o size=1m,mode=0700 modeldeploy-stage {STAGE}")
+    staged: dict[Path, str] = {}
+
+    def stage(path: Path, is_file: bool) -> str:
+        if path not in staged:
+            staged[path] = f"{STAGE}/{len(staged)}"
+            lines.append(f": > {staged[path]}" if is_file else f"mkdir {staged[path]}")
+            lines.append(f"mount --bind {q(str(path))} {staged[path]}")
+        return staged[path]
+
+    kept = [(path, stage(path, False)) for path in keep_visible]
+    # Every source is staged before the first mountPath can cover it.
+    sources = [stage(m.source, m.is_file or m.source.is_file()) for m in mounts]
+    for mount, source in zip(mounts, sources, strict=True):
+        is_file = mount.is_file or mount.source.is_file()
         target = q(mount.target)
-        if mount.is_file or mount.source.is_file():
+        if is_file:
             lines.append(f"mkdir -p {q(os.path.dirname(mount.target) or '/')}")
             lines.append(f"[ -e {target} ] || : > {target}")
         else:
             lines.append(f"mkdir -p {target}")
-        lines.append(f"mount --bind {q(str(mount.source))} {target}")
+        lines.append(f"mount --bind {source} {target}")
         if mount.read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
+    for path, copy in kept:
+        if any(_covers(mount.target, path) for mount in mounts):
+            lines.append(f"mkdir -p {q(str(path))}")
+            lines.append(f"mount --bind {copy} {q(str(path))}")
     lines.append(f"cd {q(workdir)}")
     lines.append('exec "$@"')
     return "\n".join(lines)
