@@ -68,10 +68,10 @@ def fetch_world(kube: Kube, namespace: str, name: str) -> observe.World:
     )
 
 
-def _write_status(
-    ctx: Context, md: Manifest, before: ModelDeploymentStatus, after: ModelDeploymentStatus
-) -> bool:
-    old = before.to_dict()
+def _write_status(ctx: Context, md: Manifest, after: ModelDeploymentStatus) -> bool:
+    # Diff against what is stored, not its parsed form: a value equal to the model's
+    # default (phase Pending, say) must still be written the first time.
+    old = dict(md.get("status") or {})
     new = after.to_dict()
     patch = apply.status_patch(old, new)
     if not patch:
@@ -125,7 +125,7 @@ def _reconcile_once(
         after = invalid_spec_status(before, exc.errors, generation, stamp)
         if after.message != before.message:
             ctx.kube.post_event(md, "Warning", Reason.INVALID_SPEC.value, after.message, stamp)
-        written = _write_status(ctx, md, before, after)
+        written = _write_status(ctx, md, after)
         return Outcome(None, after.phase.value, written, 0)
 
     owner = _owner(md)
@@ -141,7 +141,7 @@ def _reconcile_once(
         md=md, owner=owner, spec=spec, desired_hash=desired, default_image=ctx.default_image
     )
     sooner = apply.apply_plan(ctx.kube, ctx.runtime, target, plan, world.pods, memory, stamp)
-    written = _write_status(ctx, md, before, plan.status)
+    written = _write_status(ctx, md, plan.status)
     if written and plan.status.history != before.history:
         live = {v.template_hash for v in observed.deployments}
         apply.prune_config_maps(

@@ -314,3 +314,13 @@ def test_a_passing_preview_validation_promotes_in_the_same_reconcile() -> None:
     selector = api.objects[("Service", "md")]["spec"]["selector"]
     assert selector[naming.LABEL_TEMPLATE_HASH] == second.removeprefix("md-")
     assert outcome.phase == "Available"
+
+
+def test_a_first_status_equal_to_the_defaults_is_still_written() -> None:
+    body = md_body("v1")
+    body["spec"]["replicas"] = 0
+    api, _, ctx, memory, _ = setup(body)
+    reconcile(ctx, NS, "md", memory)
+    status = api.md["status"]
+    assert status["phase"] == "Pending"
+    assert status["ready"] == "0/0" and status["replicas"] == 0
