@@ -1,0 +1,116 @@
+"""Broken model versions for the fault scenarios, and the status/event reads they assert.
+
+Each builder returns a MiniLM manifest (workload.minilm_manifest) that fails in one
+specific way, so a scenario reads "given v1 Available, apply this broken version, expect
+that reason". Weights always come from the installed MiniLM package; a broken copy is
+uploaded to MinIO under its own prefix, never over the good versions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+from modeldeploy_e2e import workload
+from modeldeploy_e2e.kube import KubeClient
+from modeldeploy_e2e.s3 import MinioServer, upload_directory
+
+JsonDict = dict[str, Any]
+BUCKET = "models"
+# The prefix of a known-good copy in MinIO (operator_fixtures uploads v1..v3).
+GOOD_PREFIX = "minilm/v2/"
+
+
+def _point_at(manifest: JsonDict, prefix: str) -> JsonDict:
+    manifest["spec"]["model"]["source"]["s3"]["prefix"] = prefix
+    return manifest
+
+
+def good(name: str, namespace: str, endpoint: str, version: str = "v1",
+         **options: Any) -> JsonDict:
+    """A version that loads and validates: the baseline every fault falls back to."""
+    return workload.minilm_manifest(name, namespace, version=version, endpoint=endpoint,
+                                    **options)
+
+
+def wrong_expected_output(name: str, namespace: str, endpoint: str,
+                          version: str = "wrong-output", **options: Any) -> JsonDict:
+    """Good weights, but the expected embedding is the negated one: cosine -1 < 0.99."""
+    manifest = _point_at(workload.minilm_manifest(
+        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    expected = manifest["spec"]["validation"]["expected"]
+    expected["embedding"] = [-x for x in expected["embedding"]]
+    return manifest
+
+
+def sha256_mismatch(name: str, namespace: str, endpoint: str,
+                    version: str = "bad-checksum", **options: Any) -> JsonDict:
+    """Good weights, but the manifest claims another sha256 for model.safetensors."""
+    manifest = _point_at(workload.minilm_manifest(
+        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest["spec"]["model"]["sha256"] = {"model.safetensors": "0" * 64}
+    return manifest
+
+
+def upload_truncated(server: MinioServer, scratch: Path, prefix: str = "minilm/truncated/") -> str:
+    """Upload MiniLM with model.safetensors cut to half its size; return the prefix."""
+    copy = scratch / "truncated"
+    shutil.copytree(workload.minilm_dir(), copy, dirs_exist_ok=True)
+    weights = copy / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    upload_directory(server, BUCKET, prefix.rstrip("/"), copy)
+    return prefix
+
+
+def truncated_weights(name: str, namespace: str, endpoint: str, prefix: str,
+                      version: str = "truncated", **options: Any) -> JsonDict:
+    """A version whose weight file in S3 is cut short (see upload_truncated)."""
+    return _point_at(workload.minilm_manifest(
+        name, namespace, version=version, endpoint=endpoint, **options), prefix)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def s3_unreachable(name: str, namespace: str, version: str = "no-s3",
+                   **options: Any) -> JsonDict:
+    """A version whose S3 endpoint is 127.0.0.1 on a closed port."""
+    return _point_at(workload.minilm_manifest(
+        name, namespace, version=version, endpoint=f"http://127.0.0.1:{closed_port()}",
+        **options), GOOD_PREFIX)
+
+
+def never_ready(name: str, namespace: str, endpoint: str, delay_seconds: int,
+                deadline_seconds: int, version: str = "slow", **options: Any) -> JsonDict:
+    """A version whose load takes longer than progressDeadlineSeconds."""
+    manifest = _point_at(workload.minilm_manifest(
+        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    runtime = manifest["spec"]["runtime"]
+    runtime["env"] = [*runtime.get("env", []), {
+        "name": "MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS", "value": str(delay_seconds)}]
+    manifest["spec"]["progressDeadlineSeconds"] = deadline_seconds
+    return manifest
+
+
+# -- reading what the operator said -------------------------------------------------------
+
+
+def condition(status: JsonDict, kind: str) -> JsonDict:
+    """One condition of a status, by type ({} when absent)."""
+    return next((c for c in status.get("conditions", []) if c.get("type") == kind), {})
+
+
+def event_reasons(client: KubeClient, namespace: str, name: str) -> dict[str, str]:
+    """reason -> message of the Events about one ModelDeployment."""
+    events = client.get(
+        f"/api/v1/namespaces/{namespace}/events",
+        fieldSelector=f"involvedObject.name={name},involvedObject.kind=ModelDeployment",
+    ).get("items", [])
+    return {str(e.get("reason")): str(e.get("message")) for e in events}

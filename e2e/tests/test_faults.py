@@ -1,0 +1,147 @@
+"""Fault scenarios: a broken version never takes the traffic and the service falls back.
+
+Given v1 Available with traffic flowing through the stable Service, each scenario applies
+one broken version (e2e/modeldeploy_e2e/faults.py) and expects: zero failed requests,
+phase RolledBack, currentVersion = LKG = v1, targetVersion = the broken one, a Degraded
+condition naming the reason and the runtime's message, and an Event saying so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from modeldeploy_e2e import faults, workload
+from modeldeploy_e2e.operator_process import OperatorProcess
+from modeldeploy_e2e.s3 import MinioServer
+
+if TYPE_CHECKING:
+    from modeldeploy_e2e.operator_fixtures import Cluster
+
+pytest_plugins = ["modeldeploy_e2e.operator_fixtures"]
+NAME = "minilm"
+BLUE_GREEN = {
+    "type": "BlueGreen",
+    "blueGreen": {"scaleDownDelaySeconds": 10, "previewService": True},
+}
+
+
+def _sibling(module: str) -> ModuleType:
+    # Test folders are not on sys.path under --import-mode=importlib; load by path.
+    spec = importlib.util.spec_from_file_location(
+        f"faults_{module}", Path(__file__).with_name(f"{module}.py"))
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+rollouts = _sibling("test_operator_rollouts")
+
+
+def rolled_back(status: dict[str, Any]) -> bool:
+    return status.get("phase") == "RolledBack"
+
+
+def break_and_expect_flip_back(
+    cluster: Cluster, ns: str, s3: MinioServer,
+    broken: dict[str, Any], reason: str, strategy: dict[str, Any] | None = None,
+    timeout: float = 300,
+) -> dict[str, Any]:
+    """v1 Available, then `broken` applied under traffic; assert the flip back to v1."""
+    options: dict[str, Any] = {"replicas": 1}
+    if strategy is not None:
+        options["strategy"] = strategy
+    cluster.apply(faults.good(NAME, ns, s3.endpoint, **options))
+    workload.wait_for_status(cluster.client, ns, NAME, workload.available_at("v1"), 300,
+                             "v1 Available")
+    target = broken["spec"]["model"]["version"]
+    with rollouts.inference_traffic(cluster, ns, NAME) as traffic:
+        cluster.apply(broken)
+        status = workload.wait_for_status(cluster.client, ns, NAME, rolled_back, timeout,
+                                          f"{target} rolled back")
+        # Keep sending a little longer: the old pods must still answer after the flip.
+        workload.wait_until(lambda: workload.served_versions(
+            cluster.client, ns, NAME, "minilm") == {"v1"}, 60, "v1 serving after the flip")
+    report = traffic.report
+    print(f"traffic during the fault ({reason}): {report.summary()}")
+    assert report.failures == 0, report.summary()
+    assert report.successes > 5, report.summary()
+    assert status["currentVersion"] == "v1"
+    assert status["lastKnownGoodVersion"] == "v1"
+    assert status["targetVersion"] == target
+    degraded = faults.condition(status, "Degraded")
+    assert degraded.get("status") == "True", degraded
+    assert degraded.get("reason") == reason, degraded
+    assert target in degraded.get("message", ""), degraded
+    history = [(h["version"], h["outcome"]) for h in status["history"]]
+    assert history[-1] == (target, "RolledBack")
+    events = faults.event_reasons(cluster.client, ns, NAME)
+    assert reason in events or "RolledBack" in events, events
+    return status
+
+
+def test_rolling_wrong_output_is_rolled_back_without_a_failed_request(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    status = break_and_expect_flip_back(
+        op_cluster, md_namespace, minilm_s3,
+        faults.wrong_expected_output(NAME, md_namespace, minilm_s3.endpoint, replicas=1),
+        "ValidationFailed")
+    assert "cosine" in faults.condition(status, "Degraded")["message"].lower()
+    assert workload.children(op_cluster.client, md_namespace, NAME)["deployments"] == [NAME]
+
+
+def test_blue_green_wrong_output_never_moves_the_stable_service(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    broken = faults.wrong_expected_output(NAME, md_namespace, minilm_s3.endpoint, replicas=1,
+                                          strategy=BLUE_GREEN)
+    break_and_expect_flip_back(op_cluster, md_namespace, minilm_s3, broken,
+                               "ValidationFailed", strategy=BLUE_GREEN)
+
+
+def test_sha256_mismatch_fails_the_fetch_and_flips_back(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    status = break_and_expect_flip_back(
+        op_cluster, md_namespace, minilm_s3,
+        faults.sha256_mismatch(NAME, md_namespace, minilm_s3.endpoint, replicas=1),
+        "FetchFailed")
+    assert "sha256" in faults.condition(status, "Degraded")["message"].lower()
+
+
+def test_truncated_weight_file_in_s3_fails_the_load_and_flips_back(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str,
+    operator_proc: OperatorProcess, tmp_path: Path,
+) -> None:
+    prefix = faults.upload_truncated(minilm_s3, tmp_path)
+    break_and_expect_flip_back(
+        op_cluster, md_namespace, minilm_s3,
+        faults.truncated_weights(NAME, md_namespace, minilm_s3.endpoint, prefix, replicas=1),
+        "LoadFailed")
+
+
+def test_s3_unreachable_fails_the_fetch_and_flips_back(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    break_and_expect_flip_back(
+        op_cluster, md_namespace, minilm_s3,
+        faults.s3_unreachable(NAME, md_namespace, replicas=1), "FetchFailed")
+
+
+def test_first_deploy_that_fails_is_failed_with_nothing_to_flip_to(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    op_cluster.apply(faults.sha256_mismatch(NAME, md_namespace, minilm_s3.endpoint, replicas=1))
+    status = workload.wait_for_status(
+        op_cluster.client, md_namespace, NAME, lambda s: s.get("phase") == "Failed", 300,
+        "the first deploy Failed")
+    assert not status.get("currentVersion")
+    assert not status.get("lastKnownGoodVersion")
+    assert status["targetVersion"] == "bad-checksum"
+    degraded = faults.condition(status, "Degraded")
+    assert degraded.get("status") == "True", degraded
+    assert "sha256" in degraded.get("message", "").lower(), degraded
