@@ -99,6 +99,16 @@ def never_ready(name: str, namespace: str, endpoint: str, delay_seconds: int,
     return manifest
 
 
+def over_memory_limit(name: str, namespace: str, endpoint: str, memory: str = "128Mi",
+                      version: str = "too-big", **options: Any) -> JsonDict:
+    """A version whose memory limit is far below what loading MiniLM with torch needs."""
+    manifest = _point_at(workload.minilm_manifest(
+        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest["spec"]["runtime"]["resources"] = {
+        "requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}}
+    return manifest
+
+
 # -- reading what the operator said -------------------------------------------------------
 
 

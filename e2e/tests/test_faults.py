@@ -9,6 +9,7 @@ condition naming the reason and the runtime's message, and an Event saying so.
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,8 @@ def break_and_expect_flip_back(
     workload.wait_for_status(cluster.client, ns, NAME, workload.available_at("v1"), 300,
                              "v1 Available")
     target = broken["spec"]["model"]["version"]
+    lkg_endpoints = {f"{ip}:{port}" for ip, port in workload.service_endpoints(
+        cluster.client, ns, NAME)}
     with rollouts.inference_traffic(cluster, ns, NAME) as traffic:
         cluster.apply(broken)
         status = workload.wait_for_status(cluster.client, ns, NAME, rolled_back, timeout,
@@ -69,6 +72,7 @@ def break_and_expect_flip_back(
     print(f"traffic during the fault ({reason}): {report.summary()}")
     assert report.failures == 0, report.summary()
     assert report.successes > 5, report.summary()
+    assert set(report.by_endpoint) <= lkg_endpoints, "the broken version took traffic"
     assert status["currentVersion"] == "v1"
     assert status["lastKnownGoodVersion"] == "v1"
     assert status["targetVersion"] == target
@@ -145,3 +149,67 @@ def test_first_deploy_that_fails_is_failed_with_nothing_to_flip_to(
     degraded = faults.condition(status, "Degraded")
     assert degraded.get("status") == "True", degraded
     assert "sha256" in degraded.get("message", "").lower(), degraded
+
+
+def test_progress_deadline_on_a_pod_that_never_gets_ready_flips_back(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    broken = faults.never_ready(NAME, md_namespace, minilm_s3.endpoint, delay_seconds=300,
+                                deadline_seconds=30, replicas=1)
+    break_and_expect_flip_back(op_cluster, md_namespace, minilm_s3, broken,
+                               "ProgressDeadlineExceeded")
+
+
+def test_model_too_large_for_its_memory_limit_is_oom_killed_and_flipped_back(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    broken = faults.over_memory_limit(NAME, md_namespace, minilm_s3.endpoint, replicas=1)
+    break_and_expect_flip_back(op_cluster, md_namespace, minilm_s3, broken, "OOMKilled")
+
+
+def pod_names(cluster: Cluster, ns: str) -> list[str]:
+    return workload.children(cluster.client, ns, NAME)["pods"]
+
+
+def test_failed_version_is_not_retried_until_asked_and_reverting_needs_no_new_pods(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    broken = faults.wrong_expected_output(NAME, md_namespace, minilm_s3.endpoint, replicas=1)
+    break_and_expect_flip_back(op_cluster, md_namespace, minilm_s3, broken, "ValidationFailed")
+    client = op_cluster.client
+
+    def settled() -> list[str] | None:
+        pods = pod_names(op_cluster, md_namespace)
+        return pods if len(pods) == 1 else None
+
+    lkg_pods = workload.wait_until(settled, 60, "only the v1 pod left")
+    attempts = len(workload.status_of(client, md_namespace, NAME)["history"])
+
+    # Re-applying the same failed spec (and poking the object) starts nothing.
+    op_cluster.apply(broken)
+    op_cluster.kubectl("annotate", "md", NAME, "-n", md_namespace, "example.com/poke=1")
+    for _ in range(15):
+        status = workload.status_of(client, md_namespace, NAME)
+        assert status["phase"] == "RolledBack", status
+        assert pod_names(op_cluster, md_namespace) == lkg_pods
+        time.sleep(1)
+    assert len(status["history"]) == attempts
+    assert faults.condition(status, "Degraded").get("status") == "True"
+
+    # The retry annotation does retry it: a new pod of the failed version, then back.
+    op_cluster.kubectl("annotate", "md", NAME, "-n", md_namespace, "modeldeploy.dev/retry=1")
+    workload.wait_until(lambda: set(pod_names(op_cluster, md_namespace)) - set(lkg_pods), 60,
+                        "a retry pod")
+    status = workload.wait_for_status(
+        client, md_namespace, NAME,
+        lambda s: rolled_back(s) and len(s.get("history", [])) > attempts, 300,
+        "the retried version rolled back again")
+    assert status["currentVersion"] == "v1"
+
+    # Reverting the spec to the last-known-good version: Available, the same v1 pod.
+    lkg_pods = workload.wait_until(settled, 60, "only the v1 pod left after the retry")
+    op_cluster.apply(faults.good(NAME, md_namespace, minilm_s3.endpoint, replicas=1))
+    status = workload.wait_for_status(client, md_namespace, NAME, workload.available_at("v1"),
+                                      60, "Available at v1 after the revert")
+    assert pod_names(op_cluster, md_namespace) == lkg_pods
+    assert faults.condition(status, "Degraded").get("status") != "True"
