@@ -17,12 +17,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from modeldeploy_e2e import paths, workload
+from modeldeploy_e2e import faults, paths, workload
 from modeldeploy_e2e.cluster import LocalCluster
 from modeldeploy_e2e.kube import KubeClient
 from modeldeploy_e2e.operator_process import OperatorProcess
@@ -145,7 +146,9 @@ def _upload_minilm(server: MinioServer) -> None:
     for version in ("v1", "v2"):
         keys = upload_directory(server, BUCKET, f"minilm/{version}", source)
         size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-        print(f"uploaded {len(keys)} files ({size / 1e6:.0f} MB) to s3://{BUCKET}/minilm/{version}/")
+        print(
+            f"uploaded {len(keys)} files ({size / 1e6:.0f} MB) to s3://{BUCKET}/minilm/{version}/"
+        )
 
 
 def _start_operator(cluster: LocalCluster, state: DemoState) -> DemoState:
@@ -161,9 +164,14 @@ def _start_operator(cluster: LocalCluster, state: DemoState) -> DemoState:
 
 
 def _watch_until(
-    cluster: LocalCluster, client: KubeClient, version: str, timeout: float = 600.0
+    cluster: LocalCluster,
+    client: KubeClient,
+    version: str,
+    timeout: float = 600.0,
+    predicate: Callable[[dict[str, Any]], bool] | None = None,
+    what: str | None = None,
 ) -> dict[str, Any]:
-    """Show `kubectl get md -w` until the resource is Available at `version`."""
+    """Show `kubectl get md -w` until the resource is Available at `version` (or `predicate`)."""
     watch = subprocess.Popen(
         [str(paths.binary("kubectl")), "get", "md", NAME, "-n", NAMESPACE, "-w"],
         env=cluster.env(),
@@ -172,8 +180,12 @@ def _watch_until(
     )
     try:
         status = workload.wait_for_status(
-            client, NAMESPACE, NAME, workload.available_at(version), timeout,
-            f"{NAME} Available at {version}",
+            client,
+            NAMESPACE,
+            NAME,
+            predicate or workload.available_at(version),
+            timeout,
+            what or f"{NAME} Available at {version}",
         )
         time.sleep(1.0)  # let the watch print the final line
     finally:
@@ -184,7 +196,8 @@ def _watch_until(
 
 def _infer_through_service(client: KubeClient, service: str) -> list[float]:
     endpoints = workload.wait_until(
-        lambda: workload.service_endpoints(client, NAMESPACE, service), 60,
+        lambda: workload.service_endpoints(client, NAMESPACE, service),
+        60,
         f"ready endpoints of Service {service}",
     )
     ip, port = endpoints[0]
@@ -218,9 +231,13 @@ def up() -> int:
     print(_kubectl(cluster, "apply", "--server-side", "-f", str(paths.REPO_ROOT / "crds")).strip())
     print(
         _kubectl(
-            cluster, "apply", "-f", "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "Namespace",
-                              "metadata": {"name": NAMESPACE}}),
+            cluster,
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+            ),
         ).strip()
     )
     secret = workload.s3_secret(NAMESPACE, SECRET, server.access_key, server.secret_key)
@@ -256,11 +273,27 @@ def up() -> int:
 
     say("kubectl get md,deploy,svc,pods")
     print(_kubectl(cluster, "get", "md,deploy,svc,pods", "-n", NAMESPACE, "-o", "wide"))
-    say("kubectl describe md (the rollout's events)")
+
+    say("A deliberately bad version v3: right weights, wrong expected output")
+    broken = faults.wrong_expected_output(
+        NAME, NAMESPACE, server.endpoint, version="v3", strategy=BLUE_GREEN
+    )
+    print(_kubectl(cluster, "apply", "-f", "-", input=json.dumps(broken)).strip())
+    _watch_until(
+        cluster,
+        client,
+        "v2",
+        predicate=lambda st: st.get("phase") == "RolledBack" and st.get("currentVersion") == "v2",
+        what=f"{NAME} RolledBack to v2",
+    )
+    say("v2 still answers through the Service; v3 never took traffic")
+    _infer_through_service(client, NAME)
+    say("kubectl get md; kubectl describe md (the whole story in conditions and events)")
+    print(_kubectl(cluster, "get", "md", "-n", NAMESPACE))
     print(_kubectl(cluster, "describe", "md", NAME, "-n", NAMESPACE))
     print(
-        f"The previous version scales down {SCALE_DOWN_DELAY}s "
-        "after the switch. Explore with:\n"
+        "The failed v3 candidate scales down after its abort delay; v2 keeps serving. "
+        "Explore with:\n"
         f"  export KUBECONFIG={cluster.kubeconfig}\n"
         f"  kubectl get md -n {NAMESPACE} -w\n"
         "Stop everything with: make demo-down"
