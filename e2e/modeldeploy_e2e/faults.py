@@ -8,6 +8,7 @@ uploaded to MinIO under its own prefix, never over the good versions.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -124,3 +125,24 @@ def event_reasons(client: KubeClient, namespace: str, name: str) -> dict[str, st
         fieldSelector=f"involvedObject.name={name},involvedObject.kind=ModelDeployment",
     ).get("items", [])
     return {str(e.get("reason")): str(e.get("message")) for e in events}
+
+
+_NUMBER_LINE = re.compile(r"^\s*-?\d+(\.\d+)?(e-?\d+)?\s*$")
+
+
+def elide_number_runs(text: str, keep: int = 2) -> str:
+    """Shorten runs of bare-number lines (the 384-float expected embedding in `kubectl
+    describe`) to their first `keep` lines and a count, so the output fits a README."""
+    out: list[str] = []
+    run: list[str] = []
+    for line in [*text.splitlines(), ""]:
+        if _NUMBER_LINE.match(line):
+            run.append(line)
+            continue
+        out.extend(run[:keep])
+        if len(run) > keep:
+            indent = run[0][: len(run[0]) - len(run[0].lstrip())]
+            out.append(f"{indent}... ({len(run) - keep} more numbers)")
+        run = []
+        out.append(line)
+    return "\n".join(out[:-1]) + "\n"

@@ -9,6 +9,7 @@ condition naming the reason and the runtime's message, and an Event saying so.
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from pathlib import Path
 from types import ModuleType
@@ -96,6 +97,14 @@ def test_rolling_wrong_output_is_rolled_back_without_a_failed_request(
         "ValidationFailed")
     assert "cosine" in faults.condition(status, "Degraded")["message"].lower()
     assert workload.children(op_cluster.client, md_namespace, NAME)["deployments"] == [NAME]
+    # What a user sees; MODELDEPLOY_BAD_VERSION_EXAMPLE=path keeps it for the README.
+    shown = "\n".join(
+        f"$ kubectl {' '.join(args)}\n" + op_cluster.kubectl(*args, "-n", md_namespace).stdout
+        for args in (("get", "md"), ("describe", "md", NAME)))
+    print(shown)
+    assert "RolledBack" in shown and "ValidationFailed" in shown
+    if target := os.environ.get("MODELDEPLOY_BAD_VERSION_EXAMPLE"):
+        Path(target).write_text(faults.elide_number_runs(shown.replace(md_namespace, "demo")))
 
 
 def test_blue_green_wrong_output_never_moves_the_stable_service(
@@ -213,3 +222,77 @@ def test_failed_version_is_not_retried_until_asked_and_reverting_needs_no_new_po
                                       60, "Available at v1 after the revert")
     assert pod_names(op_cluster, md_namespace) == lkg_pods
     assert faults.condition(status, "Degraded").get("status") != "True"
+
+
+def template_version(cluster: Cluster, ns: str) -> str:
+    dep = cluster.client.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{NAME}")
+    return str(dep["spec"]["template"]["metadata"]["labels"].get("modeldeploy.dev/version"))
+
+
+def candidate_failed(cluster: Cluster, ns: str) -> bool:
+    pods = cluster.client.get(f"/api/v1/namespaces/{ns}/pods",
+                              labelSelector="modeldeploy.dev/version=wrong-output")["items"]
+    return any("terminated" in (c.get("state") or {}) or "terminated" in (
+        c.get("lastState") or {}) for p in pods
+        for c in p.get("status", {}).get("containerStatuses", []))
+
+
+def test_operator_killed_during_the_flip_ends_rolled_back_after_restart(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    client = op_cluster.client
+    op_cluster.apply(faults.good(NAME, md_namespace, minilm_s3.endpoint, replicas=1))
+    workload.wait_for_status(client, md_namespace, NAME, workload.available_at("v1"), 300,
+                             "v1 Available")
+    broken = faults.wrong_expected_output(NAME, md_namespace, minilm_s3.endpoint, replicas=1)
+    with rollouts.inference_traffic(op_cluster, md_namespace, NAME) as traffic:
+        op_cluster.apply(broken)
+        workload.wait_until(lambda: template_version(op_cluster, md_namespace) == "wrong-output",
+                            60, "the broken template rolled out", interval=0.05)
+        # Kill as soon as the flip's trigger (the candidate's failure in pod status) or its
+        # first write (the template back at v1) is visible, whichever comes first: the
+        # operator is then reacting, mid-way through the flip or just before it.
+        workload.wait_until(lambda: candidate_failed(op_cluster, md_namespace)
+                            or template_version(op_cluster, md_namespace) == "v1",
+                            300, "the flip starting", interval=0.02)
+        operator_proc.kill()
+        at_kill = workload.status_of(client, md_namespace, NAME).get("phase")
+        print(f"phase when the operator was killed: {at_kill}")
+        operator_proc.start()
+        status = workload.wait_for_status(client, md_namespace, NAME, rolled_back, 120,
+                                          "RolledBack after the restart")
+        workload.wait_until(lambda: workload.served_versions(
+            client, md_namespace, NAME, "minilm") == {"v1"}, 60, "v1 serving")
+    assert traffic.report.failures == 0, traffic.report.summary()
+    assert status["currentVersion"] == "v1" and status["targetVersion"] == "wrong-output"
+    assert faults.condition(status, "Degraded").get("reason") == "ValidationFailed"
+    attempts = [h for h in status["history"] if h["version"] == "wrong-output"]
+    assert [h["outcome"] for h in attempts] == ["RolledBack"], status["history"]
+    assert workload.children(client, md_namespace, NAME)["deployments"] == [NAME]
+
+
+def test_spec_change_during_a_failing_rollout_goes_to_the_new_version(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    client = op_cluster.client
+    op_cluster.apply(faults.good(NAME, md_namespace, minilm_s3.endpoint, replicas=1))
+    workload.wait_for_status(client, md_namespace, NAME, workload.available_at("v1"), 300,
+                             "v1 Available")
+    stuck = faults.never_ready(NAME, md_namespace, minilm_s3.endpoint, delay_seconds=300,
+                               deadline_seconds=120, replicas=1)
+    with rollouts.inference_traffic(op_cluster, md_namespace, NAME) as traffic:
+        op_cluster.apply(stuck)
+        workload.wait_for_status(
+            client, md_namespace, NAME,
+            lambda s: s.get("targetVersion") == "slow" and s.get("phase") == "Progressing",
+            60, "the stuck rollout under way")
+        op_cluster.apply(faults.good(NAME, md_namespace, minilm_s3.endpoint, version="v3",
+                                     replicas=1))
+        status = workload.wait_for_status(client, md_namespace, NAME,
+                                          workload.available_at("v3"), 300, "v3 Available")
+    assert traffic.report.failures == 0, traffic.report.summary()
+    assert status["lastKnownGoodVersion"] == "v3"
+    assert workload.served_versions(client, md_namespace, NAME, "minilm") == {"v3"}
+    outcomes = {h["version"]: h["outcome"] for h in status["history"]}
+    assert outcomes.get("v3") == "Promoted", status["history"]
+    assert outcomes.get("slow") != "Promoted", status["history"]
