@@ -62,12 +62,12 @@ def launch_script(mounts: Sequence[Mount], workdir: str, cgroup_procs: Path | No
         return staged[path]
 
     kept = [(path, stage(path, False)) for path in keep_visible]
+    is_file = [m.is_file or m.source.is_file() for m in mounts]
     # Every source is staged before the first mountPath can cover it.
-    sources = [stage(m.source, m.is_file or m.source.is_file()) for m in mounts]
-    for mount, source in zip(mounts, sources, strict=True):
-        is_file = mount.is_file or mount.source.is_file()
+    sources = [stage(m.source, f) for m, f in zip(mounts, is_file, strict=True)]
+    for mount, source, file_mount in zip(mounts, sources, is_file, strict=True):
         target = q(mount.target)
-        if is_file:
+        if file_mount:
             lines.append(f"mkdir -p {q(os.path.dirname(mount.target) or '/')}")
             lines.append(f"[ -e {target} ] || : > {target}")
         else:
