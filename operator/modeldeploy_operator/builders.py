@@ -108,7 +108,7 @@ def runtime_config(spec: ModelDeploymentSpec) -> dict[str, Any]:
             "expected": expected_json,
             "timeoutSeconds": spec.validation.timeout_seconds,
         }
-    return {
+    config: dict[str, Any] = {
         "model": model,
         "task": spec.runtime.task,
         "device": spec.runtime.device,
@@ -121,6 +121,12 @@ def runtime_config(spec: ModelDeploymentSpec) -> dict[str, Any]:
         "validation": validation,
         "cache": {"path": spec.cache.path},
     }
+    # Only when set: a runtime image older than the operator refuses unknown keys.
+    if spec.stage_deadline_seconds.any_set:
+        config["stageDeadlineSeconds"] = spec.stage_deadline_seconds.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+    return config
 
 
 def _digest(value: Any) -> str:
@@ -129,11 +135,17 @@ def _digest(value: Any) -> str:
 
 
 def template_hash(spec: ModelDeploymentSpec, default_image: str | None = None) -> str:
-    """Short hash of what shapes a pod: version, runtime, validation, cache (not replicas)."""
+    """Short hash of what shapes a pod: version, runtime, validation, cache, stage deadlines
+    (not replicas)."""
     shaping = spec.model_dump(
         mode="json", by_alias=True, include={"model", "runtime", "validation", "cache"}
     )
     shaping["runtime"]["image"] = effective_image(spec, default_image)
+    # Only when set, so upgrading the operator does not re-roll every existing pod.
+    if spec.stage_deadline_seconds.any_set:
+        shaping["stageDeadlineSeconds"] = spec.stage_deadline_seconds.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
     return _digest(shaping)[:HASH_LENGTH]
 
 

@@ -50,6 +50,10 @@ class FailureKind(StrEnum):
     FETCH_FAILED = "FetchFailed"
     CRASH_LOOP = "CrashLoop"
     OOM_KILLED = "OOMKilled"
+    FETCH_DEADLINE_EXCEEDED = "FetchDeadlineExceeded"
+    LOAD_DEADLINE_EXCEEDED = "LoadDeadlineExceeded"
+    WARMUP_DEADLINE_EXCEEDED = "WarmupDeadlineExceeded"
+    VALIDATION_DEADLINE_EXCEEDED = "ValidationDeadlineExceeded"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ counts can be trusted. `collect` is the thin part that fetches the dicts.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,6 +100,24 @@ def _short(message: str | None) -> str:
     return text[:_MESSAGE_LIMIT]
 
 
+_KINDS = {kind.value: kind for kind in FailureKind}
+_REASON_PREFIX = re.compile(r"^([A-Z][A-Za-z]+): (.*)$", re.DOTALL)
+
+
+def split_reason(message: str) -> tuple[FailureKind | None, str, bool]:
+    """The runtime's "<Reason>: <text>" termination message as (kind, text, has_word).
+
+    A word the operator does not know (ConfigInvalid, ListenFailed) gives kind None and
+    keeps the whole message; no word at all (an older runtime) gives has_word False, and
+    the caller judges by which container failed and what the text says.
+    """
+    match = _REASON_PREFIX.match(message)
+    if match is None:
+        return None, message, False
+    kind = _KINDS.get(match.group(1))
+    return kind, (match.group(2) if kind else message), True
+
+
 def _terminations(status: Manifest) -> Iterable[Manifest]:
     for key in ("state", "lastState"):
         terminated = (status.get(key) or {}).get("terminated")
@@ -128,20 +147,24 @@ def pod_failure(pod: Manifest, crash_restarts: int = CRASH_LOOP_RESTARTS) -> Fai
         if terminated.get("reason") == "OOMKilled":
             message = f"{init.get('name')} container was killed for using too much memory"
             return FailureSignal(template_hash, FailureKind.OOM_KILLED, message)
-        message = _short(terminated.get("message")) or (
+        kind, message, _ = split_reason(_short(terminated.get("message")))
+        message = message or (
             f"{init.get('name')} container exited with code {terminated.get('exitCode')}"
         )
-        return FailureSignal(template_hash, FailureKind.FETCH_FAILED, message)
+        return FailureSignal(template_hash, kind or FailureKind.FETCH_FAILED, message)
     for container in status.get("containerStatuses") or []:
         terminated = _failed_termination(container)
         restarts = int(container.get("restartCount") or 0)
         waiting = (container.get("state") or {}).get("waiting") or {}
         if terminated is not None:
-            message = _short(terminated.get("message"))
+            kind, message, has_word = split_reason(_short(terminated.get("message")))
             if terminated.get("reason") == "OOMKilled":
                 limit_note = message or "the model does not fit the container's memory limit"
                 return FailureSignal(template_hash, FailureKind.OOM_KILLED, limit_note)
-            if "validation" in message.lower():
+            if kind is not None:
+                return FailureSignal(template_hash, kind, message)
+            # An older runtime wrote no reason word: judge by the text.
+            if not has_word and "validation" in message.lower():
                 return FailureSignal(template_hash, FailureKind.VALIDATION_FAILED, message)
             if message:
                 return FailureSignal(template_hash, FailureKind.LOAD_FAILED, message)

@@ -69,6 +69,7 @@ __all__ = [
     "RuntimeSpec",
     "S3Source",
     "SecretKeyRef",
+    "StageDeadlineSpec",
     "StrategySpec",
     "ValidationSpec",
     "WarmupSpec",
@@ -296,6 +297,50 @@ class CacheSpec(ApiModel):
         return self
 
 
+STAGES = ("fetch", "load", "warmup", "validation")
+
+
+StageSeconds = Annotated[int | None, Field(ge=1, le=86400)]
+
+
+class StageDeadlineSpec(ApiModel):
+    """Seconds each start-up stage of a serving pod may take; unset leaves it unbounded."""
+
+    fetch: Annotated[
+        StageSeconds, Field(description="The fetch init container's copy from the model source.")
+    ] = None
+    load: Annotated[
+        StageSeconds,
+        Field(
+            description=(
+                "Serving container start until the weights are on the device (includes imports)."
+            )
+        ),
+    ] = None
+    warmup: Annotated[StageSeconds, Field(description="All warm-up iterations.")] = None
+    validation: Annotated[
+        StageSeconds, Field(description="The known-input check inside the pod.")
+    ] = None
+
+    @property
+    def any_set(self) -> bool:
+        """True when at least one stage has a deadline."""
+        return any(getattr(self, stage) is not None for stage in STAGES)
+
+
+def _stage_within_progress_rules() -> list[JsonDict]:
+    return [
+        cel(
+            f"!has(self.stageDeadlineSeconds) || !has(self.stageDeadlineSeconds.{stage}) "
+            f"|| self.stageDeadlineSeconds.{stage} < self.progressDeadlineSeconds",
+            f"stageDeadlineSeconds.{stage} must be below progressDeadlineSeconds, "
+            "or the progress deadline always passes first",
+            f".stageDeadlineSeconds.{stage}",
+        )
+        for stage in STAGES
+    ]
+
+
 class ModelDeploymentSpec(ApiModel):
     """Desired state of a ModelDeployment."""
 
@@ -314,6 +359,7 @@ class ModelDeploymentSpec(ApiModel):
                     "validation.expected.embedding needs runtime.task embedding",
                     ".validation.expected.embedding",
                 ),
+                *_stage_within_progress_rules(),
             ]
         }
     )
@@ -337,6 +383,28 @@ class ModelDeploymentSpec(ApiModel):
             le=86400,
         ),
     ] = 600
+    stage_deadline_seconds: Annotated[
+        StageDeadlineSpec,
+        Field(
+            description=(
+                "Per-stage deadlines of a serving pod; an overrun fails the version at once "
+                "(reason FetchDeadlineExceeded, LoadDeadlineExceeded, ...) instead of waiting "
+                "out the progress deadline."
+            )
+        ),
+    ] = StageDeadlineSpec()
+
+    @model_validator(mode="after")
+    def _stages_within_progress(self) -> ModelDeploymentSpec:
+        for stage in STAGES:
+            value = getattr(self.stage_deadline_seconds, stage)
+            if value is not None and value >= self.progress_deadline_seconds:
+                raise ValueError(
+                    f"stageDeadlineSeconds.{stage}: must be below progressDeadlineSeconds "
+                    f"({self.progress_deadline_seconds}), got {value}; lower it or raise "
+                    "progressDeadlineSeconds"
+                )
+        return self
 
     @model_validator(mode="after")
     def _expected_matches_task(self) -> ModelDeploymentSpec:

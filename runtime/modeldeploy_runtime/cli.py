@@ -55,7 +55,6 @@ def _process_age() -> float:
 
 
 def _fail(args: argparse.Namespace, reason: str) -> int:
-    reason = termination.one_line(reason)
     log.error("%s failed: %s", args.command, reason)
     termination.write_reason(args.termination_log, reason)
     return 1
@@ -82,9 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         root = Path(args.cache_root or config.cache.path)
         if args.command == "fetch":
+            from modeldeploy_runtime import deadlines
             from modeldeploy_runtime.fetch import fetch
 
-            result = fetch(config, root)
+            clock = deadlines.StageClock(config.stage_deadline_seconds,
+                                         deadlines.exit_on_overrun(args.termination_log))
+            clock.enter("fetch")
+            try:
+                result = fetch(config, root)
+            finally:
+                clock.finish()
             print(f"{'hit' if result.hit else 'fetched'} {result.entry} "
                   f"({result.bytes} bytes, {result.seconds:.2f} s)", flush=True)
             return 0
@@ -93,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert imports is not None
         code = serve(config, root, args.host, args.port, args.termination_log, started, imports)
     except RuntimeFailure as error:
-        return _fail(args, str(error))
+        return _fail(args, termination.message(error.reason, str(error)))
     logging.shutdown()
     sys.stdout.flush()
     # The load thread may still be inside torch after SIGTERM; do not wait for it.

@@ -92,6 +92,17 @@ class Validation(_Model):
     timeout_seconds: float = Field(default=60.0, gt=0)
 
 
+class StageDeadlines(_Model):
+    """Seconds each start-up stage may take; None leaves a stage unbounded."""
+
+    fetch: float | None = Field(default=None, gt=0, description="The fetch container's copy.")
+    load: float | None = Field(
+        default=None, gt=0, description="Container start until the weights are on the device."
+    )
+    warmup: float | None = Field(default=None, gt=0, description="All warm-up iterations.")
+    validation: float | None = Field(default=None, gt=0, description="The known-input check.")
+
+
 class CacheSettings(_Model):
     """Where the model cache lives inside the container."""
 
@@ -112,6 +123,7 @@ class RuntimeConfig(_Model):
     warmup: Warmup = Field(default_factory=Warmup)
     validation: Validation | None = None
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    stage_deadline_seconds: StageDeadlines = Field(default_factory=StageDeadlines)
 
 
 def _describe(error: ValidationError) -> str:

@@ -1,17 +1,25 @@
 """One root error for the runtime, with permanent and transient branches.
 
-Messages follow "what failed: why; what to do" and never contain credentials.
+Messages follow "what failed: why; what to do" and never contain credentials. Each class
+carries the CamelCase reason that prefixes its termination message ("LoadFailed: ..."),
+which the operator maps to a condition reason without guessing from the prose.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class RuntimeFailure(Exception):
     """Root of every error the runtime reports to the user."""
 
+    reason: ClassVar[str] = "RuntimeFailed"
+
 
 class ConfigError(RuntimeFailure):
     """The runtime config file is missing, unreadable or invalid."""
+
+    reason: ClassVar[str] = "ConfigInvalid"
 
 
 class CacheKeyError(ConfigError):
@@ -21,6 +29,8 @@ class CacheKeyError(ConfigError):
 class FetchError(RuntimeFailure):
     """Copying the model into the cache failed."""
 
+    reason: ClassVar[str] = "FetchFailed"
+
 
 class IntegrityError(FetchError):
     """A downloaded file has the wrong size or sha256."""
@@ -29,6 +39,10 @@ class IntegrityError(FetchError):
 class LoadError(RuntimeFailure):
     """Loading the model from the cache failed."""
 
+    reason: ClassVar[str] = "LoadFailed"
+
 
 class ValidationFailed(RuntimeFailure):
     """The model's output on the known input did not match the expected output."""
+
+    reason: ClassVar[str] = "ValidationFailed"

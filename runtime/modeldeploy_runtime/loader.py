@@ -11,7 +11,6 @@ import glob
 import inspect
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,19 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modeldeploy.runtime")
 
-DEBUG_DELAY_ENV = "MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS"
 Record = Callable[[str, float], None]
-
-
-def debug_delay() -> float:
-    """The test knob MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS (0 when unset)."""
-    raw = os.environ.get(DEBUG_DELAY_ENV, "").strip()
-    if not raw:
-        return 0.0
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        raise LoadError(f"{DEBUG_DELAY_ENV}={raw!r} is not a number of seconds") from None
 
 
 @dataclass(frozen=True)

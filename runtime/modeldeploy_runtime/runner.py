@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from modeldeploy_runtime import cache, loader, termination, validate
+from modeldeploy_runtime import cache, deadlines, knobs, loader, termination, validate
 from modeldeploy_runtime.config import RuntimeConfig
 from modeldeploy_runtime.errors import LoadError, RuntimeFailure, ValidationFailed
 from modeldeploy_runtime.metrics import Metrics
@@ -27,7 +27,7 @@ log = logging.getLogger("modeldeploy.runtime")
 
 def _prepare(
     config: RuntimeConfig, entry: Path, state: RuntimeState, slot: ModelSlot,
-    metrics: Metrics, imports: Imports,
+    metrics: Metrics, imports: Imports, clock: deadlines.StageClock,
 ) -> None:
     def record(name: str, seconds: float) -> None:
         state.record(name, seconds)
@@ -37,10 +37,9 @@ def _prepare(
         record("import", imports.wait())
     except ImportError as error:
         raise LoadError(f"{error}; the runtime image is missing a dependency") from None
-    delay = loader.debug_delay()
+    delay = knobs.load_delay()
     if delay:
-        log.warning("test knob %s: sleeping %.1f s before loading",
-                    loader.DEBUG_DELAY_ENV, delay)
+        log.warning("test knob %s: sleeping %.1f s before loading", knobs.LOAD_DELAY_ENV, delay)
         time.sleep(delay)
     if not cache.is_complete(entry):
         raise LoadError(
@@ -49,6 +48,7 @@ def _prepare(
         )
     pipeline = loader.load(config, entry, record)
 
+    clock.enter("warmup")
     state.move(Phase.WARMING_UP)
     started = time.monotonic()
     for _ in range(config.warmup.iterations):
@@ -56,6 +56,7 @@ def _prepare(
             pipeline.run(config.warmup.inputs)
     record("warmup", time.monotonic() - started)
 
+    clock.enter("validation")
     state.move(Phase.VALIDATING)
     started = time.monotonic()
     result = _validate(config, pipeline)
@@ -66,6 +67,7 @@ def _prepare(
         raise ValidationFailed(result.message)
     if result.passed is None:
         log.warning("validation is not configured; the model goes Ready unchecked")
+    clock.finish()
     slot.pipeline = pipeline
     state.move(Phase.READY)
     snap = state.snapshot()
@@ -73,6 +75,23 @@ def _prepare(
     metrics.time_to_ready.set(snap.time_to_ready_seconds or 0.0)
     log.info("ready in %.2f s; phases %s; %s", snap.time_to_ready_seconds or 0.0,
              snap.phases, result.message)
+    _maybe_drift(slot)
+
+
+def _maybe_drift(slot: ModelSlot) -> None:
+    after = knobs.wrong_after_ready()
+    if after is None or slot.pipeline is None:
+        return
+    good = slot.pipeline
+
+    def drift() -> None:
+        log.warning("test knob %s: answers are wrong from now on", knobs.WRONG_AFTER_READY_ENV)
+        slot.pipeline = knobs.drifted(good)
+
+    log.warning("test knob %s: answers turn wrong in %.1f s", knobs.WRONG_AFTER_READY_ENV, after)
+    timer = threading.Timer(after, drift)
+    timer.daemon = True
+    timer.start()
 
 
 def _validate(config: RuntimeConfig, pipeline: object) -> validate.ValidationResult:
@@ -118,13 +137,20 @@ def serve(
     ))
     failed = threading.Event()
 
+    clock = deadlines.StageClock(
+        config.stage_deadline_seconds, deadlines.exit_on_overrun(termination_log, state.fail))
+    clock.enter("load")
+
     def prepare() -> None:
         try:
-            _prepare(config, entry, state, slot, metrics, imports)
+            _prepare(config, entry, state, slot, metrics, imports, clock)
         except Exception as error:
-            reason = str(error) if isinstance(error, RuntimeFailure) else (
-                f"loading failed: {type(error).__name__}: {error}")
-            reason = termination.one_line(reason)
+            clock.finish()
+            if isinstance(error, RuntimeFailure):
+                reason = termination.message(error.reason, str(error))
+            else:
+                reason = termination.message(
+                    LoadError.reason, f"loading failed: {type(error).__name__}: {error}")
             state.fail(reason)
             log.error("model %s/%s failed: %s", config.model.name, config.model.version, reason)
             termination.write_reason(termination_log, reason)
@@ -143,7 +169,8 @@ def serve(
     if failed.is_set():
         return 1
     if not server.started:
-        reason = f"could not listen on {host}:{port}; is the port in use?"
+        reason = termination.message(
+            "ListenFailed", f"could not listen on {host}:{port}; is the port in use?")
         log.error(reason)
         termination.write_reason(termination_log, reason)
         return 1

@@ -60,6 +60,30 @@ def test_template_hash_changes_when_warmup_inputs_change() -> None:
     assert builders.template_hash(make_spec()) != builders.template_hash(changed)
 
 
+def test_stage_deadlines_shape_the_pod_only_when_set() -> None:
+    # Unset deadlines leave the hash as it was before the field existed: an operator
+    # upgrade must not re-roll every pod.
+    assert builders.template_hash(make_spec()) == builders.template_hash(
+        make_spec(stageDeadlineSeconds={})
+    )
+    assert builders.template_hash(make_spec()) != builders.template_hash(
+        make_spec(stageDeadlineSeconds={"load": 120})
+    )
+    assert "stageDeadlineSeconds" not in builders.runtime_config(make_spec())
+
+
+def test_stage_deadlines_reach_the_runtime_config_in_its_own_schema() -> None:
+    spec = make_spec(stageDeadlineSeconds={"fetch": 300, "validation": 20})
+    assert builders.runtime_config(spec)["stageDeadlineSeconds"] == {
+        "fetch": 300,
+        "validation": 20,
+    }
+    cm = builders.config_map(OWNER, spec, "abc")
+    parsed = runtime_config.parse_config(cm["data"][builders.CONFIG_FILE])
+    limits = parsed.stage_deadline_seconds
+    assert (limits.fetch, limits.load, limits.warmup, limits.validation) == (300, None, None, 20)
+
+
 def test_runtime_json_matches_the_runtime_contract() -> None:
     config = builders.runtime_config(make_spec())
     assert config["model"] == {

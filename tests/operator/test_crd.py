@@ -130,6 +130,8 @@ def _rules(schema: Schema) -> dict[str, str]:
         "exactly one of label or embedding must be set",
         "validation.expected.label needs runtime.task text-classification",
         "hostPath must be set when volume is hostPath",
+        "stageDeadlineSeconds.warmup must be below progressDeadlineSeconds, "
+        "or the progress deadline always passes first",
         f"metadata.name must be at most {spec.MAX_NAME_LENGTH} characters "
         "(child Deployments and Services append a suffix)",
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from modeldeploy_operator import naming, observe
 from modeldeploy_operator.observations import FailureKind, ValidationResult
 from modeldeploy_operator.status import ModelDeploymentStatus, RolloutState
@@ -66,6 +67,38 @@ def test_any_other_serve_exit_with_a_message_is_a_load_failure() -> None:
     p = pod(serve={"state": terminated(1, "model.safetensors: truncated file")})
     signal = observe.pod_failure(p)
     assert signal is not None and signal.kind is FailureKind.LOAD_FAILED
+
+
+@pytest.mark.parametrize(
+    ("container", "word", "kind"),
+    [
+        ("fetch", "FetchFailed", FailureKind.FETCH_FAILED),
+        ("fetch", "FetchDeadlineExceeded", FailureKind.FETCH_DEADLINE_EXCEEDED),
+        ("serve", "LoadFailed", FailureKind.LOAD_FAILED),
+        ("serve", "LoadDeadlineExceeded", FailureKind.LOAD_DEADLINE_EXCEEDED),
+        ("serve", "WarmupDeadlineExceeded", FailureKind.WARMUP_DEADLINE_EXCEEDED),
+        ("serve", "ValidationDeadlineExceeded", FailureKind.VALIDATION_DEADLINE_EXCEEDED),
+        ("serve", "ValidationFailed", FailureKind.VALIDATION_FAILED),
+    ],
+)
+def test_the_runtimes_reason_word_picks_the_failure_kind_and_is_cut_from_the_message(
+    container: str, word: str, kind: FailureKind
+) -> None:
+    text = "the stage did not finish; raise spec.stageDeadlineSeconds or check the source"
+    state = {"name": container, "lastState": terminated(1, f"{word}: {text}"), "restartCount": 1}
+    p = pod(init=[state]) if container == "fetch" else pod(serve=state)
+    signal = observe.pod_failure(p)
+    assert signal is not None
+    assert (signal.kind, signal.message) == (kind, text)
+
+
+def test_an_unknown_reason_word_from_serve_is_a_load_failure_keeping_the_whole_message() -> None:
+    # "validation" in the text must not make a config error a validation failure.
+    message = "ConfigInvalid: invalid runtime config: validation.input: field required"
+    p = pod(serve={"lastState": terminated(1, message), "restartCount": 1})
+    signal = observe.pod_failure(p)
+    assert signal is not None
+    assert (signal.kind, signal.message) == (FailureKind.LOAD_FAILED, message)
 
 
 def test_oom_killed_wins_over_the_exit_code() -> None:

@@ -143,6 +143,13 @@ INVALID: list[tuple[str, Any, str, tuple[str, ...]]] = [
     ),
     ("cache.path", "relative/path", "spec.cache.path", ("'relative/path'", "absolute path")),
     ("progressDeadlineSeconds", 5, "spec.progressDeadlineSeconds", ("5", ">= 30")),
+    ("stageDeadlineSeconds.fetch", 0, "spec.stageDeadlineSeconds.fetch", ("0", ">= 1")),
+    (
+        "stageDeadlineSeconds.load",
+        600,
+        "spec.stageDeadlineSeconds.load",
+        ("600", "below progressDeadlineSeconds (600)", "raise progressDeadlineSeconds"),
+    ),
     ("replica", 3, "spec.replica", ("unknown field", "spelling")),
     ("model", DELETE, "spec.model", ("required", "set it")),
 ]

@@ -188,9 +188,10 @@ def test_a_wrong_expected_label_never_goes_ready_and_exits_1_with_the_reason(
     assert s.process.wait(timeout=30) == 1
     assert 200 not in seen
     reason = s.termination_log.read_text()
+    assert reason.startswith("ValidationFailed: ")
     assert f"expected label '{wrong}', the model answered '{actual}'" in reason
     assert s.process.stdout is not None
-    assert "failed: validation failed" in s.process.stdout.read()
+    assert "failed: ValidationFailed: validation failed" in s.process.stdout.read()
 
 
 def test_a_right_expected_label_goes_ready_and_classifies(
@@ -217,7 +218,54 @@ def test_serving_without_a_fetched_entry_fails_and_names_the_fix(
     s = serve(write_config(helpers.runtime_config("absent", "v1")), tmp_path / "cache")
     assert s.process.wait(timeout=90) == 1
     reason = s.termination_log.read_text()
+    assert reason.startswith("LoadFailed: ")
     assert "missing or incomplete" in reason and "modeldeploy-runtime fetch" in reason
+
+
+def test_a_load_that_overruns_its_stage_deadline_exits_1_naming_the_stage(
+    tiny_models: Any, helpers: Any, write_config: Any, serve: Any, tmp_path: Path,
+) -> None:
+    doc = helpers.runtime_config("tiny", "v1", stageDeadlineSeconds={"load": 2})
+    helpers.place_in_cache(tiny_models.embedding, tmp_path / "cache", "tiny", "v1")
+    s = serve(write_config(doc), tmp_path / "cache",
+              {"MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS": "30"})
+    assert s.wait_until(lambda: s.get("/healthz")[0] == 200, timeout=60)
+    assert s.process.wait(timeout=60) == 1
+    assert s.termination_log.read_text().startswith(
+        "LoadDeadlineExceeded: the load stage did not finish within stageDeadlineSeconds.load=2s")
+
+
+def test_stage_deadlines_that_are_met_change_nothing(
+    tiny_models: Any, helpers: Any, write_config: Any, serve: Any, tmp_path: Path,
+) -> None:
+    doc = helpers.runtime_config("tiny", "v1", stageDeadlineSeconds={
+        "load": 120, "warmup": 60, "validation": 60})
+    helpers.place_in_cache(tiny_models.embedding, tmp_path / "cache", "tiny", "v1")
+    s = serve(write_config(doc), tmp_path / "cache")
+    assert s.wait_until(lambda: s.get("/readyz")[0] == 200, timeout=90)
+    assert s.stop() == 0
+
+
+def test_the_wrong_after_ready_knob_turns_answers_around_after_a_correct_start(
+    tiny_models: Any, helpers: Any, write_config: Any, serve: Any, tmp_path: Path,
+) -> None:
+    s = _start_embedding_server(tiny_models, helpers, write_config, serve, tmp_path,
+                                {"MODELDEPLOY_DEBUG_WRONG_AFTER_READY_SECONDS": "3"})
+    assert s.wait_until(lambda: s.get("/readyz")[0] == 200, timeout=90)
+    expected = _expected_output(tiny_models.embedding, "embedding", "some text")
+
+    def similarity() -> float:
+        status, body = s.request("POST", "/v2/models/tiny/infer", _infer(["some text"]))
+        assert status == 200
+        got = body["outputs"][0]["data"]
+        dot = sum(a * b for a, b in zip(expected, got, strict=True))
+        return dot / (sum(a * a for a in expected) ** 0.5 * sum(b * b for b in got) ** 0.5)
+
+    assert similarity() > 0.999
+    assert s.wait_until(lambda: similarity() < -0.999, timeout=30)
+    # Still Ready: only an outside check (the operator's, through the Service) can tell.
+    assert s.get("/readyz")[0] == 200
+    assert s.stop() == 0
 
 
 def test_an_oversized_body_is_refused_with_413_before_it_is_read(

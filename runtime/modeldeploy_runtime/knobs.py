@@ -1,0 +1,54 @@
+"""Test knobs: environment variables that make a good model misbehave on purpose.
+
+The fault scenarios need versions that are slow, or that turn wrong after passing their
+own checks, built from real weights. Never set these in production; the runtime logs a
+warning whenever one is active.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING
+
+from modeldeploy_runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from modeldeploy_runtime.tasks import Pipeline
+
+LOAD_DELAY_ENV = "MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS"
+WRONG_AFTER_READY_ENV = "MODELDEPLOY_DEBUG_WRONG_AFTER_READY_SECONDS"
+
+
+def _seconds(name: str) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds; unset it") from None
+    return max(0.0, value)
+
+
+def load_delay() -> float:
+    """Seconds to sleep before loading (MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS; 0 when unset)."""
+    return _seconds(LOAD_DELAY_ENV) or 0.0
+
+
+def wrong_after_ready() -> float | None:
+    """Seconds after Ready when answers turn wrong (MODELDEPLOY_DEBUG_WRONG_AFTER_READY_SECONDS)."""
+    return _seconds(WRONG_AFTER_READY_ENV)
+
+
+def drifted(pipeline: Pipeline) -> Pipeline:
+    """The same model with its outputs negated: embeddings point the other way (cosine -1),
+    and a classifier picks its least likely label."""
+    forward = pipeline.forward
+
+    def negated(ids: Tensor, mask: Tensor, types: Tensor) -> Tensor:
+        return -forward(ids, mask, types)
+
+    return dataclasses.replace(pipeline, forward=negated)
