@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,16 +90,55 @@ def s3_unreachable(name: str, namespace: str, version: str = "no-s3",
         **options), GOOD_PREFIX)
 
 
+@contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """An S3 endpoint on loopback that accepts connections and never answers."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        yield f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+
+def _with_env(manifest: JsonDict, name: str, value: str) -> JsonDict:
+    runtime = manifest["spec"]["runtime"]
+    runtime["env"] = [*runtime.get("env", []), {"name": name, "value": value}]
+    return manifest
+
+
+def fetch_overruns(name: str, namespace: str, endpoint: str, deadline_seconds: int,
+                   version: str = "hung-fetch", **options: Any) -> JsonDict:
+    """A version fetched from `endpoint` (see silent_endpoint) with a fetch stage deadline."""
+    manifest = _point_at(workload.minilm_manifest(
+        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest["spec"]["stageDeadlineSeconds"] = {"fetch": deadline_seconds}
+    return manifest
+
+
+def load_overruns(name: str, namespace: str, endpoint: str, deadline_seconds: int,
+                  version: str = "hung-load", **options: Any) -> JsonDict:
+    """A version whose load hangs (the load-delay knob) past its load stage deadline; the
+    progress deadline stays at its 600 s default, so only the stage deadline can end it soon."""
+    manifest = _point_at(workload.minilm_manifest(
+        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest["spec"]["stageDeadlineSeconds"] = {"load": deadline_seconds}
+    return _with_env(manifest, "MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS", "3600")
+
+
+def wrong_after_ready(name: str, namespace: str, endpoint: str, after_seconds: int,
+                      version: str = "drifts", **options: Any) -> JsonDict:
+    """Good weights that pass the pod's own and the preview check, then answer wrong."""
+    manifest = _point_at(workload.minilm_manifest(
+        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    return _with_env(manifest, "MODELDEPLOY_DEBUG_WRONG_AFTER_READY_SECONDS", str(after_seconds))
+
+
 def never_ready(name: str, namespace: str, endpoint: str, delay_seconds: int,
                 deadline_seconds: int, version: str = "slow", **options: Any) -> JsonDict:
     """A version whose load takes longer than progressDeadlineSeconds."""
     manifest = _point_at(workload.minilm_manifest(
         name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
-    runtime = manifest["spec"]["runtime"]
-    runtime["env"] = [*runtime.get("env", []), {
-        "name": "MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS", "value": str(delay_seconds)}]
     manifest["spec"]["progressDeadlineSeconds"] = deadline_seconds
-    return manifest
+    return _with_env(manifest, "MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS", str(delay_seconds))
 
 
 def over_memory_limit(name: str, namespace: str, endpoint: str, memory: str = "128Mi",

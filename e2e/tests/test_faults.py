@@ -169,6 +169,30 @@ def test_progress_deadline_on_a_pod_that_never_gets_ready_flips_back(
                                "ProgressDeadlineExceeded")
 
 
+def test_a_load_overrunning_its_stage_deadline_flips_back_long_before_the_progress_deadline(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    broken = faults.load_overruns(NAME, md_namespace, minilm_s3.endpoint, deadline_seconds=15,
+                                  replicas=1)
+    # 120 s, against the 600 s progress deadline: only the stage deadline can end it in time.
+    status = break_and_expect_flip_back(op_cluster, md_namespace, minilm_s3, broken,
+                                        "LoadDeadlineExceeded", timeout=120)
+    message = faults.condition(status, "Degraded")["message"]
+    assert "the load stage did not finish within stageDeadlineSeconds.load=15s" in message
+
+
+def test_a_fetch_from_an_s3_that_never_answers_overruns_its_stage_deadline_and_flips_back(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    with faults.silent_endpoint() as endpoint:
+        broken = faults.fetch_overruns(NAME, md_namespace, endpoint, deadline_seconds=10,
+                                       replicas=1)
+        status = break_and_expect_flip_back(op_cluster, md_namespace, minilm_s3, broken,
+                                            "FetchDeadlineExceeded", timeout=120)
+    message = faults.condition(status, "Degraded")["message"]
+    assert "the fetch stage did not finish within stageDeadlineSeconds.fetch=10s" in message
+
+
 def test_model_too_large_for_its_memory_limit_is_oom_killed_and_flipped_back(
     op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
 ) -> None:
