@@ -8,9 +8,11 @@ uploaded to MinIO under its own prefix, never over the good versions.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,6 +151,98 @@ def over_memory_limit(name: str, namespace: str, endpoint: str, memory: str = "1
     manifest["spec"]["runtime"]["resources"] = {
         "requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}}
     return manifest
+
+
+# -- holding the operator between two writes ----------------------------------------------
+
+
+def _hold_name(namespace: str) -> str:
+    return f"e2e-hold-flip-{namespace}"
+
+
+def _label(obj: str) -> str:
+    return f"{obj}.spec.template.metadata.labels"
+
+
+def hold_flip_policy(namespace: str, back_to: str) -> tuple[JsonDict, JsonDict]:
+    """A ValidatingAdmissionPolicy and binding refusing, in `namespace`, any Deployment
+    update that moves a pod template back to version `back_to` from another version."""
+    key = "'modeldeploy.dev/version'"
+    moves_back = (
+        f"{key} in {_label('object')} && {key} in {_label('oldObject')} && "
+        f"{_label('object')}[{key}] == '{back_to}' && {_label('oldObject')}[{key}] != '{back_to}'"
+    )
+    name = _hold_name(namespace)
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"],
+                "resources": ["deployments"]}]},
+            "validations": [{"expression": f"!({moves_back})",
+                             "message": f"e2e: the flip back to {back_to} is held here"}],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+        },
+    }
+    return policy, binding
+
+
+def _probe_deployment(namespace: str, version: str) -> JsonDict:
+    labels = {"app": "e2e-hold-probe", "modeldeploy.dev/version": version}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "e2e-hold-probe", "namespace": namespace},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "e2e-hold-probe"}},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "c", "image": "none"}]}}},
+    }
+
+
+@contextmanager
+def flip_held(cluster: Any, namespace: str, back_to: str) -> Iterator[None]:
+    """Refuse the flip back to `back_to` until release_flip (or the block's end)."""
+    for manifest in hold_flip_policy(namespace, back_to):
+        cluster.apply(manifest)
+    # Policies reach the admission chain a moment after they are created: wait until a
+    # dry-run of exactly such an update is refused.
+    cluster.apply(_probe_deployment(namespace, "other"))
+    probe = json.dumps(_probe_deployment(namespace, back_to))
+
+    def refused() -> bool:
+        result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=probe,
+                                 check=False)
+        return result.returncode != 0 and "is held here" in result.stderr
+
+    deadline = time.monotonic() + 30
+    while not refused():
+        if time.monotonic() > deadline:
+            raise AssertionError("the hold-flip admission policy never took effect")
+        time.sleep(0.5)
+    cluster.kubectl("delete", "deployment", "e2e-hold-probe", "-n", namespace)
+    try:
+        yield
+    finally:
+        release_flip(cluster, namespace)
+
+
+def release_flip(cluster: Any, namespace: str) -> None:
+    """Remove the hold-flip policy (idempotent)."""
+    name = _hold_name(namespace)
+    cluster.kubectl("delete", "validatingadmissionpolicybinding", name, "--ignore-not-found")
+    cluster.kubectl("delete", "validatingadmissionpolicy", name, "--ignore-not-found")
 
 
 # -- reading what the operator said -------------------------------------------------------

@@ -324,3 +324,77 @@ def test_a_first_status_equal_to_the_defaults_is_still_written() -> None:
     status = api.md["status"]
     assert status["phase"] == "Pending"
     assert status["ready"] == "0/0" and status["replicas"] == 0
+
+
+def _fail_pods(api: FakeAPI, version: str, message: str) -> None:
+    for (kind, _), obj in api.objects.items():
+        if kind == "Pod" and obj["metadata"]["labels"].get(naming.LABEL_VERSION) == version:
+            obj["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+            obj["status"]["containerStatuses"] = [{
+                "name": "serve", "restartCount": 1,
+                "lastState": {"terminated": {"exitCode": 1, "message": message}},
+            }]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _rolling_v2_failing() -> tuple[FakeAPI, Context, observe.Memory]:
+    api, _, ctx, memory, _ = setup(md_body("v1"))
+    reconcile(ctx, NS, "md", memory)
+    api.roll_out("md")
+    settle(ctx, memory)
+    change_version(api, "v2")
+    reconcile(ctx, NS, "md", memory)
+    api.roll_out("md")
+    _fail_pods(api, "v2", "ValidationFailed: validation failed: expected label 'POSITIVE'")
+    return api, ctx, memory
+
+
+def _template_version(api: FakeAPI) -> str:
+    labels = api.objects[("Deployment", "md")]["spec"]["template"]["metadata"]["labels"]
+    return str(labels[naming.LABEL_VERSION])
+
+
+def test_a_crash_between_recording_a_failure_and_the_flip_resumes_the_flip() -> None:
+    api, ctx, memory = _rolling_v2_failing()
+    real_apply = api.apply
+
+    def crash_on_deployment(manifest: dict[str, Any]) -> dict[str, Any]:
+        if manifest["kind"] == "Deployment":
+            raise Interrupted("operator killed mid-flip")
+        return real_apply(manifest)
+
+    api.apply = crash_on_deployment  # type: ignore[method-assign]
+    with pytest.raises(Interrupted):
+        reconcile(ctx, NS, "md", memory)
+    # The failure was recorded before the flip's first write.
+    assert api.md["status"]["phase"] == "RolledBack"
+    assert _template_version(api) == "v2"
+
+    api.apply = real_apply  # type: ignore[method-assign]
+    settle(ctx, observe.Memory())  # a restarted operator remembers nothing in memory
+    assert _template_version(api) == "v1"
+    status = api.md["status"]
+    assert (status["phase"], status["currentVersion"], status["targetVersion"]) == (
+        "RolledBack", "v1", "v2")
+    assert [h["outcome"] for h in status["history"] if h["version"] == "v2"] == ["RolledBack"]
+
+
+def test_a_failed_status_write_leaves_the_children_untouched() -> None:
+    api, ctx, memory = _rolling_v2_failing()
+
+    def refuse(namespace: str, name: str, patch: dict[str, Any]) -> None:
+        raise Interrupted("status write refused")
+
+    real_patch = api.patch_status
+    api.patch_status = refuse  # type: ignore[method-assign]
+    with pytest.raises(Interrupted):
+        reconcile(ctx, NS, "md", memory)
+    # Nothing flipped that the status does not remember: the next pass does it all.
+    assert _template_version(api) == "v2"
+    api.patch_status = real_patch  # type: ignore[method-assign]
+    settle(ctx, memory)
+    assert _template_version(api) == "v1"
+    assert api.md["status"]["phase"] == "RolledBack"
