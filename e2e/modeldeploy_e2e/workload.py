@@ -22,6 +22,7 @@ import yaml
 
 from modeldeploy_e2e import paths
 from modeldeploy_e2e.kube import KubeClient, KubeError
+from modeldeploy_e2e.traffic import Traffic
 from modeldeploy_e2e.traffic import service_endpoints as service_endpoints
 
 JsonDict = dict[str, Any]
@@ -259,3 +260,15 @@ def children(client: KubeClient, namespace: str, name: str) -> dict[str, list[st
         )
         for kind, path in kinds.items()
     }
+
+
+def inference_traffic(client: KubeClient, namespace: str, service: str) -> Traffic:
+    """The traffic helper sending MiniLM inference requests through `service`, 20 a second."""
+    body = json.dumps(
+        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}]}
+    ).encode()
+    return Traffic(
+        client, namespace, service, path="/v2/models/minilm/infer", method="POST",
+        body=body, headers={"Content-Type": "application/json"}, interval=0.05, timeout=10,
+        ok_statuses=range(200, 300),
+    )

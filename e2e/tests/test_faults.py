@@ -8,11 +8,9 @@ condition naming the reason and the runtime's message, and an Event saying so.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from modeldeploy_e2e import faults, workload
@@ -28,19 +26,6 @@ BLUE_GREEN = {
     "type": "BlueGreen",
     "blueGreen": {"scaleDownDelaySeconds": 10, "previewService": True},
 }
-
-
-def _sibling(module: str) -> ModuleType:
-    # Test folders are not on sys.path under --import-mode=importlib; load by path.
-    spec = importlib.util.spec_from_file_location(
-        f"faults_{module}", Path(__file__).with_name(f"{module}.py"))
-    assert spec is not None and spec.loader is not None
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
-
-
-rollouts = _sibling("test_operator_rollouts")
 
 
 def rolled_back(status: dict[str, Any]) -> bool:
@@ -62,7 +47,7 @@ def break_and_expect_flip_back(
     target = broken["spec"]["model"]["version"]
     lkg_endpoints = {f"{ip}:{port}" for ip, port in workload.service_endpoints(
         cluster.client, ns, NAME)}
-    with rollouts.inference_traffic(cluster, ns, NAME) as traffic:
+    with workload.inference_traffic(cluster.client, ns, NAME) as traffic:
         cluster.apply(broken)
         status = workload.wait_for_status(cluster.client, ns, NAME, rolled_back, timeout,
                                           f"{target} rolled back")
@@ -263,7 +248,7 @@ def test_operator_killed_during_the_flip_itself_finishes_it_after_restart(
     workload.wait_for_status(client, ns, NAME, workload.available_at("v1"), 300, "v1 Available")
     broken = faults.wrong_expected_output(NAME, ns, minilm_s3.endpoint, replicas=1)
     with faults.flip_held(op_cluster, ns, back_to="v1"), \
-            rollouts.inference_traffic(op_cluster, ns, NAME) as traffic:
+            workload.inference_traffic(op_cluster.client, ns, NAME) as traffic:
         op_cluster.apply(broken)
         # The failure is recorded (first write) while the Deployment's template cannot go
         # back to v1 (second write): the operator is stopped exactly between the two.
@@ -298,7 +283,7 @@ def test_spec_change_during_a_failing_rollout_goes_to_the_new_version(
                              "v1 Available")
     stuck = faults.never_ready(NAME, md_namespace, minilm_s3.endpoint, delay_seconds=300,
                                deadline_seconds=120, replicas=1)
-    with rollouts.inference_traffic(op_cluster, md_namespace, NAME) as traffic:
+    with workload.inference_traffic(op_cluster.client, md_namespace, NAME) as traffic:
         op_cluster.apply(stuck)
         workload.wait_for_status(
             client, md_namespace, NAME,

@@ -10,10 +10,7 @@ for abortScaleDownDelaySeconds and is then scaled to zero.
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from modeldeploy_e2e import faults, workload
@@ -35,19 +32,6 @@ STRATEGY = {
         "previewService": True,
     },
 }
-
-
-def _sibling(module: str) -> ModuleType:
-    # Test folders are not on sys.path under --import-mode=importlib; load by path.
-    spec = importlib.util.spec_from_file_location(
-        f"after_promotion_{module}", Path(__file__).with_name(f"{module}.py"))
-    assert spec is not None and spec.loader is not None
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
-
-
-rollouts = _sibling("test_operator_rollouts")
 
 
 def stable_selector(cluster: Cluster, ns: str) -> str:
@@ -86,7 +70,7 @@ def test_a_version_going_wrong_after_the_switch_is_flipped_back_to_the_still_run
     # 20 s leaves the preview check (within a second or two of Ready) a correct answer.
     drifting = faults.wrong_after_ready(NAME, ns, minilm_s3.endpoint, after_seconds=20,
                                         replicas=1, strategy=STRATEGY)
-    with rollouts.inference_traffic(op_cluster, ns, NAME) as traffic:
+    with workload.inference_traffic(op_cluster.client, ns, NAME) as traffic:
         op_cluster.apply(drifting)
         workload.wait_for_status(client, ns, NAME, in_window("drifts"), 300,
                                  "drifts promoted and in its post-promotion window")

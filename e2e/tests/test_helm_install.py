@@ -120,7 +120,7 @@ def test_helm_installed_operator_flips_a_broken_version_back_to_last_known_good(
         op_cluster.client, md_namespace, NAME, workload.available_at("v1"), 300, "v1 Available"
     )
     # "broken" has no objects in the bucket: the fetch init container fails.
-    with rollouts.inference_traffic(op_cluster, md_namespace, NAME) as traffic:
+    with workload.inference_traffic(op_cluster.client, md_namespace, NAME) as traffic:
         op_cluster.apply(manifest("broken"))
         status = workload.wait_for_status(
             op_cluster.client, md_namespace, NAME,

@@ -6,13 +6,11 @@ Service's ready endpoints the way kube-proxy would: not one request may fail.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from modeldeploy_e2e import workload
 from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer
-from modeldeploy_e2e.traffic import Traffic
 
 if TYPE_CHECKING:
     from modeldeploy_e2e.operator_fixtures import Cluster
@@ -24,17 +22,6 @@ BLUE_GREEN = {
     "type": "BlueGreen",
     "blueGreen": {"scaleDownDelaySeconds": SCALE_DOWN_DELAY, "previewService": True},
 }
-
-
-def inference_traffic(cluster: Cluster, ns: str, service: str) -> Traffic:
-    body = json.dumps(
-        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}]}
-    ).encode()
-    return Traffic(
-        cluster.client, ns, service, path="/v2/models/minilm/infer", method="POST",
-        body=body, headers={"Content-Type": "application/json"}, interval=0.05, timeout=10,
-        ok_statuses=range(200, 300),
-    )
 
 
 def test_rolling_upgrade_v1_to_v2_drops_no_request(
@@ -49,7 +36,7 @@ def test_rolling_upgrade_v1_to_v2_drops_no_request(
     workload.wait_for_status(
         op_cluster.client, md_namespace, NAME, workload.available_at("v1"), 300, "v1 Available"
     )
-    with inference_traffic(op_cluster, md_namespace, NAME) as traffic:
+    with workload.inference_traffic(op_cluster.client, md_namespace, NAME) as traffic:
         op_cluster.apply(manifest("v2"))
         workload.wait_for_status(
             op_cluster.client, md_namespace, NAME,
@@ -88,7 +75,7 @@ def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
     (old_deployment,) = workload.children(op_cluster.client, md_namespace, NAME)["deployments"]
     preview_seen: set[str] = set()
     stable_during_preview: set[str] = set()
-    with inference_traffic(op_cluster, md_namespace, NAME) as traffic:
+    with workload.inference_traffic(op_cluster.client, md_namespace, NAME) as traffic:
         op_cluster.apply(manifest("v3"))
 
         def preview_answers_v3() -> bool:
