@@ -122,11 +122,14 @@ def runtime_config(spec: ModelDeploymentSpec) -> dict[str, Any]:
         "cache": {"path": spec.cache.path},
     }
     # Only when set: a runtime image older than the operator refuses unknown keys.
-    if spec.stage_deadline_seconds.any_set:
-        config["stageDeadlineSeconds"] = spec.stage_deadline_seconds.model_dump(
-            mode="json", by_alias=True, exclude_none=True
-        )
+    if deadlines := _stage_deadlines(spec):
+        config["stageDeadlineSeconds"] = deadlines
     return config
+
+
+def _stage_deadlines(spec: ModelDeploymentSpec) -> dict[str, int]:
+    """The stage deadlines that are set, camelCase; {} when none is."""
+    return spec.stage_deadline_seconds.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _digest(value: Any) -> str:
@@ -142,10 +145,8 @@ def template_hash(spec: ModelDeploymentSpec, default_image: str | None = None) -
     )
     shaping["runtime"]["image"] = effective_image(spec, default_image)
     # Only when set, so upgrading the operator does not re-roll every existing pod.
-    if spec.stage_deadline_seconds.any_set:
-        shaping["stageDeadlineSeconds"] = spec.stage_deadline_seconds.model_dump(
-            mode="json", by_alias=True, exclude_none=True
-        )
+    if deadlines := _stage_deadlines(spec):
+        shaping["stageDeadlineSeconds"] = deadlines
     return _digest(shaping)[:HASH_LENGTH]
 
 

@@ -140,18 +140,13 @@ def _reconcile_once(
     target = apply.Target(
         md=md, owner=owner, spec=spec, desired_hash=desired, default_image=ctx.default_image
     )
-    if plan.status.rollout.failed_hashes != before.rollout.failed_hashes:
-        # Write-ahead: status is the only memory that this version failed. Recorded first,
-        # a crash between here and the flip's writes resumes the flip on restart; recorded
-        # last, the restarted operator would roll the failed version out again.
-        written = _write_status(ctx, md, plan.status)
-        sooner = apply.apply_plan(
-            ctx.kube, ctx.runtime, target, plan, world.pods, memory, stamp
-        )
-    else:
-        sooner = apply.apply_plan(
-            ctx.kube, ctx.runtime, target, plan, world.pods, memory, stamp
-        )
+    # Write-ahead: status is the only memory that a version failed. Recorded first, a crash
+    # between here and the flip's writes resumes the flip on restart; recorded last, the
+    # restarted operator would roll the failed version out again.
+    status_first = plan.status.rollout.failed_hashes != before.rollout.failed_hashes
+    written = status_first and _write_status(ctx, md, plan.status)
+    sooner = apply.apply_plan(ctx.kube, ctx.runtime, target, plan, world.pods, memory, stamp)
+    if not status_first:
         written = _write_status(ctx, md, plan.status)
     if written and plan.status.history != before.history:
         live = {v.template_hash for v in observed.deployments}

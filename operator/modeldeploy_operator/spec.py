@@ -322,11 +322,6 @@ class StageDeadlineSpec(ApiModel):
         StageSeconds, Field(description="The known-input check inside the pod.")
     ] = None
 
-    @property
-    def any_set(self) -> bool:
-        """True when at least one stage has a deadline."""
-        return any(getattr(self, stage) is not None for stage in STAGES)
-
 
 def _stage_within_progress_rules() -> list[JsonDict]:
     return [
