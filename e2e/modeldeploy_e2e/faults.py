@@ -33,6 +33,13 @@ def _point_at(manifest: JsonDict, prefix: str) -> JsonDict:
     return manifest
 
 
+def _on_good_weights(name: str, namespace: str, endpoint: str, version: str,
+                     **options: Any) -> JsonDict:
+    """A MiniLM manifest for `version` reading the known-good weights (GOOD_PREFIX)."""
+    return _point_at(workload.minilm_manifest(
+        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+
+
 def good(name: str, namespace: str, endpoint: str, version: str = "v1",
          **options: Any) -> JsonDict:
     """A version that loads and validates: the baseline every fault falls back to."""
@@ -43,8 +50,7 @@ def good(name: str, namespace: str, endpoint: str, version: str = "v1",
 def wrong_expected_output(name: str, namespace: str, endpoint: str,
                           version: str = "wrong-output", **options: Any) -> JsonDict:
     """Good weights, but the expected embedding is the negated one: cosine -1 < 0.99."""
-    manifest = _point_at(workload.minilm_manifest(
-        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest = _on_good_weights(name, namespace, endpoint, version, **options)
     expected = manifest["spec"]["validation"]["expected"]
     expected["embedding"] = [-x for x in expected["embedding"]]
     return manifest
@@ -53,8 +59,7 @@ def wrong_expected_output(name: str, namespace: str, endpoint: str,
 def sha256_mismatch(name: str, namespace: str, endpoint: str,
                     version: str = "bad-checksum", **options: Any) -> JsonDict:
     """Good weights, but the manifest claims another sha256 for model.safetensors."""
-    manifest = _point_at(workload.minilm_manifest(
-        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest = _on_good_weights(name, namespace, endpoint, version, **options)
     manifest["spec"]["model"]["sha256"] = {"model.safetensors": "0" * 64}
     return manifest
 
@@ -87,9 +92,8 @@ def closed_port() -> int:
 def s3_unreachable(name: str, namespace: str, version: str = "no-s3",
                    **options: Any) -> JsonDict:
     """A version whose S3 endpoint is 127.0.0.1 on a closed port."""
-    return _point_at(workload.minilm_manifest(
-        name, namespace, version=version, endpoint=f"http://127.0.0.1:{closed_port()}",
-        **options), GOOD_PREFIX)
+    return _on_good_weights(name, namespace, f"http://127.0.0.1:{closed_port()}", version,
+                            **options)
 
 
 @contextmanager
@@ -110,8 +114,7 @@ def _with_env(manifest: JsonDict, name: str, value: str) -> JsonDict:
 def fetch_overruns(name: str, namespace: str, endpoint: str, deadline_seconds: int,
                    version: str = "hung-fetch", **options: Any) -> JsonDict:
     """A version fetched from `endpoint` (see silent_endpoint) with a fetch stage deadline."""
-    manifest = _point_at(workload.minilm_manifest(
-        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest = _on_good_weights(name, namespace, endpoint, version, **options)
     manifest["spec"]["stageDeadlineSeconds"] = {"fetch": deadline_seconds}
     return manifest
 
@@ -120,8 +123,7 @@ def load_overruns(name: str, namespace: str, endpoint: str, deadline_seconds: in
                   version: str = "hung-load", **options: Any) -> JsonDict:
     """A version whose load hangs (the load-delay knob) past its load stage deadline; the
     progress deadline stays at its 600 s default, so only the stage deadline can end it soon."""
-    manifest = _point_at(workload.minilm_manifest(
-        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest = _on_good_weights(name, namespace, endpoint, version, **options)
     manifest["spec"]["stageDeadlineSeconds"] = {"load": deadline_seconds}
     return _with_env(manifest, "MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS", "3600")
 
@@ -129,16 +131,14 @@ def load_overruns(name: str, namespace: str, endpoint: str, deadline_seconds: in
 def wrong_after_ready(name: str, namespace: str, endpoint: str, after_seconds: int,
                       version: str = "drifts", **options: Any) -> JsonDict:
     """Good weights that pass the pod's own and the preview check, then answer wrong."""
-    manifest = _point_at(workload.minilm_manifest(
-        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest = _on_good_weights(name, namespace, endpoint, version, **options)
     return _with_env(manifest, "MODELDEPLOY_DEBUG_WRONG_AFTER_READY_SECONDS", str(after_seconds))
 
 
 def never_ready(name: str, namespace: str, endpoint: str, delay_seconds: int,
                 deadline_seconds: int, version: str = "slow", **options: Any) -> JsonDict:
     """A version whose load takes longer than progressDeadlineSeconds."""
-    manifest = _point_at(workload.minilm_manifest(
-        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest = _on_good_weights(name, namespace, endpoint, version, **options)
     manifest["spec"]["progressDeadlineSeconds"] = deadline_seconds
     return _with_env(manifest, "MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS", str(delay_seconds))
 
@@ -146,8 +146,7 @@ def never_ready(name: str, namespace: str, endpoint: str, delay_seconds: int,
 def over_memory_limit(name: str, namespace: str, endpoint: str, memory: str = "128Mi",
                       version: str = "too-big", **options: Any) -> JsonDict:
     """A version whose memory limit is far below what loading MiniLM with torch needs."""
-    manifest = _point_at(workload.minilm_manifest(
-        name, namespace, version=version, endpoint=endpoint, **options), GOOD_PREFIX)
+    manifest = _on_good_weights(name, namespace, endpoint, version, **options)
     manifest["spec"]["runtime"]["resources"] = {
         "requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}}
     return manifest
