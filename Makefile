@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # uv hard-links wheels from its cache, so a fresh clone on a warm machine installs in seconds.
 UV := $(PY) -m uv
 EXTRAS ?= operator,runtime,dev
-PKGS := operator/modeldeploy_operator runtime/modeldeploy_runtime e2e/modeldeploy_e2e
+PKGS := contract/modeldeploy_contract operator/modeldeploy_operator runtime/modeldeploy_runtime e2e/modeldeploy_e2e
 
 CACHE ?= .cache
 HELM ?= $(CACHE)/bin/helm
@@ -31,7 +31,7 @@ venv: $(VENV)/.installed ## create the virtualenv and install every extra
 .PHONY: crds
 CRD_FILE := modeldeployments.modeldeploy.dev.yaml
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
-	$(PY) -m modeldeploy_operator.crdgen --out crds/$(CRD_FILE)
+	$(PY) -m modeldeploy_operator.api.crdgen --out crds/$(CRD_FILE)
 	cp crds/$(CRD_FILE) charts/modeldeploy/crds/$(CRD_FILE)
 
 .PHONY: manifests

@@ -7,11 +7,13 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY contract/modeldeploy_contract contract/modeldeploy_contract
 COPY operator/modeldeploy_operator operator/modeldeploy_operator
 COPY runtime/modeldeploy_runtime runtime/modeldeploy_runtime
 COPY e2e/modeldeploy_e2e e2e/modeldeploy_e2e
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install '.[operator]' \
+ && rm -rf /opt/venv/lib/python3*/site-packages/modeldeploy_runtime /opt/venv/lib/python3*/site-packages/modeldeploy_e2e \
  && /opt/venv/bin/modeldeploy-operator --help >/dev/null
 
 FROM ${PYTHON_IMAGE}

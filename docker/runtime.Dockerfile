@@ -13,6 +13,7 @@ ARG TORCH_INDEX_URL=
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY contract/modeldeploy_contract contract/modeldeploy_contract
 COPY operator/modeldeploy_operator operator/modeldeploy_operator
 COPY runtime/modeldeploy_runtime runtime/modeldeploy_runtime
 COPY e2e/modeldeploy_e2e e2e/modeldeploy_e2e
@@ -25,6 +26,8 @@ RUN set -eux; \
     esac; \
     python -m venv /opt/venv; \
     /opt/venv/bin/pip install $extra '.[runtime]'; \
+    # One wheel holds every package; the image keeps only what it runs.
+    rm -rf /opt/venv/lib/python3*/site-packages/modeldeploy_operator /opt/venv/lib/python3*/site-packages/modeldeploy_e2e; \
     /opt/venv/bin/modeldeploy-runtime --help >/dev/null
 
 FROM ${PYTHON_IMAGE}

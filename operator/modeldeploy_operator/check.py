@@ -16,8 +16,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modeldeploy_operator import permissions
-from modeldeploy_operator.kube import load_client_config
-from modeldeploy_operator.spec import GROUP, PLURAL, VERSION
+from modeldeploy_operator.adapters.kube import load_client_config
+from modeldeploy_operator.api.spec import GROUP, PLURAL, VERSION
 
 # (verb, group, resource, namespace or None for cluster scope)
 Question = tuple[str, str, str, str | None]

@@ -22,10 +22,12 @@ from typing import Any
 
 import kopf
 
-from modeldeploy_operator import metrics, naming, observe
-from modeldeploy_operator.kube import KubeError, PermanentKubeError
+from modeldeploy_operator import metrics
+from modeldeploy_operator.adapters.kube import KubeError, PermanentKubeError
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.spec import GROUP, PLURAL, VERSION
+from modeldeploy_operator.planning import observe
 from modeldeploy_operator.reconcile import Context, Gone, reconcile
-from modeldeploy_operator.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 

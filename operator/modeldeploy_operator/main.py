@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import kopf
 
 from modeldeploy_operator import handlers, metrics
-from modeldeploy_operator.kube import Kube, load_client_config
+from modeldeploy_operator.adapters.kube import Kube, load_client_config
+from modeldeploy_operator.adapters.runtime_client import RuntimeClient
 from modeldeploy_operator.reconcile import Context
-from modeldeploy_operator.runtime_client import RuntimeClient
 
 DEFAULT_IMAGE_ENV = "MODELDEPLOY_DEFAULT_RUNTIME_IMAGE"
 LOG_FORMATS = {

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import kopf
 
-from modeldeploy_operator import handlers, kube
+from modeldeploy_operator import handlers
+from modeldeploy_operator.adapters import kube
 
 # (verb, api group, resource); "" is the core group.
 Triple = tuple[str, str, str]

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from modeldeploy_operator import apply, builders, naming, observe, planner
-from modeldeploy_operator.conditions import invalid_spec_status
-from modeldeploy_operator.kube import Kube, NotFoundError
-from modeldeploy_operator.runtime_client import RuntimeClient
-from modeldeploy_operator.spec import InvalidSpecError, parse_spec
-from modeldeploy_operator.status import ModelDeploymentStatus, Reason
+from modeldeploy_operator.adapters import apply
+from modeldeploy_operator.adapters.kube import Kube, NotFoundError
+from modeldeploy_operator.adapters.runtime_client import RuntimeClient
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.spec import InvalidSpecError, parse_spec
+from modeldeploy_operator.api.status import ModelDeploymentStatus, Reason
+from modeldeploy_operator.planning import builders, observe, planner
+from modeldeploy_operator.planning.conditions import invalid_spec_status
 
 log = logging.getLogger(__name__)
 

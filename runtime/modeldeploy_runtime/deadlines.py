@@ -14,19 +14,15 @@ import threading
 from collections.abc import Callable
 from typing import Literal
 
+from modeldeploy_contract.config import StageDeadlines
+from modeldeploy_contract.reasons import STAGE_DEADLINE_REASONS
+
 from modeldeploy_runtime import termination
-from modeldeploy_runtime.config import StageDeadlines
 
 log = logging.getLogger("modeldeploy.runtime")
 
 Stage = Literal["fetch", "load", "warmup", "validation"]
 
-_REASONS: dict[Stage, str] = {
-    "fetch": "FetchDeadlineExceeded",
-    "load": "LoadDeadlineExceeded",
-    "warmup": "WarmupDeadlineExceeded",
-    "validation": "ValidationDeadlineExceeded",
-}
 _ADVICE: dict[Stage, str] = {
     "fetch": "check the model source's reachability and throughput",
     "load": "give the pod more CPU or memory, or check the weights' size",
@@ -38,7 +34,7 @@ _ADVICE: dict[Stage, str] = {
 def exceeded_message(stage: Stage, limit: float) -> str:
     """The termination message for `stage` overrunning `limit` seconds."""
     return termination.message(
-        _REASONS[stage],
+        STAGE_DEADLINE_REASONS[stage],
         f"the {stage} stage did not finish within stageDeadlineSeconds.{stage}={limit:g}s; "
         f"raise spec.stageDeadlineSeconds.{stage} or {_ADVICE[stage]}",
     )

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from modeldeploy_contract.reasons import Reason
+
 
 class RuntimeFailure(Exception):
     """Root of every error the runtime reports to the user."""
 
-    reason: ClassVar[str] = "RuntimeFailed"
+    reason: ClassVar[str] = Reason.RUNTIME_FAILED
 
 
 class ConfigError(RuntimeFailure):
     """The runtime config file is missing, unreadable or invalid."""
 
-    reason: ClassVar[str] = "ConfigInvalid"
+    reason: ClassVar[str] = Reason.CONFIG_INVALID
 
 
 class CacheKeyError(ConfigError):
@@ -29,7 +31,7 @@ class CacheKeyError(ConfigError):
 class FetchError(RuntimeFailure):
     """Copying the model into the cache failed."""
 
-    reason: ClassVar[str] = "FetchFailed"
+    reason: ClassVar[str] = Reason.FETCH_FAILED
 
 
 class IntegrityError(FetchError):
@@ -39,10 +41,10 @@ class IntegrityError(FetchError):
 class LoadError(RuntimeFailure):
     """Loading the model from the cache failed."""
 
-    reason: ClassVar[str] = "LoadFailed"
+    reason: ClassVar[str] = Reason.LOAD_FAILED
 
 
 class ValidationFailed(RuntimeFailure):
     """The model's output on the known input did not match the expected output."""
 
-    reason: ClassVar[str] = "ValidationFailed"
+    reason: ClassVar[str] = Reason.VALIDATION_FAILED

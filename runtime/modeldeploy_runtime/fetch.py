@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from modeldeploy_contract.config import RuntimeConfig
+
 from modeldeploy_runtime import cache
-from modeldeploy_runtime.config import RuntimeConfig
 from modeldeploy_runtime.errors import IntegrityError
 
 log = logging.getLogger("modeldeploy.runtime")

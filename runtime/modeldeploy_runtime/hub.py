@@ -11,8 +11,9 @@ import shutil
 from fnmatch import fnmatch
 from pathlib import Path
 
+from modeldeploy_contract.config import HuggingFaceSource
+
 from modeldeploy_runtime.cache import safe_relative
-from modeldeploy_runtime.config import HuggingFaceSource
 from modeldeploy_runtime.errors import FetchError
 
 

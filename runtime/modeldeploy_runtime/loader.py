@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modeldeploy_runtime.config import RuntimeConfig
+from modeldeploy_contract.config import RuntimeConfig
+
 from modeldeploy_runtime.errors import LoadError
 
 if TYPE_CHECKING:

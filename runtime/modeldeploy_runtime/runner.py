@@ -14,8 +14,12 @@ import threading
 import time
 from pathlib import Path
 
-from modeldeploy_runtime import cache, deadlines, knobs, loader, termination, validate
-from modeldeploy_runtime.config import RuntimeConfig
+from modeldeploy_contract import judge
+from modeldeploy_contract.config import RuntimeConfig
+from modeldeploy_contract.reasons import Reason
+from modeldeploy_contract.status import SKIPPED, ValidationResult
+
+from modeldeploy_runtime import cache, deadlines, knobs, loader, termination
 from modeldeploy_runtime.errors import LoadError, RuntimeFailure, ValidationFailed
 from modeldeploy_runtime.metrics import Metrics
 from modeldeploy_runtime.preload import Imports
@@ -94,23 +98,23 @@ def _maybe_drift(slot: ModelSlot) -> None:
     timer.start()
 
 
-def _validate(config: RuntimeConfig, pipeline: object) -> validate.ValidationResult:
+def _validate(config: RuntimeConfig, pipeline: object) -> ValidationResult:
     from modeldeploy_runtime.tasks import Pipeline
 
     assert isinstance(pipeline, Pipeline)
     spec = config.validation
     if spec is None:
-        return validate.SKIPPED
+        return SKIPPED
     expected = spec.expected
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="validation")
     try:
         if expected.label is not None:
             future_label = pool.submit(pipeline.classify, [spec.input])
             labels, scores = future_label.result(timeout=spec.timeout_seconds)
-            return validate.check_label(expected, labels[0], scores[0])
+            return judge.check_label(expected, labels[0], scores[0])
         future_vec = pool.submit(pipeline.embed, [spec.input])
         vector = future_vec.result(timeout=spec.timeout_seconds)[0].tolist()
-        return validate.check_embedding(expected, vector)
+        return judge.check_embedding(expected, vector)
     except concurrent.futures.TimeoutError:
         raise ValidationFailed(
             f"validation did not finish within timeoutSeconds={spec.timeout_seconds}; "
@@ -170,7 +174,7 @@ def serve(
         return 1
     if not server.started:
         reason = termination.message(
-            "ListenFailed", f"could not listen on {host}:{port}; is the port in use?")
+            Reason.LISTEN_FAILED, f"could not listen on {host}:{port}; is the port in use?")
         log.error(reason)
         termination.write_reason(termination_log, reason)
         return 1

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+from modeldeploy_contract.config import S3Source
+
 from modeldeploy_runtime import sigv4
 from modeldeploy_runtime.cache import safe_relative
-from modeldeploy_runtime.config import S3Source
 from modeldeploy_runtime.errors import FetchError
 
 # Measured on 2 busy cores against a loopback MinIO (bench/README.md): 8 streams of 32 MiB

@@ -6,25 +6,18 @@
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from modeldeploy_contract.status import (
+    PHASE_NAMES,
+    ModelId,
+    Phase,
+    Status,
+    ValidationResult,
+)
 
-from modeldeploy_runtime.validate import ValidationResult
-
-
-class Phase(enum.StrEnum):
-    """Where the runtime is in its life."""
-
-    FETCHING = "Fetching"
-    LOADING = "Loading"
-    WARMING_UP = "WarmingUp"
-    VALIDATING = "Validating"
-    READY = "Ready"
-    FAILED = "Failed"
+__all__ = ["PHASE_NAMES", "Phase", "RuntimeState", "Status", "can_move"]
 
 
 _NEXT: dict[Phase, frozenset[Phase]] = {
@@ -36,37 +29,9 @@ _NEXT: dict[Phase, frozenset[Phase]] = {
     Phase.FAILED: frozenset(),
 }
 
-PHASE_NAMES = ("import", "fileIO", "deserialize", "deviceTransfer", "warmup", "validation")
-
-
 def can_move(current: Phase, target: Phase) -> bool:
     """True when `current -> target` is an edge of the state machine."""
     return target in _NEXT[current]
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class ModelId(_Wire):
-    """The served model's name and version."""
-
-    name: str
-    version: str
-
-
-class Status(_Wire):
-    """The /status document the operator reads."""
-
-    phase: Phase
-    model: ModelId
-    task: str
-    phases: dict[str, float | None]
-    time_to_ready_seconds: float | None = None
-    validation: ValidationResult = Field(
-        default_factory=lambda: ValidationResult(passed=None, message="not run yet")
-    )
-    error: str | None = None
 
 
 class RuntimeState:

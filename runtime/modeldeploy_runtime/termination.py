@@ -8,27 +8,15 @@ pick its condition reason and shows the rest.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
+from modeldeploy_contract.reasons import format_message, one_line
+
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-# Kubernetes keeps at most 4096 bytes of the message.
-_LIMIT = 4096
-_REASON = re.compile(r"^[A-Z][A-Za-z]+$")
 
 log = logging.getLogger("modeldeploy.runtime")
-
-
-def one_line(reason: str) -> str:
-    """Collapse a reason to one line that fits the termination message."""
-    return " ".join(reason.split())[: _LIMIT - 1]
-
-
-def message(reason: str, text: str) -> str:
-    """The termination message for `reason` (one CamelCase word) and a human `text`."""
-    if not _REASON.match(reason):
-        raise ValueError(f"termination reason must be one CamelCase word, got {reason!r}")
-    return one_line(f"{reason}: {text}")
+# The format is the contract's; the runtime only writes it.
+message = format_message
 
 
 def write_reason(path: str | Path, reason: str) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from modeldeploy_operator import kube, permissions
+from modeldeploy_operator import permissions
+from modeldeploy_operator.adapters import kube
 from modeldeploy_operator.check import describe, questions, run_check
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +84,7 @@ def operator_call_sites() -> set[tuple[str, str | None]]:
     """
     public = {n for n in vars(kube.Kube) if not n.startswith("_")}
     sites: set[tuple[str, str | None]] = set()
-    for path in (ROOT / "operator/modeldeploy_operator").glob("*.py"):
+    for path in (ROOT / "operator/modeldeploy_operator").rglob("*.py"):
         if path.name == "kube.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):

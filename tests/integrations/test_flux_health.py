@@ -16,7 +16,7 @@ from typing import Any
 import celpy
 import pytest
 import yaml
-from modeldeploy_operator.status import Phase
+from modeldeploy_operator.api.status import Phase
 
 README = Path(__file__).resolve().parents[2] / "integrations/flux/README.md"
 

@@ -16,8 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pytest
-from modeldeploy_operator import naming, planner
-from modeldeploy_operator.actions import (
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.spec import ModelDeploymentSpec, parse_spec
+from modeldeploy_operator.api.status import ModelDeploymentStatus
+from modeldeploy_operator.planning import planner
+from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
     DeleteService,
     EmitEvent,
@@ -27,15 +30,13 @@ from modeldeploy_operator.actions import (
     RunValidation,
     ScaleDeployment,
 )
-from modeldeploy_operator.observations import (
+from modeldeploy_operator.planning.observations import (
     DeploymentView,
     FailureKind,
     FailureSignal,
     Observed,
     ValidationResult,
 )
-from modeldeploy_operator.spec import ModelDeploymentSpec, parse_spec
-from modeldeploy_operator.status import ModelDeploymentStatus
 
 NAME = "minilm"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,8 +6,12 @@ import json
 from typing import Any
 
 import pytest
-from modeldeploy_operator import apply, builders, naming, observe
-from modeldeploy_operator.actions import (
+from modeldeploy_operator.adapters import apply
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.spec import ModelDeploymentSpec, parse_spec
+from modeldeploy_operator.api.status import ModelDeploymentStatus, Revision, RolloutState
+from modeldeploy_operator.planning import builders, observe
+from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
     DeleteService,
     EmitEvent,
@@ -17,8 +21,6 @@ from modeldeploy_operator.actions import (
     RunValidation,
     ScaleDeployment,
 )
-from modeldeploy_operator.spec import ModelDeploymentSpec, parse_spec
-from modeldeploy_operator.status import ModelDeploymentStatus, Revision, RolloutState
 
 OWNER = builders.Owner(name="md", namespace="ns", uid="u-1")
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from modeldeploy_operator import builders, naming
-from modeldeploy_operator.spec import ModelDeploymentSpec, parse_spec
-from modeldeploy_runtime import config as runtime_config
+import yaml
+from modeldeploy_contract.config import RuntimeConfig
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.spec import ModelDeploymentSpec, parse_spec
+from modeldeploy_operator.planning import builders
 
 OWNER = builders.Owner(name="minilm", namespace="models", uid="1234-abcd")
+
+
+def written(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """The runtime.json document the operator writes for `spec`."""
+    document: dict[str, Any] = json.loads(builders.config_json(builders.runtime_config(spec)))
+    return document
 
 
 def make_spec(**overrides: Any) -> ModelDeploymentSpec:
@@ -69,23 +78,23 @@ def test_stage_deadlines_shape_the_pod_only_when_set() -> None:
     assert builders.template_hash(make_spec()) != builders.template_hash(
         make_spec(stageDeadlineSeconds={"load": 120})
     )
-    assert "stageDeadlineSeconds" not in builders.runtime_config(make_spec())
+    assert "stageDeadlineSeconds" not in written(make_spec())
 
 
 def test_stage_deadlines_reach_the_runtime_config_in_its_own_schema() -> None:
     spec = make_spec(stageDeadlineSeconds={"fetch": 300, "validation": 20})
-    assert builders.runtime_config(spec)["stageDeadlineSeconds"] == {
+    assert written(spec)["stageDeadlineSeconds"] == {
         "fetch": 300,
         "validation": 20,
     }
     cm = builders.config_map(OWNER, spec, "abc")
-    parsed = runtime_config.parse_config(cm["data"][builders.CONFIG_FILE])
+    parsed = RuntimeConfig.model_validate_json(cm["data"][builders.CONFIG_FILE])
     limits = parsed.stage_deadline_seconds
     assert (limits.fetch, limits.load, limits.warmup, limits.validation) == (300, None, None, 20)
 
 
 def test_runtime_json_matches_the_runtime_contract() -> None:
-    config = builders.runtime_config(make_spec())
+    config = written(make_spec())
     assert config["model"] == {
         "name": "minilm",
         "version": "v1",
@@ -118,7 +127,7 @@ def test_runtime_json_matches_the_runtime_contract() -> None:
 
 def test_runtime_json_is_accepted_by_the_runtime_config_model() -> None:
     cm = builders.config_map(OWNER, make_spec(), "abc")
-    parsed = runtime_config.parse_config(cm["data"][builders.CONFIG_FILE])
+    parsed = RuntimeConfig.model_validate_json(cm["data"][builders.CONFIG_FILE])
     assert parsed.model.version == "v1"
     assert parsed.validation.expected.embedding == [0.1, 0.2]
 
@@ -134,7 +143,7 @@ def test_runtime_json_for_a_hub_source_with_label_validation_is_accepted_by_the_
         runtime={"task": "text-classification"},
         validation={"input": "great", "expected": {"label": "POSITIVE"}},
     )
-    parsed = runtime_config.parse_config(json.dumps(builders.runtime_config(spec)))
+    parsed = RuntimeConfig.model_validate_json(json.dumps(written(spec)))
     assert parsed.model.source.hugging_face.repo == "org/sentiment"
     assert parsed.model.sha256 == {"model.safetensors": "a" * 64}
     assert parsed.validation.expected.label == "POSITIVE"
@@ -272,3 +281,21 @@ def test_serving_pods_drain_before_sigterm_so_scale_down_drops_no_request() -> N
     sleep = serve["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert sleep > 0
     assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > sleep
+
+
+def test_an_operator_upgrade_rerolls_no_pod_of_the_examples() -> None:
+    # Template hashes and runtime.json bytes recorded by the previous release: a change to
+    # either restarts every serving pod on upgrade.
+    recorded = json.loads((Path(__file__).parent / "data/example_templates.json").read_text())
+    examples = Path(__file__).parents[2] / "examples"
+    seen = {}
+    for path in sorted(examples.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "ModelDeployment":
+                continue
+            spec = parse_spec(doc["spec"])
+            owner = builders.Owner(name="x", namespace="ns", uid="u")
+            hash_ = builders.template_hash(spec)
+            text = builders.config_map(owner, spec, hash_)["data"][builders.CONFIG_FILE]
+            seen[f"{path.name}:{doc['metadata']['name']}"] = [hash_, text]
+    assert seen == recorded

@@ -12,8 +12,8 @@ from typing import Any
 import celpy
 import pytest
 import yaml
-from modeldeploy_operator import crdgen, spec
-from modeldeploy_operator.schema import DNS_LABEL
+from modeldeploy_operator.api import crdgen, spec
+from modeldeploy_operator.api.schema import DNS_LABEL
 
 from .conftest import raw_spec
 from .test_spec import INVALID, edited

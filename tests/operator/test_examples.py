@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from modeldeploy_operator import builders
-from modeldeploy_operator.spec import API_VERSION, KIND, MAX_NAME_LENGTH, parse_spec
+from modeldeploy_operator.api.spec import API_VERSION, KIND, MAX_NAME_LENGTH, parse_spec
+from modeldeploy_operator.planning import builders
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 

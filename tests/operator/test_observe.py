@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from modeldeploy_operator import naming, observe
-from modeldeploy_operator.observations import FailureKind, ValidationResult
-from modeldeploy_operator.status import ModelDeploymentStatus, RolloutState
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.status import ModelDeploymentStatus, RolloutState
+from modeldeploy_operator.planning import observe
+from modeldeploy_operator.planning.observations import FailureKind, ValidationResult
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy_operator import naming, planning
-from modeldeploy_operator.actions import (
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.status import ModelDeploymentStatus
+from modeldeploy_operator.planning import draft
+from modeldeploy_operator.planning.actions import (
     DeleteService,
     EnsureService,
     RunValidation,
     ScaleDeployment,
 )
-from modeldeploy_operator.status import ModelDeploymentStatus
 
 from .conftest import NAME, Cluster, ClusterFactory
 
@@ -194,7 +195,7 @@ def test_old_deployments_beyond_the_revision_history_are_deleted(
         assert cluster.status.phase == "Available"
     names = sorted(cluster.deployments)
     idle = [d for d in cluster.deployments.values() if d.replicas == 0]
-    assert len(idle) == planning.REVISION_HISTORY_LIMIT
+    assert len(idle) == draft.REVISION_HISTORY_LIMIT
     assert {d.version for d in idle} == {"v3", "v4"}
     assert f"{NAME}-{cluster.hash_of('v5')}" in names
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from modeldeploy_operator.conditions import invalid_spec_status
-from modeldeploy_operator.spec import InvalidSpecError, parse_spec
-from modeldeploy_operator.status import ModelDeploymentStatus
+from modeldeploy_operator.api.spec import InvalidSpecError, parse_spec
+from modeldeploy_operator.api.status import ModelDeploymentStatus
+from modeldeploy_operator.planning.conditions import invalid_spec_status
 
 from .conftest import ClusterFactory, raw_spec
 

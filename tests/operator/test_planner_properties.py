@@ -12,14 +12,15 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from modeldeploy_operator import naming, planner
-from modeldeploy_operator.actions import (
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.status import Phase
+from modeldeploy_operator.planning import planner
+from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
     EnsureDeployment,
     Plan,
     ScaleDeployment,
 )
-from modeldeploy_operator.status import Phase
 
 from .conftest import NAME, Cluster, ClusterFactory
 

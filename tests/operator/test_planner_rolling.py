@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from modeldeploy_operator import planner, planning
-from modeldeploy_operator.actions import EmitEvent, EnsureDeployment, EnsureService
-from modeldeploy_operator.observations import FailureKind, FailureSignal
-from modeldeploy_operator.status import ModelDeploymentStatus
+from modeldeploy_operator.api.status import ModelDeploymentStatus
+from modeldeploy_operator.planning import draft, planner
+from modeldeploy_operator.planning.actions import EmitEvent, EnsureDeployment, EnsureService
+from modeldeploy_operator.planning.observations import FailureKind, FailureSignal
 
 from .conftest import NAME, Cluster, ClusterFactory
 
@@ -302,7 +302,7 @@ def test_each_failure_signal_names_its_own_reason_and_message(
 def test_requeue_follows_what_the_planner_waits_for(new_cluster: ClusterFactory) -> None:
     cluster = new_cluster(progressDeadlineSeconds=120)
     plan = cluster.reconcile()
-    assert plan.requeue_after == planning.POLL_SECONDS  # pods may become ready any moment
+    assert plan.requeue_after == draft.POLL_SECONDS  # pods may become ready any moment
     cluster.settle(steps=2)
     assert cluster.plans[-1].requeue_after is None  # Available: only events wake it
     cluster.set_version("v2", "stuck")

@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from modeldeploy_operator import naming, observe
-from modeldeploy_operator.kube import NotFoundError
+from modeldeploy_operator.adapters.kube import NotFoundError
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.planning import observe
 from modeldeploy_operator.reconcile import Context, Gone, reconcile
 
 NS = "ns"

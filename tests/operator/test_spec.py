@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modeldeploy_operator import crdgen, spec_docs
-from modeldeploy_operator.spec import InvalidSpecError, ModelDeploymentSpec, parse_spec
-from modeldeploy_operator.status import Phase
+from modeldeploy_operator.api import crdgen, docs
+from modeldeploy_operator.api.spec import InvalidSpecError, ModelDeploymentSpec, parse_spec
+from modeldeploy_operator.api.status import Phase
 
 from .conftest import raw_spec
 
@@ -249,14 +249,14 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_readme_spec_table_is_the_one_generated_from_the_models() -> None:
     text = README.read_text()
-    assert spec_docs.splice(text) == text, (
-        "README spec table is stale: run python -m modeldeploy_operator.spec_docs --write README.md"
+    assert docs.splice(text) == text, (
+        "README spec table is stale: run python -m modeldeploy_operator.api.docs --write README.md"
     )
 
 
 def test_readme_table_lists_every_spec_field() -> None:
     text = README.read_text()
-    paths = [row[0] for row in spec_docs.rows()]
+    paths = [row[0] for row in docs.rows()]
     assert len(paths) > 60
     for path in paths:
         assert f"| {path} |" in text, path

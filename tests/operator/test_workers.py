@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from modeldeploy_operator import handlers, observe
+from modeldeploy_operator import handlers
+from modeldeploy_operator.planning import observe
 from modeldeploy_operator.reconcile import Gone, Outcome
 
 

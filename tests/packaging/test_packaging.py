@@ -50,3 +50,16 @@ def test_dockerfile_runs_as_non_root_with_a_pinned_base(dockerfile: Path) -> Non
     assert base and re.search(r":\d+\.\d+\.\d+-", base.group(1)), (
         "base image must pin a patch version"
     )
+
+
+@pytest.mark.parametrize(("dockerfile", "ships", "drops"), [
+    ("runtime.Dockerfile", "modeldeploy_runtime", {"modeldeploy_operator", "modeldeploy_e2e"}),
+    ("operator.Dockerfile", "modeldeploy_operator", {"modeldeploy_runtime", "modeldeploy_e2e"}),
+])
+def test_each_image_keeps_only_the_packages_it_runs(dockerfile: str, ships: str,
+                                                      drops: set[str]) -> None:
+    text = (ROOT / "docker" / dockerfile).read_text()
+    removed = set(re.findall(r"site-packages/(\w+)", text))
+    assert removed == drops
+    assert ships not in removed and "modeldeploy_contract" not in removed
+    assert "COPY contract/modeldeploy_contract" in text

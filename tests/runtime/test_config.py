@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from modeldeploy_runtime.config import RuntimeConfig, load_config, parse_config
+from modeldeploy_contract.config import RuntimeConfig
+from modeldeploy_runtime.config import load_config, parse_config
 from modeldeploy_runtime.errors import ConfigError
 
 CONTRACT_EXAMPLE = {

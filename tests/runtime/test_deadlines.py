@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modeldeploy_contract.config import StageDeadlines
 from modeldeploy_runtime import deadlines, termination
-from modeldeploy_runtime.config import StageDeadlines
 
 
 def test_an_overrun_message_starts_with_the_stages_reason_and_names_the_fix() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modeldeploy_contract.config import RuntimeConfig
 from modeldeploy_runtime import cache
-from modeldeploy_runtime.config import RuntimeConfig
 from modeldeploy_runtime.errors import IntegrityError
 from modeldeploy_runtime.fetch import fetch
 from modeldeploy_runtime.hub import select

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import torch
+from modeldeploy_contract.config import RuntimeConfig
 from modeldeploy_runtime import loader
-from modeldeploy_runtime.config import RuntimeConfig
 from modeldeploy_runtime.errors import LoadError
 
 TEXTS = ["hello world", "the quick brown fox jumps over the lazy dog", "good movie!", "zzz qq"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from modeldeploy_contract.config import RuntimeConfig
 from modeldeploy_runtime import loader
-from modeldeploy_runtime.config import RuntimeConfig
 
 pytestmark = pytest.mark.slow
 

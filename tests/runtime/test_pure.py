@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from modeldeploy_runtime import cache, protocol, validate
-from modeldeploy_runtime.config import Expected
+from modeldeploy_runtime import cache, protocol
 from modeldeploy_runtime.errors import CacheKeyError, IntegrityError
 from modeldeploy_runtime.state import Phase, RuntimeState, can_move
 
@@ -49,30 +47,6 @@ def test_an_entry_whose_file_shrank_is_not_complete(tmp_path) -> None:  # type: 
     assert cache.is_complete(entry)
     (entry / "w.bin").write_bytes(b"x" * 5)
     assert not cache.is_complete(entry)
-
-
-def test_label_check_passes_only_on_the_exact_label() -> None:
-    expected = Expected(label="POSITIVE")
-    assert validate.check_label(expected, "POSITIVE", 0.9).passed is True
-    failed = validate.check_label(expected, "positive", 0.9)
-    assert failed.passed is False
-    assert "expected label 'POSITIVE'" in failed.message and "'positive'" in failed.message
-
-
-def test_embedding_check_uses_the_cosine_threshold() -> None:
-    expected = Expected(embedding=[1.0, 0.0], min_cosine_similarity=0.99)
-    assert validate.check_embedding(expected, [2.0, 0.01]).passed is True
-    result = validate.check_embedding(expected, [1.0, 1.0])
-    assert result.passed is False
-    assert result.score == pytest.approx(math.sqrt(0.5))
-    assert "dimensions" in (validate.check_embedding(expected, [1.0]).message)
-
-
-@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=16).filter(
-    lambda v: sum(x * x for x in v) > 1e-6))
-def test_cosine_is_one_with_itself_and_minus_one_with_its_opposite(vector: list[float]) -> None:
-    assert validate.cosine(vector, vector) == pytest.approx(1.0)
-    assert validate.cosine(vector, [-x for x in vector]) == pytest.approx(-1.0)
 
 
 def _body(**tensor: object) -> bytes:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modeldeploy_contract.config import RuntimeConfig
 from modeldeploy_runtime import loader
-from modeldeploy_runtime.config import RuntimeConfig
 
 pytestmark = pytest.mark.slow
 

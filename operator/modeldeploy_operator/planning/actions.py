@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from modeldeploy_operator.status import ModelDeploymentStatus
+from modeldeploy_operator.api.status import ModelDeploymentStatus
 
 Role = Literal["stable", "candidate"]
 

@@ -19,7 +19,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from modeldeploy_operator.spec import GROUP, PLURAL, VERSION
+from modeldeploy_operator.api.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 from pydantic.config import JsonDict
 
-from modeldeploy_operator.schema import (
+from modeldeploy_operator.api.rollout import BlueGreenSpec, RollingSpec, StrategySpec
+from modeldeploy_operator.api.schema import (
     ABSOLUTE_PATH,
     ANNOTATION_PROMOTE,
     ANNOTATION_RETRY,
@@ -32,15 +33,14 @@ from modeldeploy_operator.schema import (
     ApiModel,
     cel,
 )
-from modeldeploy_operator.spec_errors import InvalidSpecError, explain
-from modeldeploy_operator.spec_rollout import BlueGreenSpec, RollingSpec, StrategySpec
-from modeldeploy_operator.spec_source import (
+from modeldeploy_operator.api.source import (
     HuggingFaceSource,
     ModelSource,
     ModelSpec,
     S3Source,
     SecretKeyRef,
 )
+from modeldeploy_operator.api.spec_errors import InvalidSpecError, explain
 
 __all__ = [
     "ANNOTATION_PROMOTE",

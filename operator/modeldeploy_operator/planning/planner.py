@@ -22,32 +22,33 @@ from __future__ import annotations
 
 from typing import Literal
 
-from modeldeploy_operator import naming, planner_bluegreen, planner_rolling, planning
-from modeldeploy_operator.actions import (
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.spec import ModelDeploymentSpec
+from modeldeploy_operator.api.status import (
+    ModelDeploymentStatus,
+    Phase,
+    RolloutState,
+)
+from modeldeploy_operator.planning import bluegreen, draft, rolling
+from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
     DeleteService,
     EmitEvent,
     Plan,
     ScaleDeployment,
 )
-from modeldeploy_operator.conditions import (
+from modeldeploy_operator.planning.conditions import (
     TROUBLE_PHASES,
     build_conditions,
 )
-from modeldeploy_operator.observations import DeploymentView, Observed
-from modeldeploy_operator.spec import ModelDeploymentSpec
-from modeldeploy_operator.status import (
-    ModelDeploymentStatus,
-    Phase,
-    RolloutState,
-)
+from modeldeploy_operator.planning.observations import DeploymentView, Observed
 
 
 def plan(
     name: str, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, observed: Observed
 ) -> Plan:
     """Decide the next actions and the new status of ModelDeployment `name`."""
-    draft = planning.Draft(
+    d = draft.Draft(
         name=name,
         spec=spec,
         before=status,
@@ -57,13 +58,13 @@ def plan(
         lkg_version=status.last_known_good_version,
         history=list(status.history),
     )
-    planning.honour_retry(draft)
-    if draft.blue_green:
-        planner_bluegreen.plan_blue_green(draft)
+    draft.honour_retry(d)
+    if d.blue_green:
+        bluegreen.plan_blue_green(d)
     else:
-        planner_rolling.plan_rolling(draft)
-    _retire_old_deployments(draft)
-    return _assemble(draft)
+        rolling.plan_rolling(d)
+    _retire_old_deployments(d)
+    return _assemble(d)
 
 
 def _upgraded(rollout: RolloutState) -> RolloutState:
@@ -76,7 +77,7 @@ def _upgraded(rollout: RolloutState) -> RolloutState:
 # --- old Deployments ------------------------------------------------------------------------
 
 
-def _retire_old_deployments(d: planning.Draft) -> None:
+def _retire_old_deployments(d: draft.Draft) -> None:
     """Scale down templates nobody needs once their grace period is over; prune the rest."""
     if not d.blue_green and d.observed.preview_selector is not None:
         d.actions.append(DeleteService(naming.preview_service_name(d.name)))
@@ -107,12 +108,12 @@ def _retire_old_deployments(d: planning.Draft) -> None:
             d.actions.append(ScaleDeployment(view.name, 0))
     recency = {entry.template_hash: i for i, entry in enumerate(d.history)}
     idle.sort(key=lambda v: (recency.get(v.template_hash, -1), v.name), reverse=True)
-    for view in idle[planning.REVISION_HISTORY_LIMIT :]:
+    for view in idle[draft.REVISION_HISTORY_LIMIT :]:
         d.actions.append(DeleteDeployment(view.name, view.template_hash))
 
 
 def _grace_left(
-    d: planning.Draft,
+    d: draft.Draft,
     view: DeploymentView,
     aborted: str | None,
     abort_delay: int,
@@ -134,12 +135,12 @@ def _grace_left(
 # --- the status -----------------------------------------------------------------------------
 
 
-def _assemble(d: planning.Draft) -> Plan:
+def _assemble(d: draft.Draft) -> Plan:
     verdict = d.verdict
     assert verdict is not None, "every branch decides a verdict"
     serving = d.observed.deployment(d.rollout.stable_hash)
     if not d.blue_green:
-        serving = planner_rolling.rolling_view(d)
+        serving = rolling.rolling_view(d)
     ready = serving.ready_replicas if serving and d.current_version else 0
     before = d.before
     if verdict.phase != before.phase and not d.events:
@@ -162,7 +163,7 @@ def _assemble(d: planning.Draft) -> Plan:
         conditions=build_conditions(list(before.conditions), verdict, generation, now),
         observed_generation=generation,
         load_seconds=d.observed.load_seconds or before.load_seconds,
-        history=d.history[-planning.HISTORY_LIMIT :],
+        history=d.history[-draft.HISTORY_LIMIT :],
         rollout=d.rollout,
     )
     requeue = min(d.requeue) if d.requeue else None

@@ -8,8 +8,10 @@ is checked through the stable Service). A failed candidate never receives traffi
 
 from __future__ import annotations
 
-from modeldeploy_operator import naming, planning
-from modeldeploy_operator.actions import (
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.status import Phase, Reason
+from modeldeploy_operator.planning import draft
+from modeldeploy_operator.planning.actions import (
     DeleteService,
     EmitEvent,
     EnsureDeployment,
@@ -17,25 +19,24 @@ from modeldeploy_operator.actions import (
     Role,
     RunValidation,
 )
-from modeldeploy_operator.conditions import ConditionStatus
-from modeldeploy_operator.observations import DeploymentView
-from modeldeploy_operator.status import Phase, Reason
+from modeldeploy_operator.planning.conditions import ConditionStatus
+from modeldeploy_operator.planning.observations import DeploymentView
 
 
-def _bg_name(d: planning.Draft, template_hash: str) -> str:
+def _bg_name(d: draft.Draft, template_hash: str) -> str:
     view = d.observed.deployment(template_hash)
     # A Deployment left by an earlier Rolling strategy keeps its name.
     return view.name if view else naming.deployment_name(d.name, "BlueGreen", template_hash)
 
 
-def _ensure_bg(d: planning.Draft, template_hash: str, version: str, role: Role) -> None:
+def _ensure_bg(d: draft.Draft, template_hash: str, version: str, role: Role) -> None:
     d.actions.append(
         EnsureDeployment(_bg_name(d, template_hash), template_hash, version, d.replicas, role)
     )
     d.keep.add(template_hash)
 
 
-def plan_blue_green(d: planning.Draft) -> None:
+def plan_blue_green(d: draft.Draft) -> None:
     if d.stable and d.lkg and d.stable != d.lkg:
         if d.desired == d.stable:
             _post_promotion(d)
@@ -46,47 +47,47 @@ def plan_blue_green(d: planning.Draft) -> None:
         _ensure_bg(d, d.stable, d.current_version, "stable")
     serving = d.observed.deployment(d.stable)
     if d.desired == d.lkg:
-        planning.steady(d, serving)
-    elif planning.blocked(d):
-        planning.blocked_verdict(d, serving)
+        draft.steady(d, serving)
+    elif draft.blocked(d):
+        draft.blocked_verdict(d, serving)
     else:
         _bg_rollout(d, serving)
     _bg_services(d)
 
 
-def _leave_window(d: planning.Draft) -> None:
+def _leave_window(d: draft.Draft) -> None:
     """The spec moved during the post-promotion window: settle the promoted version first."""
     assert d.stable is not None and d.lkg is not None
-    promoted = planning.version_of(d, d.stable)
+    promoted = draft.version_of(d, d.stable)
     if d.desired == d.lkg:
         # Reverting to the LKG: traffic goes back to it now; it is still up.
         message = f"version {promoted} replaced by {d.lkg_version} during its validation window"
-        planning.record(d, d.stable, promoted, "Superseded", Reason.REVERTED, message)
+        draft.record(d, d.stable, promoted, "Superseded", Reason.REVERTED, message)
         d.update(stable_hash=d.lkg, previous_stable_hash=d.stable)
         d.current_version = d.lkg_version
     else:
         # It passed the preview validation and has been serving: it becomes the LKG.
         message = f"version {promoted} is serving and last-known-good"
-        planning.record(d, d.stable, promoted, "Promoted", Reason.PROMOTED, message)
+        draft.record(d, d.stable, promoted, "Promoted", Reason.PROMOTED, message)
         d.update(last_known_good_hash=d.stable, previous_stable_hash=d.lkg)
         d.lkg_version = promoted
 
 
-def _bg_rollout(d: planning.Draft, serving: DeploymentView | None) -> None:
-    elapsed = planning.start_rollout(d)
+def _bg_rollout(d: draft.Draft, serving: DeploymentView | None) -> None:
+    elapsed = draft.start_rollout(d)
     view = d.observed.deployment(d.desired)
-    ready = d.replicas > 0 and planning.settled_on(d, view)
+    ready = d.replicas > 0 and draft.settled_on(d, view)
     preview = d.observed.validation(d.desired, "preview")
     passed = ready and (d.spec.validation is None or (preview is not None and preview.passed))
-    failure = planning.failure_of_desired(d, elapsed, passed)
+    failure = draft.failure_of_desired(d, elapsed, passed)
     if failure is not None:
-        planning.fail(d, *failure)
-        planning.blocked_verdict(d, serving)
+        draft.fail(d, *failure)
+        draft.blocked_verdict(d, serving)
         return
     _ensure_bg(d, d.desired, d.version, "candidate")
     if d.replicas == 0:
         d.update(started_at=None)
-        planning.decide(
+        draft.decide(
             d,
             Phase.PENDING,
             Reason.SCALED_TO_ZERO,
@@ -96,8 +97,8 @@ def _bg_rollout(d: planning.Draft, serving: DeploymentView | None) -> None:
         return
     if not ready:
         count = view.ready_replicas if view else 0
-        d.requeue.append(planning.POLL_SECONDS)
-        planning.decide(
+        d.requeue.append(draft.POLL_SECONDS)
+        draft.decide(
             d,
             Phase.PROGRESSING,
             Reason.WAITING_FOR_READY,
@@ -108,8 +109,8 @@ def _bg_rollout(d: planning.Draft, serving: DeploymentView | None) -> None:
         return
     if not passed:
         d.actions.append(RunValidation(d.desired, "preview"))
-        d.requeue.append(planning.POLL_SECONDS)
-        planning.decide(
+        d.requeue.append(draft.POLL_SECONDS)
+        draft.decide(
             d,
             Phase.VALIDATING,
             Reason.VALIDATING,
@@ -131,7 +132,7 @@ def _bg_rollout(d: planning.Draft, serving: DeploymentView | None) -> None:
     # The first version goes live at once (as in Argo Rollouts): nothing serves it could hurt.
     manual = not settings.auto_promote and d.stable is not None
     if manual and d.observed.promote_annotation != d.version:
-        planning.decide(
+        draft.decide(
             d,
             Phase.PROGRESSING,
             Reason.AWAITING_PROMOTION,
@@ -145,7 +146,7 @@ def _bg_rollout(d: planning.Draft, serving: DeploymentView | None) -> None:
 
 
 def _promote(
-    d: planning.Draft, view: DeploymentView | None, validated: tuple[ConditionStatus, Reason, str]
+    d: draft.Draft, view: DeploymentView | None, validated: tuple[ConditionStatus, Reason, str]
 ) -> None:
     """Switch the stable Service to the candidate in one selector change."""
     window = d.spec.strategy.blue_green_settings.post_promotion_validation_seconds
@@ -162,7 +163,7 @@ def _promote(
     if window > 0 and d.lkg and d.lkg != d.desired:
         d.actions.append(RunValidation(d.desired, "stable"))
         d.requeue.append(float(window))
-        planning.decide(
+        draft.decide(
             d,
             Phase.VALIDATING,
             Reason.PROMOTED,
@@ -171,11 +172,11 @@ def _promote(
             validated,
         )
         return
-    planning.complete(d, Reason.PROMOTED)
-    planning.decide(d, Phase.AVAILABLE, Reason.ROLLOUT_COMPLETE, message, view, validated)
+    draft.complete(d, Reason.PROMOTED)
+    draft.decide(d, Phase.AVAILABLE, Reason.ROLLOUT_COMPLETE, message, view, validated)
 
 
-def _post_promotion(d: planning.Draft) -> None:
+def _post_promotion(d: draft.Draft) -> None:
     """Promoted but not yet LKG: watch it through the stable Service, flip back on failure."""
     assert d.stable is not None and d.lkg is not None
     window = d.spec.strategy.blue_green_settings.post_promotion_validation_seconds
@@ -190,15 +191,15 @@ def _post_promotion(d: planning.Draft) -> None:
         message = f"version {d.version} failed after promotion: {detail or 'output mismatch'}"
         d.update(stable_hash=d.lkg, previous_stable_hash=d.desired)
         d.current_version = d.lkg_version
-        planning.fail(d, reason, message)
-        planning.blocked_verdict(d, d.observed.deployment(d.lkg))
+        draft.fail(d, reason, message)
+        draft.blocked_verdict(d, d.observed.deployment(d.lkg))
         return
     view = d.observed.deployment(d.desired)
     _ensure_bg(d, d.desired, d.version, "stable")
     if since >= window:
         d.update(last_known_good_hash=d.desired, previous_stable_hash=d.lkg)
-        planning.complete(d, Reason.PROMOTED)
-        planning.decide(
+        draft.complete(d, Reason.PROMOTED)
+        draft.decide(
             d,
             Phase.AVAILABLE,
             Reason.ROLLOUT_COMPLETE,
@@ -207,8 +208,8 @@ def _post_promotion(d: planning.Draft) -> None:
         )
         return
     d.actions.append(RunValidation(d.desired, "stable"))
-    d.requeue.append(min(max(window - since, 0.0) + 1.0, planning.POLL_SECONDS))
-    planning.decide(
+    d.requeue.append(min(max(window - since, 0.0) + 1.0, draft.POLL_SECONDS))
+    draft.decide(
         d,
         Phase.VALIDATING,
         Reason.PROMOTED,
@@ -220,7 +221,7 @@ def _post_promotion(d: planning.Draft) -> None:
     )
 
 
-def _bg_services(d: planning.Draft) -> None:
+def _bg_services(d: draft.Draft) -> None:
     if d.stable:
         d.actions.append(EnsureService(naming.stable_service_name(d.name), d.stable))
     preview = naming.preview_service_name(d.name)

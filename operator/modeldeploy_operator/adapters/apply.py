@@ -14,8 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from modeldeploy_operator import builders, naming, observe
-from modeldeploy_operator.actions import (
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.spec import InvalidSpecError, ModelDeploymentSpec, parse_spec
+from modeldeploy_operator.api.status import ModelDeploymentStatus
+from modeldeploy_operator.planning import builders, observe
+from modeldeploy_operator.planning.actions import (
     Action,
     DeleteDeployment,
     DeleteService,
@@ -26,9 +29,7 @@ from modeldeploy_operator.actions import (
     RunValidation,
     ScaleDeployment,
 )
-from modeldeploy_operator.observations import ValidationResult
-from modeldeploy_operator.spec import InvalidSpecError, ModelDeploymentSpec, parse_spec
-from modeldeploy_operator.status import ModelDeploymentStatus
+from modeldeploy_operator.planning.observations import ValidationResult
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ def _run_validation(
     memory: observe.Memory,
 ) -> bool:
     spec = target.spec
-    if spec.validation is None:
+    validation = builders.runtime_config(spec).validation
+    if validation is None:
         return False
     ready = observe.ready_pods(pods, action.template_hash)
     if not ready:
@@ -133,7 +135,7 @@ def _run_validation(
     for pod in ready:
         ip = pod["status"]["podIP"]
         port = _pod_port(pod, spec.runtime.port)
-        passed, message = validator.validate(ip, port, spec.model.name, spec.validation)
+        passed, message = validator.validate(ip, port, spec.model.name, validation)
         if not passed:
             failures.append(f"pod {pod['metadata'].get('name')}: {message}")
     result = ValidationResult(

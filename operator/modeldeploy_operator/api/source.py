@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, model_validator
 
-from modeldeploy_operator.schema import (
+from modeldeploy_operator.api.schema import (
     BUCKET,
     DNS_LABEL,
     DNS_SUBDOMAIN,

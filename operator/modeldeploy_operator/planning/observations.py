@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from modeldeploy_operator.status import LoadSeconds
+from modeldeploy_operator.api.status import LoadSeconds
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from modeldeploy_operator.schema import (
+from modeldeploy_operator.api.schema import (
     ABSOLUTE_PATH,
     BUCKET,
     DNS_LABEL,

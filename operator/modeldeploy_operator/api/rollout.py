@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
-from modeldeploy_operator.schema import (
+from modeldeploy_operator.api.schema import (
     PERCENT,
     ApiModel,
     cel,

@@ -7,50 +7,51 @@ new pod ready" is the proof that the version works.
 
 from __future__ import annotations
 
-from modeldeploy_operator import naming, planning
-from modeldeploy_operator.actions import EnsureDeployment, EnsureService, Role
-from modeldeploy_operator.observations import DeploymentView
-from modeldeploy_operator.status import Phase, Reason
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.status import Phase, Reason
+from modeldeploy_operator.planning import draft
+from modeldeploy_operator.planning.actions import EnsureDeployment, EnsureService, Role
+from modeldeploy_operator.planning.observations import DeploymentView
 
 
-def rolling_view(d: planning.Draft) -> DeploymentView | None:
+def rolling_view(d: draft.Draft) -> DeploymentView | None:
     """The single Deployment of a Rolling ModelDeployment, whatever template it runs."""
     return next((v for v in d.observed.deployments if v.name == d.name), None)
 
 
-def _ensure_rolling(d: planning.Draft, template_hash: str, version: str, role: Role) -> None:
+def _ensure_rolling(d: draft.Draft, template_hash: str, version: str, role: Role) -> None:
     d.actions.append(EnsureDeployment(d.name, template_hash, version, d.replicas, role))
     d.keep.add(template_hash)
 
 
-def plan_rolling(d: planning.Draft) -> None:
+def plan_rolling(d: draft.Draft) -> None:
     d.actions.append(EnsureService(naming.stable_service_name(d.name), None))
     view = rolling_view(d)
     if d.desired == d.lkg:
         _ensure_rolling(d, d.desired, d.version, "stable")
         serving = view if view and view.template_hash == d.desired else None
-        planning.steady(d, serving)
+        draft.steady(d, serving)
         return
-    if planning.blocked(d):
+    if draft.blocked(d):
         if d.lkg and d.lkg_version:
             _ensure_rolling(d, d.lkg, d.lkg_version, "stable")
-        planning.blocked_verdict(d, view if view and view.template_hash == d.lkg else None)
+        draft.blocked_verdict(d, view if view and view.template_hash == d.lkg else None)
         return
-    elapsed = planning.start_rollout(d)
+    elapsed = draft.start_rollout(d)
     on_desired = view if view and view.template_hash == d.desired else None
     proven = d.replicas > 0 and on_desired is not None and _fully_rolled(d, on_desired)
-    failure = planning.failure_of_desired(d, elapsed, proven)
+    failure = draft.failure_of_desired(d, elapsed, proven)
     if failure is not None:
-        planning.fail(d, *failure)
+        draft.fail(d, *failure)
         if d.lkg and d.lkg_version:
             # The flip back: the Deployment's template returns to the LKG's.
             _ensure_rolling(d, d.lkg, d.lkg_version, "stable")
-        planning.blocked_verdict(d, None)
+        draft.blocked_verdict(d, None)
         return
     _ensure_rolling(d, d.desired, d.version, "candidate")
     if d.replicas == 0:
         d.update(started_at=None)
-        planning.decide(
+        draft.decide(
             d,
             Phase.PENDING,
             Reason.SCALED_TO_ZERO,
@@ -58,8 +59,8 @@ def plan_rolling(d: planning.Draft) -> None:
             view,
         )
     elif proven:
-        planning.complete(d)
-        planning.decide(
+        draft.complete(d)
+        draft.decide(
             d,
             Phase.AVAILABLE,
             Reason.ROLLOUT_COMPLETE,
@@ -68,8 +69,8 @@ def plan_rolling(d: planning.Draft) -> None:
         )
     else:
         ready = on_desired.ready_replicas if on_desired else 0
-        d.requeue.append(planning.POLL_SECONDS)
-        planning.decide(
+        d.requeue.append(draft.POLL_SECONDS)
+        draft.decide(
             d,
             Phase.PROGRESSING,
             Reason.ROLLING_OUT,
@@ -83,7 +84,7 @@ def plan_rolling(d: planning.Draft) -> None:
         )
 
 
-def _fully_rolled(d: planning.Draft, view: DeploymentView) -> bool:
+def _fully_rolled(d: draft.Draft, view: DeploymentView) -> bool:
     # Readiness gating is the validation in Rolling: a pod is ready only after the runtime
     # checked the known input, so every new pod ready means the version passed.
-    return planning.settled_on(d, view)
+    return draft.settled_on(d, view)

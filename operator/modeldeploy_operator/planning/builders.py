@@ -17,8 +17,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from modeldeploy_operator import naming
-from modeldeploy_operator.spec import API_VERSION, KIND, ModelDeploymentSpec, RuntimeSpec
+from modeldeploy_contract import config as contract
+
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.spec import API_VERSION, KIND, ModelDeploymentSpec, RuntimeSpec
 
 Manifest = dict[str, Any]
 
@@ -61,70 +63,75 @@ def effective_image(spec: ModelDeploymentSpec, default_image: str | None = None)
     return spec.runtime.image
 
 
-def runtime_config(spec: ModelDeploymentSpec) -> dict[str, Any]:
-    """The runtime's `runtime.json` (camelCase, the runtime's own schema)."""
+def runtime_config(spec: ModelDeploymentSpec) -> contract.RuntimeConfig:
+    """The runtime's config, in the contract's model (the schema the runtime parses).
+
+    Only the keys set here are written (`config_json`): a runtime image older than the
+    operator refuses keys it does not know, and the config's bytes shape the pod template.
+    """
     source = spec.model.source
-    source_json: dict[str, Any]
     if source.s3 is not None:
-        source_json = {
-            "s3": {
-                "bucket": source.s3.bucket,
-                "prefix": source.s3.prefix,
-                "endpoint": source.s3.endpoint,
-                "region": source.s3.region,
-            }
-        }
+        s3 = source.s3
+        model_source = contract.Source(
+            s3=contract.S3Source(
+                bucket=s3.bucket, prefix=s3.prefix, endpoint=s3.endpoint, region=s3.region
+            )
+        )
     else:
         assert source.hugging_face is not None  # parse_spec guarantees exactly one
         hub = source.hugging_face
-        source_json = {
-            "huggingFace": {
-                "repo": hub.repo,
-                "revision": hub.revision,
-                "include": list(hub.include),
-                "exclude": list(hub.exclude),
-            }
-        }
-    model: dict[str, Any] = {
-        "name": spec.model.name,
-        "version": spec.model.version,
-        "source": source_json,
-    }
+        model_source = contract.Source(
+            hugging_face=contract.HuggingFaceSource(
+                repo=hub.repo,
+                revision=hub.revision,
+                include=list(hub.include),
+                exclude=list(hub.exclude),
+            )
+        )
+    model = contract.ModelRef(name=spec.model.name, version=spec.model.version, source=model_source)
     if spec.model.sha256:
-        model["sha256"] = dict(spec.model.sha256)
-    validation: dict[str, Any] | None = None
+        model = contract.ModelRef(
+            name=spec.model.name,
+            version=spec.model.version,
+            source=model_source,
+            sha256=dict(spec.model.sha256),
+        )
+    validation: contract.Validation | None = None
     if spec.validation is not None:
         expected = spec.validation.expected
-        expected_json: dict[str, Any] = (
-            {"label": expected.label}
-            if expected.label is not None
-            else {
-                "embedding": list(expected.embedding or []),
-                "minCosineSimilarity": expected.min_cosine_similarity,
-            }
+        validation = contract.Validation(
+            input=spec.validation.input,
+            expected=(
+                contract.Expected(label=expected.label)
+                if expected.label is not None
+                else contract.Expected(
+                    embedding=list(expected.embedding or []),
+                    min_cosine_similarity=expected.min_cosine_similarity,
+                )
+            ),
+            timeout_seconds=spec.validation.timeout_seconds,
         )
-        validation = {
-            "input": spec.validation.input,
-            "expected": expected_json,
-            "timeoutSeconds": spec.validation.timeout_seconds,
-        }
-    config: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "model": model,
         "task": spec.runtime.task,
         "device": spec.runtime.device,
         "dtype": spec.runtime.dtype,
-        "allowPickle": spec.runtime.allow_pickle,
-        "warmup": {
-            "inputs": list(spec.runtime.warmup.inputs),
-            "iterations": spec.runtime.warmup.iterations,
-        },
+        "allow_pickle": spec.runtime.allow_pickle,
+        "warmup": contract.Warmup(
+            inputs=list(spec.runtime.warmup.inputs), iterations=spec.runtime.warmup.iterations
+        ),
         "validation": validation,
-        "cache": {"path": spec.cache.path},
+        "cache": contract.CacheSettings(path=spec.cache.path),
     }
-    # Only when set: a runtime image older than the operator refuses unknown keys.
     if deadlines := _stage_deadlines(spec):
-        config["stageDeadlineSeconds"] = deadlines
-    return config
+        fields["stage_deadline_seconds"] = contract.StageDeadlines.model_validate(deadlines)
+    return contract.RuntimeConfig(**fields)
+
+
+def config_json(config: contract.RuntimeConfig) -> str:
+    """The `runtime.json` text: the keys `runtime_config` set, camelCase, sorted."""
+    document = config.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return json.dumps(document, indent=2, sort_keys=True)
 
 
 def _stage_deadlines(spec: ModelDeploymentSpec) -> dict[str, int]:
@@ -202,7 +209,7 @@ def config_map(owner: Owner, spec: ModelDeploymentSpec, hash_: str) -> Manifest:
             "annotations": {naming.ANNOTATION_SPEC_SNAPSHOT: spec_snapshot(spec)},
         },
         "immutable": True,
-        "data": {CONFIG_FILE: json.dumps(runtime_config(spec), indent=2, sort_keys=True)},
+        "data": {CONFIG_FILE: config_json(runtime_config(spec))},
     }
 
 

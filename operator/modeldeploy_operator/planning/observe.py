@@ -1,28 +1,29 @@
 """Turn what the cluster reports into the planner's `Observed` snapshot.
 
-The mapping functions are pure (plain dicts in, observation values out) and carry the
-judgement: which pod states are failures that waiting will not heal, which Deployment
-counts can be trusted. `collect` is the thin part that fetches the dicts.
+Pure: plain dicts in (what `reconcile` fetched), observation values out. This is where the
+judgement lives: which pod states are failures that waiting will not heal, which Deployment
+counts can be trusted.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from modeldeploy_operator import naming
-from modeldeploy_operator.observations import (
+from modeldeploy_contract.reasons import Reason, split_message
+
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.status import LoadSeconds, ModelDeploymentStatus
+from modeldeploy_operator.planning.observations import (
     DeploymentView,
     FailureKind,
     FailureSignal,
     Observed,
     ValidationResult,
 )
-from modeldeploy_operator.status import LoadSeconds, ModelDeploymentStatus
 
 log = logging.getLogger(__name__)
 
@@ -100,22 +101,32 @@ def _short(message: str | None) -> str:
     return text[:_MESSAGE_LIMIT]
 
 
-_KINDS = {kind.value: kind for kind in FailureKind}
-_REASON_PREFIX = re.compile(r"^([A-Z][A-Za-z]+): (.*)$", re.DOTALL)
+# Every word the runtime may write, and the failure it means here. A word mapped to None
+# (a config or port the runtime could not use) keeps its whole message as a LoadFailed.
+RUNTIME_REASONS: dict[Reason, FailureKind | None] = {
+    Reason.CONFIG_INVALID: None,
+    Reason.LISTEN_FAILED: None,
+    Reason.RUNTIME_FAILED: None,
+    Reason.FETCH_FAILED: FailureKind.FETCH_FAILED,
+    Reason.LOAD_FAILED: FailureKind.LOAD_FAILED,
+    Reason.VALIDATION_FAILED: FailureKind.VALIDATION_FAILED,
+    Reason.FETCH_DEADLINE_EXCEEDED: FailureKind.FETCH_DEADLINE_EXCEEDED,
+    Reason.LOAD_DEADLINE_EXCEEDED: FailureKind.LOAD_DEADLINE_EXCEEDED,
+    Reason.WARMUP_DEADLINE_EXCEEDED: FailureKind.WARMUP_DEADLINE_EXCEEDED,
+    Reason.VALIDATION_DEADLINE_EXCEEDED: FailureKind.VALIDATION_DEADLINE_EXCEEDED,
+}
 
 
 def split_reason(message: str) -> tuple[FailureKind | None, str, bool]:
     """The runtime's "<Reason>: <text>" termination message as (kind, text, has_word).
 
-    A word the operator does not know (ConfigInvalid, ListenFailed) gives kind None and
-    keeps the whole message; no word at all (an older runtime) gives has_word False, and
-    the caller judges by which container failed and what the text says.
+    A word that names no failure kind (ConfigInvalid, ListenFailed) or no known word gives
+    kind None and keeps the whole message; no word at all (an older runtime) gives has_word
+    False, and the caller judges by which container failed and what the text says.
     """
-    match = _REASON_PREFIX.match(message)
-    if match is None:
-        return None, message, False
-    kind = _KINDS.get(match.group(1))
-    return kind, (match.group(2) if kind else message), True
+    reason, text, has_word = split_message(message)
+    kind = RUNTIME_REASONS.get(reason) if reason is not None else None
+    return kind, (text if kind else message), has_word
 
 
 def _terminations(status: Manifest) -> Iterable[Manifest]:

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modeldeploy_operator import naming
-from modeldeploy_operator.actions import Action, EmitEvent
-from modeldeploy_operator.conditions import ConditionStatus, Verdict
-from modeldeploy_operator.observations import DeploymentView, Observed
-from modeldeploy_operator.spec import ModelDeploymentSpec
-from modeldeploy_operator.status import (
+from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.spec import ModelDeploymentSpec
+from modeldeploy_operator.api.status import (
     ModelDeploymentStatus,
     Outcome,
     Phase,
@@ -22,6 +19,9 @@ from modeldeploy_operator.status import (
     Revision,
     RolloutState,
 )
+from modeldeploy_operator.planning.actions import Action, EmitEvent
+from modeldeploy_operator.planning.conditions import ConditionStatus, Verdict
+from modeldeploy_operator.planning.observations import DeploymentView, Observed
 
 # Scaled-down Deployments of earlier templates kept for a quick manual rollback.
 REVISION_HISTORY_LIMIT = 2

@@ -1,0 +1,144 @@
+"""The runtime config file: one JSON document the operator writes into a ConfigMap and the
+runtime reads. camelCase on the wire; unknown keys are refused by name."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+# Whole seconds stay whole on the wire: the operator writes ints, and the config's bytes
+# shape the pod template (a float would re-roll every pod on upgrade).
+Seconds = int | float
+
+
+class _Model(BaseModel):
+    # camelCase on the wire, unknown keys refused so a typo is an error, not a silent default.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class S3Source(_Model):
+    """An S3 (or S3-compatible) prefix holding the model files."""
+
+    bucket: str = Field(min_length=1, description="Bucket name.")
+    prefix: str = Field(default="", description="Key prefix; every object under it is copied.")
+    endpoint: str | None = Field(default=None, description="Endpoint URL for S3-compatible stores.")
+    region: str | None = Field(default=None, description="Region name.")
+
+
+class HuggingFaceSource(_Model):
+    """A Hugging Face repository at one revision."""
+
+    repo: str = Field(min_length=1, description="Repository id, e.g. org/name.")
+    revision: str = Field(default="main", description="Branch, tag or commit.")
+    include: list[str] = Field(default_factory=list, description="Glob patterns to copy.")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns to skip.")
+
+
+class Source(_Model):
+    """Exactly one of s3 or huggingFace."""
+
+    s3: S3Source | None = None
+    hugging_face: HuggingFaceSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        if (self.s3 is None) == (self.hugging_face is None):
+            raise ValueError(
+                "model.source must set exactly one of 's3' or 'huggingFace'"
+            )
+        return self
+
+
+class ModelRef(_Model):
+    """Which model version to serve and where it comes from."""
+
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    source: Source
+    sha256: dict[str, str] = Field(
+        default_factory=dict, description="Relative file path -> expected hex sha256."
+    )
+
+
+class Warmup(_Model):
+    """Inputs run through the model before it is declared ready."""
+
+    inputs: list[str] = Field(default_factory=lambda: ["hello world"])
+    iterations: int = Field(default=3, ge=0, le=100)
+
+
+class Expected(_Model):
+    """The expected output: a label, or an embedding with a similarity threshold."""
+
+    label: str | None = None
+    embedding: list[float] | None = None
+    min_cosine_similarity: float = Field(default=0.99, ge=-1.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Expected:
+        if (self.label is None) == (self.embedding is None):
+            raise ValueError("validation.expected must set exactly one of 'label' or 'embedding'")
+        return self
+
+
+class Validation(_Model):
+    """A known input and what the model must answer for it."""
+
+    input: str
+    expected: Expected
+    timeout_seconds: Seconds = Field(default=60.0, gt=0)
+
+
+class StageDeadlines(_Model):
+    """Seconds each start-up stage may take; None leaves a stage unbounded."""
+
+    fetch: Seconds | None = Field(default=None, gt=0, description="The fetch container's copy.")
+    load: Seconds | None = Field(
+        default=None, gt=0, description="Container start until the weights are on the device."
+    )
+    warmup: Seconds | None = Field(default=None, gt=0, description="All warm-up iterations.")
+    validation: Seconds | None = Field(default=None, gt=0, description="The known-input check.")
+
+
+class CacheSettings(_Model):
+    """Where the model cache lives inside the container."""
+
+    path: str = "/var/cache/modeldeploy"
+
+
+Task = Literal["embedding", "text-classification"]
+
+
+class RuntimeConfig(_Model):
+    """Everything the runtime needs to fetch, load, check and serve one model version."""
+
+    model: ModelRef
+    task: Task
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    allow_pickle: bool = False
+    warmup: Warmup = Field(default_factory=Warmup)
+    validation: Validation | None = None
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    stage_deadline_seconds: StageDeadlines = Field(default_factory=StageDeadlines)
+
+
+def describe(error: ValidationError) -> str:
+    """pydantic's errors as one line naming each key, the value and the fix."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{where}' (remove it or check its spelling)")
+        else:
+            parts.append(f"{where}: {item['msg']} (got {item.get('input')!r:.80})")
+    return "; ".join(parts)
+
+
+def to_json(config: RuntimeConfig) -> dict[str, object]:
+    """The config as the camelCase JSON document the runtime reads."""
+    return config.model_dump(mode="json", by_alias=True)
