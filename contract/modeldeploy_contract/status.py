@@ -11,7 +11,6 @@ from pydantic.alias_generators import to_camel
 class Phase(enum.StrEnum):
     """Where the runtime is in its life."""
 
-    FETCHING = "Fetching"
     LOADING = "Loading"
     WARMING_UP = "WarmingUp"
     VALIDATING = "Validating"

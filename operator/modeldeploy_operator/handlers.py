@@ -23,8 +23,8 @@ from typing import Any
 import kopf
 
 from modeldeploy_operator import metrics
-from modeldeploy_operator.adapters.kube import KubeError, PermanentKubeError
 from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.errors import PermanentError, TransientError
 from modeldeploy_operator.api.spec import GROUP, PLURAL, VERSION
 from modeldeploy_operator.planning import observe
 from modeldeploy_operator.reconcile import Context, Gone, reconcile
@@ -128,11 +128,12 @@ class Workers:
                 log.info("%s/%s is gone; its worker stops", namespace, name)
                 self._workers.pop(worker.key, None)
                 return
-            except PermanentKubeError as exc:
+            except PermanentError as exc:
+                # Reported without a traceback: the same input fails the same way.
                 metrics.observe_reconcile(time.monotonic() - started, ok=False)
                 log.error("%s/%s: %s", namespace, name, exc)
                 delay = ERROR_BACKOFF[-1]
-            except (KubeError, OSError) as exc:
+            except (TransientError, OSError) as exc:
                 metrics.observe_reconcile(time.monotonic() - started, ok=False)
                 delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
                 failures += 1
@@ -161,8 +162,8 @@ def _signature(body: Mapping[str, Any]) -> tuple[Any, ...]:
     annotations = meta.get("annotations") or {}
     return (
         meta.get("generation"),
-        annotations.get(f"{naming.GROUP}/promote"),
-        annotations.get(f"{naming.GROUP}/retry"),
+        annotations.get(naming.ANNOTATION_PROMOTE),
+        annotations.get(naming.ANNOTATION_RETRY),
         meta.get("deletionTimestamp"),
     )
 

@@ -1,8 +1,10 @@
-"""One reconcile of one ModelDeployment: read, observe, plan, apply, write status once.
+"""One reconcile of one ModelDeployment: read, observe, plan, apply, write status.
 
 Blocking (the Kubernetes client and httpx are synchronous); the handlers run it in a
 thread. Level-based: it reads everything it needs from the cluster every time, so a
 restarted operator resumes exactly where the recorded status and the children say.
+The plan is the whole decision; this module only sequences its writes and feeds what
+they learned (validation results) back into the next plan.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ from modeldeploy_operator.adapters import apply
 from modeldeploy_operator.adapters.kube import Kube, NotFoundError
 from modeldeploy_operator.adapters.runtime_client import RuntimeClient
 from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.errors import OperatorError, PermanentError
 from modeldeploy_operator.api.spec import InvalidSpecError, parse_spec
 from modeldeploy_operator.api.status import ModelDeploymentStatus, Reason
 from modeldeploy_operator.planning import builders, observe, planner
-from modeldeploy_operator.planning.conditions import invalid_spec_status
+from modeldeploy_operator.planning.actions import Plan
+from modeldeploy_operator.planning.conditions import blocked_status, invalid_spec_status
+from modeldeploy_operator.planning.observations import ValidationResult
 
 log = logging.getLogger(__name__)
 
 Manifest = dict[str, Any]
-AFTER_WRITE_SECONDS = 1.0
 
 
-class Gone(Exception):
+class Gone(OperatorError):
     """The ModelDeployment no longer exists (or is being deleted): stop reconciling it."""
 
 
@@ -50,7 +54,7 @@ class Outcome:
     phase: str
     status_written: bool
     actions: int
-    # An operator-side validation ran: its result is waiting for the planner.
+    # Operator-side validations that ran (their results went into the next plan).
     validated: bool = False
 
 
@@ -74,8 +78,7 @@ def _write_status(ctx: Context, md: Manifest, after: ModelDeploymentStatus) -> b
     # Diff against what is stored, not its parsed form: a value equal to the model's
     # default (phase Pending, say) must still be written the first time.
     old = dict(md.get("status") or {})
-    new = after.to_dict()
-    patch = apply.status_patch(old, new)
+    patch = apply.status_patch(old, after.to_dict())
     if not patch:
         return False
     meta = md["metadata"]
@@ -85,11 +88,8 @@ def _write_status(ctx: Context, md: Manifest, after: ModelDeploymentStatus) -> b
 
 def _runtime_status(ctx: Context) -> Callable[[Manifest], Any]:
     def ask(pod: Manifest) -> Any:
-        ip = pod.get("status", {}).get("podIP")
-        if not ip:
-            return None
-        port = apply._pod_port(pod, 8080)
-        return ctx.runtime.status(ip, port)
+        endpoint = observe.serving_endpoint(pod)
+        return ctx.runtime.status(*endpoint) if endpoint else None
 
     return ask
 
@@ -97,13 +97,23 @@ def _runtime_status(ctx: Context) -> Callable[[Manifest], Any]:
 def reconcile(ctx: Context, namespace: str, name: str, memory: observe.Memory) -> Outcome:
     """Bring one ModelDeployment a step closer to its spec; raise `Gone` when it is gone.
 
-    When a pass ran an operator-side validation, a second pass follows at once so the
-    planner acts on the result (a promotion) without waiting for a requeue.
+    When a pass ran an operator-side validation, the next pass follows at once so the
+    planner acts on the result (a promotion, a flip back) without waiting for a requeue.
     """
     outcome = _reconcile_once(ctx, namespace, name, memory)
     if outcome.validated:
         outcome = _reconcile_once(ctx, namespace, name, memory)
     return outcome
+
+
+def _report_blocked(
+    ctx: Context, md: Manifest, after: ModelDeploymentStatus, before: ModelDeploymentStatus,
+    reason: Reason, stamp: str,
+) -> Outcome:
+    if after.message != before.message:
+        ctx.kube.post_event(md, "Warning", reason.value, after.message, stamp)
+    written = _write_status(ctx, md, after)
+    return Outcome(None, after.phase.value, written, 0)
 
 
 def _reconcile_once(
@@ -125,15 +135,12 @@ def _reconcile_once(
     except InvalidSpecError as exc:
         # Leave every child as it is: a bad edit must not take the running version down.
         after = invalid_spec_status(before, exc.errors, generation, stamp)
-        if after.message != before.message:
-            ctx.kube.post_event(md, "Warning", Reason.INVALID_SPEC.value, after.message, stamp)
-        written = _write_status(ctx, md, after)
-        return Outcome(None, after.phase.value, written, 0)
+        return _report_blocked(ctx, md, after, before, Reason.INVALID_SPEC, stamp)
 
     owner = _owner(md)
     desired = builders.template_hash(spec, ctx.default_image)
     annotations = meta.get("annotations") or {}
-    memory.start_epoch(generation, annotations.get(naming.GROUP + "/retry"))
+    memory.start_epoch(generation, annotations.get(naming.ANNOTATION_RETRY))
     world = fetch_world(ctx.kube, namespace, name)
     observed = observe.build_observed(
         md, before, desired, world, memory, now, _runtime_status(ctx)
@@ -142,30 +149,56 @@ def _reconcile_once(
     target = apply.Target(
         md=md, owner=owner, spec=spec, desired_hash=desired, default_image=ctx.default_image
     )
-    # Write-ahead: status is the only memory that a version failed. Recorded first, a crash
-    # between here and the flip's writes resumes the flip on restart; recorded last, the
-    # restarted operator would roll the failed version out again.
-    status_first = plan.status.rollout.failed_hashes != before.rollout.failed_hashes
-    written = status_first and _write_status(ctx, md, plan.status)
-    sooner = apply.apply_plan(ctx.kube, ctx.runtime, target, plan, world.pods, memory, stamp)
-    if not status_first:
-        written = _write_status(ctx, md, plan.status)
+    try:
+        written, learned = _carry_out(ctx, target, plan, before, world.pods, stamp)
+    except NotFoundError:
+        raise  # a child vanished mid-plan: the next pass sees it gone
+    except PermanentError as exc:
+        # On top of the plan's status: a failure it recorded (written first) must stay.
+        after = blocked_status(
+            plan.status, Reason(exc.reason), str(exc), "cannot carry out the rollout", generation,
+            stamp,
+        )
+        return _report_blocked(ctx, md, after, before, Reason(exc.reason), stamp)
+    memory.remember(learned)
     if written and plan.status.history != before.history:
         live = {v.template_hash for v in observed.deployments}
         apply.prune_config_maps(
             ctx.kube, owner, apply.referenced_hashes(plan.status, desired), live
         )
-    requeue = plan.requeue_after
-    validated = sooner == apply.AFTER_VALIDATION_SECONDS
-    if written:
-        # Look once more with the status just written: timers the planner derives from it
-        # (a promotion's scale-down delay, say) only show up in the next observation.
-        sooner = AFTER_WRITE_SECONDS if sooner is None else min(sooner, AFTER_WRITE_SECONDS)
-    if sooner is not None:
-        requeue = sooner if requeue is None else min(requeue, sooner)
     if plan.status.phase.value != memory.last_phase:
         log.info(
             "%s/%s: %s (%s)", namespace, name, plan.status.phase.value, plan.status.message
         )
         memory.last_phase = plan.status.phase.value
-    return Outcome(requeue, plan.status.phase.value, written, len(plan.actions), validated)
+    return Outcome(
+        plan.requeue_after, plan.status.phase.value, written, len(plan.actions), bool(learned)
+    )
+
+
+def _carry_out(
+    ctx: Context,
+    target: apply.Target,
+    plan: Plan,
+    before: ModelDeploymentStatus,
+    pods: list[Manifest],
+    stamp: str,
+) -> tuple[bool, tuple[ValidationResult, ...]]:
+    """The plan's writes in a crash-safe order; (status written, validations learned).
+
+    Events go out before the status that records their cause, so whoever sees the status
+    also finds the event, and a crash in between posts it again rather than never.
+    Write-ahead: status is the only memory that a version failed. Recorded first, a crash
+    between here and the flip's writes resumes the flip on restart; recorded last, the
+    restarted operator would roll the failed version out again.
+    """
+    md = target.md
+    status_first = plan.status.rollout.failed_hashes != before.rollout.failed_hashes
+    if status_first:
+        apply.post_events(ctx.kube, md, plan.actions, stamp)
+        written = _write_status(ctx, md, plan.status)
+        learned = apply.apply_actions(ctx.kube, ctx.runtime, target, plan.actions, pods)
+        return written, learned
+    learned = apply.apply_actions(ctx.kube, ctx.runtime, target, plan.actions, pods)
+    apply.post_events(ctx.kube, md, plan.actions, stamp)
+    return _write_status(ctx, md, plan.status), learned

@@ -1,6 +1,6 @@
 """The runtime's explicit state machine; readiness is a state, not a flag.
 
-    Fetching -> Loading -> WarmingUp -> Validating -> Ready
+    Loading -> WarmingUp -> Validating -> Ready   (fetching is the init container's job)
     any state but Ready -> Failed
 """
 
@@ -21,7 +21,6 @@ __all__ = ["PHASE_NAMES", "Phase", "RuntimeState", "Status", "can_move"]
 
 
 _NEXT: dict[Phase, frozenset[Phase]] = {
-    Phase.FETCHING: frozenset({Phase.LOADING, Phase.FAILED}),
     Phase.LOADING: frozenset({Phase.WARMING_UP, Phase.FAILED}),
     Phase.WARMING_UP: frozenset({Phase.VALIDATING, Phase.FAILED}),
     Phase.VALIDATING: frozenset({Phase.READY, Phase.FAILED}),

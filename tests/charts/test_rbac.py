@@ -79,7 +79,7 @@ def rbac_of(method: str, path: str, content_type: str) -> set[Triple]:
 def operator_call_sites() -> set[tuple[str, str | None]]:
     """(Kube method, literal kind) of every `kube.<method>(...)` call in the operator code.
 
-    `apply` and `create_if_absent` take a whole manifest whose kind the builders choose;
+    `apply` takes a whole manifest whose kind the builders choose;
     those count for every kind the adapter handles.
     """
     public = {n for n in vars(kube.Kube) if not n.startswith("_")}
@@ -124,8 +124,6 @@ def replay(api: RecordingApi, sites: set[tuple[str, str | None]]) -> None:
                     k.patch_status("ns", "m", {"phase": "Available"})
                 case "apply":
                     k.apply(manifest)
-                case "create_if_absent":
-                    k.create_if_absent(manifest)
                 case "get":
                     k.get(each, "ns", "x")
                 case "delete":

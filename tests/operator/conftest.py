@@ -194,7 +194,6 @@ class Cluster:
             generation=self.generation,
             desired_hash=self.desired_hash,
             deployments=views,
-            stable_selector=self.services.get(naming.stable_service_name(NAME)),
             preview_selector=self.services.get(naming.preview_service_name(NAME)),
             failures=failures,
             validations=validations,
@@ -213,7 +212,8 @@ class Cluster:
                 dep = self.deployments.get(action.name)
                 if dep is None or dep.template_hash != action.template_hash:
                     self.deployments[action.name] = FakeDeployment(
-                        action.name, action.template_hash, action.version, action.replicas
+                        action.name, action.template_hash,
+                        action.template_hash.split("x")[0], action.replicas
                     )
                 else:
                     dep.replicas = action.replicas

@@ -10,17 +10,18 @@ from modeldeploy_operator.adapters import apply
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.spec import ModelDeploymentSpec, parse_spec
 from modeldeploy_operator.api.status import ModelDeploymentStatus, Revision, RolloutState
-from modeldeploy_operator.planning import builders, observe
+from modeldeploy_operator.planning import builders
 from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
     DeleteService,
     EmitEvent,
     EnsureDeployment,
     EnsureService,
-    Plan,
     RunValidation,
     ScaleDeployment,
 )
+
+from tests.operator.fake_kube import FakeKube
 
 OWNER = builders.Owner(name="md", namespace="ns", uid="u-1")
 
@@ -35,46 +36,13 @@ def spec(version: str = "v1", **extra: Any) -> ModelDeploymentSpec:
     return parse_spec(raw)
 
 
-class FakeKube:
-    """Records calls; holds objects by (kind, name) like a tiny API server."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.calls: list[tuple[str, ...]] = []
-        self.events: list[tuple[str, str, str]] = []
-
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        key = (manifest["kind"], manifest["metadata"]["name"])
-        self.calls.append(("apply", *key))
-        self.objects[key] = manifest
-        return manifest
-
-    def scale(self, namespace: str, name: str, replicas: int) -> None:
-        self.calls.append(("scale", name, str(replicas)))
-        self.objects[("Deployment", name)]["spec"]["replicas"] = replicas
-
-    def delete(self, kind: str, namespace: str, name: str) -> bool:
-        self.calls.append(("delete", kind, name))
-        return self.objects.pop((kind, name), None) is not None
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.objects.get((kind, name))
-
-    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
-        return [obj for (k, _), obj in self.objects.items() if k == kind]
-
-    def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str,
-                   now: str) -> None:
-        self.events.append((type_, reason, message))
-
-
 class FakeValidator:
     def __init__(self, answers: dict[str, tuple[bool, str]]) -> None:
         self.answers = answers
-        self.asked: list[str] = []
+        self.asked: list[tuple[str, int]] = []
 
     def validate(self, ip: str, port: int, model: str, validation: Any) -> tuple[bool, str]:
-        self.asked.append(ip)
+        self.asked.append((ip, port))
         return self.answers[ip]
 
 
@@ -90,22 +58,22 @@ def target(s: ModelDeploymentSpec) -> apply.Target:
 def ready_pod(template_hash: str, ip: str) -> dict[str, Any]:
     return {
         "metadata": {"name": f"p-{ip}", "labels": {naming.LABEL_TEMPLATE_HASH: template_hash}},
-        "spec": {"containers": [{"name": "serve", "ports": [{"containerPort": 9000}]}]},
+        "spec": {"containers": [{"name": "serve",
+                                 "ports": [{"name": "http", "containerPort": 9000}]}]},
         "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
     }
 
 
 def run(kube: FakeKube, t: apply.Target, *actions: Any, pods: Any = (),
-        validator: FakeValidator | None = None, memory: observe.Memory | None = None) -> Any:
-    plan = Plan(actions=tuple(actions), status=ModelDeploymentStatus())
-    return apply.apply_plan(kube, validator or FakeValidator({}), t, plan, list(pods),
-                            memory or observe.Memory(), "2026-01-01T00:00:00Z")
+        validator: FakeValidator | None = None) -> Any:
+    apply.post_events(kube, t.md, actions, "2026-01-01T00:00:00Z")
+    return apply.apply_actions(kube, validator or FakeValidator({}), t, actions, list(pods))
 
 
 def test_ensure_deployment_applies_its_config_map_first_then_the_deployment() -> None:
     kube = FakeKube()
     t = target(spec())
-    run(kube, t, EnsureDeployment("md", t.desired_hash, "v1", 3, "stable"))
+    run(kube, t, EnsureDeployment("md", t.desired_hash, 3))
     config = naming.config_map_name("md", t.desired_hash)
     assert kube.calls == [("apply", "ConfigMap", config), ("apply", "Deployment", "md")]
     assert kube.objects[("Deployment", "md")]["spec"]["replicas"] == 3
@@ -114,7 +82,7 @@ def test_ensure_deployment_applies_its_config_map_first_then_the_deployment() ->
 def test_applying_the_same_plan_twice_leaves_the_same_objects() -> None:
     kube = FakeKube()
     t = target(spec())
-    action = EnsureDeployment("md", t.desired_hash, "v1", 1, "stable")
+    action = EnsureDeployment("md", t.desired_hash, 1)
     run(kube, t, action, EnsureService("md", None))
     first = json.dumps(list(kube.objects.values()), sort_keys=True)
     run(kube, t, action, EnsureService("md", None))
@@ -125,13 +93,13 @@ def test_flip_back_rebuilds_the_last_known_good_pods_from_its_recorded_spec() ->
     kube = FakeKube()
     v1 = spec("v1")
     t1 = target(v1)
-    run(kube, t1, EnsureDeployment("md", t1.desired_hash, "v1", 1, "stable"))
+    run(kube, t1, EnsureDeployment("md", t1.desired_hash, 1))
     v2 = spec("v2", replicas=2)
     t2 = target(v2)
-    run(kube, t2, EnsureDeployment("md", t2.desired_hash, "v2", 2, "candidate"))
+    run(kube, t2, EnsureDeployment("md", t2.desired_hash, 2))
     assert kube.objects[("Deployment", "md")]["metadata"]["labels"][naming.LABEL_VERSION] == "v2"
     # The planner flips back: the Deployment's template returns to v1's.
-    run(kube, t2, EnsureDeployment("md", t1.desired_hash, "v1", 2, "stable"))
+    run(kube, t2, EnsureDeployment("md", t1.desired_hash, 2))
     dep = kube.objects[("Deployment", "md")]
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert labels[naming.LABEL_VERSION] == "v1"
@@ -145,15 +113,15 @@ def test_flip_back_without_a_recorded_spec_names_the_config_map_and_the_fix() ->
     kube = FakeKube()
     t = target(spec())
     with pytest.raises(apply.MissingTemplateError, match=r"ns/md-config-abc.*spec.model.version"):
-        run(kube, t, EnsureDeployment("md", "abc", "v0", 1, "stable"))
+        run(kube, t, EnsureDeployment("md", "abc", 1))
 
 
 def test_scale_delete_and_services_map_to_their_calls() -> None:
     kube = FakeKube()
     t = target(spec(strategy={"type": "BlueGreen"}))
     h = t.desired_hash
-    run(kube, t, EnsureDeployment(f"md-{h}", h, "v1", 1, "candidate"),
-        EnsureService("md-preview", h, preview=True), ScaleDeployment(f"md-{h}", 0))
+    run(kube, t, EnsureDeployment(f"md-{h}", h, 1),
+        EnsureService("md-preview", h), ScaleDeployment(f"md-{h}", 0))
     assert kube.objects[("Deployment", f"md-{h}")]["spec"]["replicas"] == 0
     assert kube.objects[("Service", "md-preview")]["spec"]["selector"][
         naming.LABEL_TEMPLATE_HASH] == h
@@ -167,23 +135,19 @@ def test_events_are_posted_on_the_model_deployment() -> None:
     assert kube.events == [("Warning", "ValidationFailed", "v2 answered NEGATIVE")]
 
 
-def test_validation_checks_every_ready_pod_and_remembers_the_result() -> None:
+def test_validation_checks_every_ready_pod_on_its_own_port_and_returns_the_result() -> None:
     kube = FakeKube()
-    memory = observe.Memory()
     validator = FakeValidator({"127.0.0.2": (True, "ok"), "127.0.0.3": (False, "got NEGATIVE")})
     pods = [ready_pod("h2", "127.0.0.2"), ready_pod("h2", "127.0.0.3"), ready_pod("h1", "x")]
-    sooner = run(kube, target(spec()), RunValidation("h2", "preview"), pods=pods,
-                 validator=validator, memory=memory)
-    assert sooner == apply.AFTER_VALIDATION_SECONDS
-    assert sorted(validator.asked) == ["127.0.0.2", "127.0.0.3"]
-    result = memory.validations[("h2", "preview")]
+    (result,) = run(kube, target(spec()), RunValidation("h2", "preview"), pods=pods,
+                    validator=validator)
+    assert sorted(validator.asked) == [("127.0.0.2", 9000), ("127.0.0.3", 9000)]
+    assert (result.template_hash, result.target) == ("h2", "preview")
     assert result.passed is False and "got NEGATIVE" in result.message
 
 
-def test_validation_with_no_ready_pod_records_nothing() -> None:
-    memory = observe.Memory()
-    sooner = run(FakeKube(), target(spec()), RunValidation("h2", "preview"), memory=memory)
-    assert sooner is None and memory.validations == {}
+def test_validation_with_no_ready_pod_learns_nothing() -> None:
+    assert run(FakeKube(), target(spec()), RunValidation("h2", "preview")) == ()
 
 
 def test_status_patch_nulls_removed_keys_and_keeps_unchanged_ones_out() -> None:

@@ -160,7 +160,7 @@ def test_config_map_is_immutable_named_by_hash_and_keeps_the_spec_for_flip_back(
 
 def test_deployment_runs_fetch_then_serve_with_the_runtime_contract_commands() -> None:
     spec = make_spec()
-    dep = builders.deployment(OWNER, spec, "h1", replicas=2)
+    dep = builders.deployment(OWNER, "md", spec, "h1", replicas=2)
     fetch = container(dep, "fetch")
     serve = container(dep, "serve")
     assert fetch["command"] == [
@@ -182,7 +182,7 @@ def test_deployment_runs_fetch_then_serve_with_the_runtime_contract_commands() -
 
 
 def test_s3_credentials_are_referenced_from_the_secret_never_copied() -> None:
-    dep = builders.deployment(OWNER, make_spec(), "h1", replicas=1)
+    dep = builders.deployment(OWNER, "md", make_spec(), "h1", replicas=1)
     env = {e["name"]: e for e in container(dep, "fetch")["env"]}
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
         "name": "s3-creds",
@@ -196,26 +196,27 @@ def test_s3_credentials_are_referenced_from_the_secret_never_copied() -> None:
 
 def test_probes_gate_traffic_on_readyz_and_startup_budget_follows_the_spec() -> None:
     spec = make_spec(runtime={"task": "embedding", "startupTimeoutSeconds": 100})
-    serve = container(builders.deployment(OWNER, spec, "h1", replicas=1), "serve")
+    serve = container(builders.deployment(OWNER, "md", spec, "h1", replicas=1), "serve")
     assert serve["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert serve["livenessProbe"]["httpGet"]["path"] == "/healthz"
     startup = serve["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 100
-    default = container(builders.deployment(OWNER, make_spec(), "h1", replicas=1), "serve")
+    default = container(builders.deployment(OWNER, "md", make_spec(), "h1", replicas=1), "serve")
     budget = default["startupProbe"]["periodSeconds"] * default["startupProbe"]["failureThreshold"]
     assert budget >= make_spec().progress_deadline_seconds
 
 
 def test_gpu_request_becomes_an_nvidia_limit_on_serve_only() -> None:
     spec = make_spec(runtime={"task": "embedding", "device": "cuda", "resources": {"gpu": 1}})
-    dep = builders.deployment(OWNER, spec, "h1", replicas=1)
+    dep = builders.deployment(OWNER, "md", spec, "h1", replicas=1)
     assert container(dep, "serve")["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "nvidia.com/gpu" not in container(dep, "fetch")["resources"].get("limits", {})
 
 
 def test_rolling_deployment_keeps_one_name_and_a_version_independent_selector() -> None:
     spec = make_spec(strategy={"type": "Rolling", "rolling": {"maxSurge": "50%"}})
-    dep = builders.deployment(OWNER, spec, "h1", replicas=2)
+    name = naming.deployment_name("minilm", "Rolling", "h1")
+    dep = builders.deployment(OWNER, name, spec, "h1", replicas=2)
     assert dep["metadata"]["name"] == "minilm"
     assert dep["spec"]["selector"]["matchLabels"] == {naming.LABEL_MODEL_DEPLOYMENT: "minilm"}
     assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "50%", "maxUnavailable": 0}
@@ -226,7 +227,8 @@ def test_rolling_deployment_keeps_one_name_and_a_version_independent_selector() 
 
 def test_blue_green_deployment_is_named_and_selected_by_template_hash() -> None:
     spec = make_spec(strategy={"type": "BlueGreen"})
-    dep = builders.deployment(OWNER, spec, "h2", replicas=3)
+    name = naming.deployment_name("minilm", "BlueGreen", "h2")
+    dep = builders.deployment(OWNER, name, spec, "h2", replicas=3)
     assert dep["metadata"]["name"] == "minilm-h2"
     assert dep["spec"]["selector"]["matchLabels"][naming.LABEL_TEMPLATE_HASH] == "h2"
     assert dep["spec"]["replicas"] == 3
@@ -235,9 +237,9 @@ def test_blue_green_deployment_is_named_and_selected_by_template_hash() -> None:
 def test_every_child_is_owned_by_the_model_deployment() -> None:
     spec = make_spec()
     children = [
-        builders.deployment(OWNER, spec, "h1", replicas=1),
+        builders.deployment(OWNER, "md", spec, "h1", replicas=1),
         builders.config_map(OWNER, spec, "h1"),
-        builders.service(OWNER, "minilm", 8080, None),
+        builders.service(OWNER, "minilm", None),
     ]
     for child in children:
         (ref,) = child["metadata"]["ownerReferences"]
@@ -246,37 +248,37 @@ def test_every_child_is_owned_by_the_model_deployment() -> None:
 
 
 def test_service_selects_one_template_or_every_version() -> None:
-    pinned = builders.service(OWNER, "minilm-preview", 8080, "h2")
+    pinned = builders.service(OWNER, "minilm-preview", "h2")
     assert pinned["spec"]["selector"] == {
         naming.LABEL_MODEL_DEPLOYMENT: "minilm",
         naming.LABEL_TEMPLATE_HASH: "h2",
     }
-    assert pinned["spec"]["ports"][0]["targetPort"] == 8080
-    everything = builders.service(OWNER, "minilm", 8080, None)
+    assert pinned["spec"]["ports"][0]["targetPort"] == naming.PORT_NAME
+    everything = builders.service(OWNER, "minilm", None)
     assert everything["spec"]["selector"] == {naming.LABEL_MODEL_DEPLOYMENT: "minilm"}
 
 
 def test_cache_volume_follows_spec_cache() -> None:
     host = make_spec(cache={"volume": "hostPath", "hostPath": "/data/models"})
-    volumes = builders.deployment(OWNER, host, "h", 1)["spec"]["template"]["spec"]["volumes"]
+    volumes = builders.deployment(OWNER, "md", host, "h", 1)["spec"]["template"]["spec"]["volumes"]
     cache = next(v for v in volumes if v["name"] == "cache")
     assert cache["hostPath"]["path"] == "/data/models"
     sized = make_spec(cache={"size": "5Gi"})
-    volumes = builders.deployment(OWNER, sized, "h", 1)["spec"]["template"]["spec"]["volumes"]
+    volumes = builders.deployment(OWNER, "md", sized, "h", 1)["spec"]["template"]["spec"]["volumes"]
     assert next(v for v in volumes if v["name"] == "cache")["emptyDir"] == {"sizeLimit": "5Gi"}
 
 
 def test_operator_default_image_replaces_only_the_built_in_default() -> None:
     spec = make_spec()
-    dep = builders.deployment(OWNER, spec, "h", 1, default_image="registry.local/rt:1")
+    dep = builders.deployment(OWNER, "md", spec, "h", 1, default_image="registry.local/rt:1")
     assert container(dep, "serve")["image"] == "registry.local/rt:1"
     custom = make_spec(runtime={"task": "embedding", "image": "mine:2"})
-    dep = builders.deployment(OWNER, custom, "h", 1, default_image="registry.local/rt:1")
+    dep = builders.deployment(OWNER, "md", custom, "h", 1, default_image="registry.local/rt:1")
     assert container(dep, "serve")["image"] == "mine:2"
 
 
 def test_serving_pods_drain_before_sigterm_so_scale_down_drops_no_request() -> None:
-    dep = builders.deployment(OWNER, make_spec(), "h1", replicas=1)
+    dep = builders.deployment(OWNER, "md", make_spec(), "h1", replicas=1)
     serve = container(dep, "serve")
     sleep = serve["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert sleep > 0
@@ -299,3 +301,25 @@ def test_an_operator_upgrade_rerolls_no_pod_of_the_examples() -> None:
             text = builders.config_map(owner, spec, hash_)["data"][builders.CONFIG_FILE]
             seen[f"{path.name}:{doc['metadata']['name']}"] = [hash_, text]
     assert seen == recorded
+
+
+def test_every_service_reaches_each_pod_on_that_pods_own_port() -> None:
+    # A blue-green version that also moves runtime.port: whichever template the stable or
+    # preview Service selects (before, during and after a flip back), the port it targets
+    # resolves on that template's pods to the port their runtime listens on.
+    blue_green = {"type": "BlueGreen"}
+    old = make_spec(strategy=blue_green, runtime={"task": "embedding", "port": 8080})
+    new = make_spec(strategy=blue_green, runtime={"task": "embedding", "port": 9090},
+                    model={"name": "minilm", "version": "v2",
+                           "source": {"s3": {"bucket": "models", "prefix": "minilm/v2/"}}})
+    pods = {
+        hash_: builders.deployment(OWNER, "d", spec, hash_, 1)["spec"]["template"]
+        for hash_, spec in (("old", old), ("new", new))
+    }
+    for selected in ("old", "new"):
+        for name in ("minilm", "minilm-preview"):
+            port = builders.service(OWNER, name, selected)["spec"]["ports"][0]
+            (serve,) = pods[selected]["spec"]["containers"]
+            listens = {p["name"]: p["containerPort"] for p in serve["ports"]}
+            assert listens[port["targetPort"]] == (8080 if selected == "old" else 9090)
+            assert f"{listens[port['targetPort']]}" in serve["command"]

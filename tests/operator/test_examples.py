@@ -28,13 +28,13 @@ def test_example_parses_and_renders(path: Path) -> None:
     assert len(doc["metadata"]["name"]) <= MAX_NAME_LENGTH
     spec = parse_spec(doc["spec"])
     owner = builders.Owner(doc["metadata"]["name"], "default", "uid")
-    deployment = builders.deployment(owner, spec, builders.template_hash(spec), spec.replicas)
+    deployment = builders.deployment(owner, "md", spec, builders.template_hash(spec), spec.replicas)
     assert deployment["spec"]["replicas"] == spec.replicas
 
 
 def test_gpu_example_asks_for_a_gpu_in_limits() -> None:
     doc = yaml.safe_load((EXAMPLES[0].parent / "minilm-gpu.yaml").read_text())
     spec = parse_spec(doc["spec"])
-    dep = builders.deployment(builders.Owner("minilm-gpu", "d", "u"), spec, "h", 1)
+    dep = builders.deployment(builders.Owner("minilm-gpu", "d", "u"), "md", spec, "h", 1)
     serve = dep["spec"]["template"]["spec"]["containers"][0]
     assert serve["resources"]["limits"]["nvidia.com/gpu"] == "1"

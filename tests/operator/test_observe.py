@@ -204,7 +204,7 @@ def test_build_observed_folds_pods_timers_annotations_and_remembered_validations
     assert observed.elapsed_seconds == 60.0 and observed.since_promotion_seconds == 30.0
     assert observed.since_abort_seconds is None
     assert observed.promote_annotation == "v2" and observed.retry_annotation == "1"
-    assert observed.stable_selector == "h1" and observed.preview_selector is None
+    assert observed.preview_selector is None
     failure = observed.failure("h1")
     assert failure is not None and failure.kind is FailureKind.VALIDATION_FAILED
     assert observed.validation("h2", "preview") is not None

@@ -37,7 +37,7 @@ def test_first_deploy_is_progressing_until_every_pod_is_ready_then_available(
     plan = cluster.reconcile()
     assert plan.status.phase == "Progressing"
     assert EnsureService(NAME, None) in plan.actions
-    assert EnsureDeployment(NAME, cluster.hash_of("v1"), "v1", 2, "candidate") in plan.actions
+    assert EnsureDeployment(NAME, cluster.hash_of("v1"), 2) in plan.actions
     assert plan.status.current_version is None
     assert conditions(plan.status)["Ready"] == ("False", "WaitingForReady")
     assert plan.requeue_after is not None
@@ -84,7 +84,7 @@ def test_crash_looping_version_flips_the_template_back_to_last_known_good(
     cluster.advance(5)
     plan = cluster.reconcile()
     status = plan.status
-    assert EnsureDeployment(NAME, cluster.hash_of("v1"), "v1", 2, "stable") in plan.actions
+    assert EnsureDeployment(NAME, cluster.hash_of("v1"), 2) in plan.actions
     assert cluster.deployments[NAME].template_hash == cluster.hash_of("v1")
     assert status.phase == "RolledBack"
     assert (status.current_version, status.target_version) == ("v1", "v2")
@@ -302,9 +302,13 @@ def test_each_failure_signal_names_its_own_reason_and_message(
 def test_requeue_follows_what_the_planner_waits_for(new_cluster: ClusterFactory) -> None:
     cluster = new_cluster(progressDeadlineSeconds=120)
     plan = cluster.reconcile()
+    # The status changed: look again soon, for timers derived from the status written.
+    assert plan.requeue_after == planner.AFTER_STATUS_CHANGE_SECONDS
+    plan = cluster.reconcile()
     assert plan.requeue_after == draft.POLL_SECONDS  # pods may become ready any moment
-    cluster.settle(steps=2)
-    assert cluster.plans[-1].requeue_after is None  # Available: only events wake it
+    cluster.settle(steps=3)
+    # Available and nothing left to write: only events (or the resync) wake it.
+    assert cluster.plans[-1].requeue_after is None
     cluster.set_version("v2", "stuck")
     cluster.reconcile()
     cluster.advance(115)

@@ -6,117 +6,17 @@ test of the wiring; the e2e scenarios run the same code against a real control p
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from modeldeploy_operator.adapters.kube import NotFoundError
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.planning import observe
 from modeldeploy_operator.reconcile import Context, Gone, reconcile
 
+from tests.operator.fake_kube import FakeKube
+
 NS = "ns"
-
-
-def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
-    return target
-
-
-class FakeAPI:
-    def __init__(self, md: dict[str, Any]) -> None:
-        self.md = md
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.events: list[tuple[str, str, str]] = []
-        self.status_writes = 0
-        self.pod_seq = 0
-
-    # -- the Kube surface used by reconcile/apply -------------------------------------
-    def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any]:
-        if self.md is None:
-            raise NotFoundError("gone", 404)
-        return copy.deepcopy(self.md)
-
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.status_writes += 1
-        self.md["status"] = merge(self.md.get("status") or {}, patch)
-
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        key = (manifest["kind"], manifest["metadata"]["name"])
-        old = self.objects.get(key)
-        stored = copy.deepcopy(manifest)
-        if manifest["kind"] == "Deployment":
-            stored["metadata"]["generation"] = (old or {}).get("metadata", {}).get(
-                "generation", 0
-            ) + (0 if old and old["spec"] == manifest["spec"] else 1)
-            stored["status"] = (old or {}).get("status", {})
-        self.objects[key] = stored
-        return stored
-
-    def scale(self, namespace: str, name: str, replicas: int) -> None:
-        dep = self.objects[("Deployment", name)]
-        dep["spec"]["replicas"] = replicas
-        dep["metadata"]["generation"] += 1
-
-    def delete(self, kind: str, namespace: str, name: str) -> bool:
-        return self.objects.pop((kind, name), None) is not None
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self.objects.get((kind, name)))
-
-    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
-        found = []
-        for (k, _), obj in self.objects.items():
-            labels = obj["metadata"].get("labels") or {}
-            if k == kind and all(labels.get(a) == b for a, b in selector.items()):
-                found.append(copy.deepcopy(obj))
-        return found
-
-    def post_event(self, owner: Any, type_: str, reason: str, message: str, now: str) -> None:
-        self.events.append((type_, reason, message))
-
-    # -- the Deployment controller and kubelet, in one step ------------------------------
-    def roll_out(self, name: str) -> None:
-        """Make every pod of the Deployment's current template ready (and no others)."""
-        dep = self.objects[("Deployment", name)]
-        template = dep["spec"]["template"]
-        replicas = dep["spec"]["replicas"]
-        selector = dep["spec"]["selector"]["matchLabels"]
-        for key in [k for k, o in self.objects.items() if k[0] == "Pod" and all(
-                (o["metadata"]["labels"]).get(a) == b for a, b in selector.items())]:
-            del self.objects[key]
-        for _ in range(replicas):
-            self.pod_seq += 1
-            pod_name = f"{name}-pod{self.pod_seq}"
-            self.objects[("Pod", pod_name)] = {
-                "kind": "Pod",
-                "metadata": {
-                    "name": pod_name,
-                    "uid": pod_name,
-                    "labels": dict(template["metadata"]["labels"]),
-                    "creationTimestamp": f"2026-01-01T00:00:{self.pod_seq:02d}Z",
-                },
-                "spec": copy.deepcopy(template["spec"]),
-                "status": {
-                    "podIP": f"10.244.0.{self.pod_seq}",
-                    "conditions": [{"type": "Ready", "status": "True"}],
-                    "containerStatuses": [{"name": "serve", "restartCount": 0}],
-                },
-            }
-        dep["status"] = {
-            "observedGeneration": dep["metadata"]["generation"],
-            "replicas": replicas,
-            "readyReplicas": replicas,
-            "updatedReplicas": replicas,
-            "availableReplicas": replicas,
-        }
 
 
 class FakeRuntime:
@@ -159,8 +59,8 @@ class Clock:
         return self.now
 
 
-def setup(md: dict[str, Any]) -> tuple[FakeAPI, FakeRuntime, Context, observe.Memory, Clock]:
-    api, runtime, clock = FakeAPI(md), FakeRuntime(), Clock()
+def setup(md: dict[str, Any]) -> tuple[FakeKube, FakeRuntime, Context, observe.Memory, Clock]:
+    api, runtime, clock = FakeKube(md), FakeRuntime(), Clock()
     ctx = Context(kube=api, runtime=runtime, clock=clock)  # type: ignore[arg-type]
     return api, runtime, ctx, observe.Memory(), clock
 
@@ -170,7 +70,7 @@ def settle(ctx: Context, memory: observe.Memory, times: int = 4) -> None:
         reconcile(ctx, NS, "md", memory)
 
 
-def change_version(api: FakeAPI, version: str) -> None:
+def change_version(api: FakeKube, version: str) -> None:
     generation = api.md["metadata"]["generation"] + 1
     status = api.md.get("status")
     api.md = md_body(version, api.md["spec"]["strategy"]["type"], generation)
@@ -327,7 +227,7 @@ def test_a_first_status_equal_to_the_defaults_is_still_written() -> None:
     assert status["ready"] == "0/0" and status["replicas"] == 0
 
 
-def _fail_pods(api: FakeAPI, version: str, message: str) -> None:
+def _fail_pods(api: FakeKube, version: str, message: str) -> None:
     for (kind, _), obj in api.objects.items():
         if kind == "Pod" and obj["metadata"]["labels"].get(naming.LABEL_VERSION) == version:
             obj["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
@@ -341,7 +241,7 @@ class Interrupted(Exception):
     pass
 
 
-def _rolling_v2_failing() -> tuple[FakeAPI, Context, observe.Memory]:
+def _rolling_v2_failing() -> tuple[FakeKube, Context, observe.Memory]:
     api, _, ctx, memory, _ = setup(md_body("v1"))
     reconcile(ctx, NS, "md", memory)
     api.roll_out("md")
@@ -353,7 +253,7 @@ def _rolling_v2_failing() -> tuple[FakeAPI, Context, observe.Memory]:
     return api, ctx, memory
 
 
-def _template_version(api: FakeAPI) -> str:
+def _template_version(api: FakeKube) -> str:
     labels = api.objects[("Deployment", "md")]["spec"]["template"]["metadata"]["labels"]
     return str(labels[naming.LABEL_VERSION])
 
@@ -399,3 +299,50 @@ def test_a_failed_status_write_leaves_the_children_untouched() -> None:
     settle(ctx, memory)
     assert _template_version(api) == "v1"
     assert api.md["status"]["phase"] == "RolledBack"
+
+
+def test_the_event_of_a_recorded_failure_is_posted_before_the_status_that_records_it() -> None:
+    # Whoever sees RolledBack in the status finds the Warning event already; a crash between
+    # the two posts it again on restart instead of never.
+    api, ctx, memory = _rolling_v2_failing()
+    api.calls.clear()
+    reconcile(ctx, NS, "md", memory)
+    assert api.md["status"]["phase"] == "RolledBack"
+    first_status = api.calls.index(("patch_status", "md"))
+    warnings = [i for i, call in enumerate(api.calls)
+                if call[0] == "post_event" and call[1] == "ValidationFailed"]
+    assert warnings and warnings[0] < first_status
+
+
+def test_a_crash_after_the_event_and_before_the_status_posts_the_event_again() -> None:
+    api, ctx, memory = _rolling_v2_failing()
+
+    def refuse(namespace: str, name: str, patch: dict[str, Any]) -> None:
+        raise Interrupted("operator killed before the status write")
+
+    real_patch = api.patch_status
+    api.patch_status = refuse  # type: ignore[method-assign]
+    with pytest.raises(Interrupted):
+        reconcile(ctx, NS, "md", memory)
+    api.patch_status = real_patch  # type: ignore[method-assign]
+    settle(ctx, observe.Memory())
+    assert api.md["status"]["phase"] == "RolledBack"
+    assert [r for _, r, _ in api.events].count("ValidationFailed") >= 1
+
+
+def test_a_flip_back_whose_recorded_template_is_gone_is_a_condition_not_a_crash_loop() -> None:
+    api, ctx, memory = _rolling_v2_failing()
+    for key in [k for k in api.objects if k[0] == "ConfigMap"]:
+        del api.objects[key]  # e.g. deleted by hand: the v1 template cannot be rebuilt
+    outcome = reconcile(ctx, NS, "md", memory)
+    status = api.md["status"]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "TemplateUnavailable")
+    assert "spec.model.version" in degraded["message"]
+    assert status["phase"] == "Degraded" and outcome.phase == "Degraded"
+    assert ("Warning", "TemplateUnavailable") in [(t, r) for t, r, _ in api.events]
+    writes = api.status_writes
+    reconcile(ctx, NS, "md", memory)  # the same again: no new event, no new write storm
+    assert [r for _, r, _ in api.events].count("TemplateUnavailable") == 1
+    assert api.status_writes <= writes + 1
+    assert "v2" in status["rollout"]["failedVersions"]  # the recorded failure survives

@@ -2,8 +2,9 @@
 
 Every action is safe to repeat: Deployments, Services and config maps are server-side
 applied, scaling sets an absolute count, deletes ignore what is already gone. A plan cut
-short by a crash is made again from the next observation, so nothing here keeps state
-beyond the in-memory validation results (`observe.Memory`).
+short by a crash is made again from the next observation. Nothing here decides a name, a
+port or a verdict: those come in the actions; what an action learns (a validation
+result) goes back to `reconcile` as a value.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from modeldeploy_contract.config import Validation
+
 from modeldeploy_operator.api import naming
+from modeldeploy_operator.api.errors import PermanentError
 from modeldeploy_operator.api.spec import InvalidSpecError, ModelDeploymentSpec, parse_spec
 from modeldeploy_operator.api.status import ModelDeploymentStatus
 from modeldeploy_operator.planning import builders, observe
@@ -25,7 +29,6 @@ from modeldeploy_operator.planning.actions import (
     EmitEvent,
     EnsureDeployment,
     EnsureService,
-    Plan,
     RunValidation,
     ScaleDeployment,
 )
@@ -34,8 +37,6 @@ from modeldeploy_operator.planning.observations import ValidationResult
 log = logging.getLogger(__name__)
 
 Manifest = dict[str, Any]
-# How soon to look again after a validation ran, so the planner sees its result.
-AFTER_VALIDATION_SECONDS = 0.2
 
 
 class KubeWrites(Protocol):
@@ -55,12 +56,14 @@ class Validator(Protocol):
     """Runs the spec's validation input against one pod."""
 
     def validate(
-        self, ip: str, port: int, model: str, validation: Any
+        self, ip: str, port: int, model: str, validation: Validation
     ) -> tuple[bool, str]: ...
 
 
-class MissingTemplateError(Exception):
+class MissingTemplateError(PermanentError):
     """A flip back needs a template whose recorded spec is gone."""
+
+    reason = "TemplateUnavailable"
 
 
 @dataclass(frozen=True)
@@ -106,69 +109,63 @@ def spec_for_template(
 
 def _ensure_deployment(kube: KubeWrites, target: Target, action: EnsureDeployment) -> None:
     spec = spec_for_template(kube, target, action.template_hash)
-    # Render with today's strategy (names, surge), but the recorded template's pods.
+    # Render with today's strategy (surge settings), but the recorded template's pods.
     spec = spec.model_copy(update={"strategy": target.spec.strategy})
     owner = target.owner
     kube.apply(builders.config_map(owner, spec, action.template_hash))
-    manifest = builders.deployment(
-        owner, spec, action.template_hash, action.replicas, target.default_image
+    kube.apply(
+        builders.deployment(
+            owner, action.name, spec, action.template_hash, action.replicas, target.default_image
+        )
     )
-    manifest["metadata"]["name"] = action.name
-    kube.apply(manifest)
 
 
 def _run_validation(
-    validator: Validator,
-    pods: list[Manifest],
-    target: Target,
-    action: RunValidation,
-    memory: observe.Memory,
-) -> bool:
+    validator: Validator, pods: list[Manifest], target: Target, action: RunValidation
+) -> ValidationResult | None:
+    """Check every ready pod of the template; None when there is nothing to check yet."""
     spec = target.spec
     validation = builders.runtime_config(spec).validation
     if validation is None:
-        return False
+        return None
     ready = observe.ready_pods(pods, action.template_hash)
-    if not ready:
-        return False
+    endpoints = [(pod, observe.serving_endpoint(pod)) for pod in ready]
+    if not endpoints:
+        return None
     failures = []
-    for pod in ready:
-        ip = pod["status"]["podIP"]
-        port = _pod_port(pod, spec.runtime.port)
-        passed, message = validator.validate(ip, port, spec.model.name, validation)
+    for pod, endpoint in endpoints:
+        if endpoint is None:
+            failures.append(f"pod {pod['metadata'].get('name')}: no serving port to call")
+            continue
+        passed, message = validator.validate(*endpoint, spec.model.name, validation)
         if not passed:
             failures.append(f"pod {pod['metadata'].get('name')}: {message}")
-    result = ValidationResult(
+    return ValidationResult(
         template_hash=action.template_hash,
         target=action.target,
         passed=not failures,
         message="; ".join(failures) if failures else f"{len(ready)} pods answered as expected",
     )
-    memory.validations[(action.template_hash, action.target)] = result
-    return True
 
 
-def _pod_port(pod: Manifest, default: int) -> int:
-    for container in pod.get("spec", {}).get("containers") or []:
-        if container.get("name") == builders.SERVE_CONTAINER:
-            for port in container.get("ports") or []:
-                return int(port.get("containerPort", default))
-    return default
+def post_events(kube: KubeWrites, md: Manifest, actions: Iterable[Action], now: str) -> None:
+    """Post the plan's events (and nothing else)."""
+    for action in unique_actions(actions):
+        if isinstance(action, EmitEvent):
+            kube.post_event(md, action.type, action.reason, action.message, now)
 
 
-def apply_plan(
+def apply_actions(
     kube: KubeWrites,
     validator: Validator,
     target: Target,
-    plan: Plan,
+    actions: Iterable[Action],
     pods: list[Manifest],
-    memory: observe.Memory,
-    now: str,
-) -> float | None:
-    """Carry out `plan`'s actions in order; return how soon to look again, if sooner."""
+) -> tuple[ValidationResult, ...]:
+    """Carry out every action but the events, in order; return the validations that ran."""
     owner = target.owner
-    sooner: float | None = None
-    for action in unique_actions(plan.actions):
+    learned: list[ValidationResult] = []
+    for action in unique_actions(actions):
         if isinstance(action, EnsureDeployment):
             _ensure_deployment(kube, target, action)
         elif isinstance(action, ScaleDeployment):
@@ -178,19 +175,18 @@ def apply_plan(
             config_name = naming.config_map_name(owner.name, action.template_hash)
             kube.delete("ConfigMap", owner.namespace, config_name)
         elif isinstance(action, EnsureService):
-            kube.apply(
-                builders.service(owner, action.name, target.spec.runtime.port, action.template_hash)
-            )
+            kube.apply(builders.service(owner, action.name, action.template_hash))
         elif isinstance(action, DeleteService):
             kube.delete("Service", owner.namespace, action.name)
         elif isinstance(action, RunValidation):
-            if _run_validation(validator, pods, target, action, memory):
-                sooner = AFTER_VALIDATION_SECONDS
+            result = _run_validation(validator, pods, target, action)
+            if result is not None:
+                learned.append(result)
         elif isinstance(action, EmitEvent):
-            kube.post_event(target.md, action.type, action.reason, action.message, now)
+            continue  # posted by post_events, before the status that records them
         else:  # pragma: no cover - the Action union is closed
             raise TypeError(f"unknown action {action!r}")
-    return sooner
+    return tuple(learned)
 
 
 def referenced_hashes(status: ModelDeploymentStatus, desired_hash: str) -> set[str]:

@@ -19,6 +19,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from modeldeploy_operator.api.errors import OperatorError, PermanentError, TransientError
 from modeldeploy_operator.api.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ _RESOURCES = {
 }
 
 
-class KubeError(Exception):
+class KubeError(OperatorError):
     """A Kubernetes API call failed; `status` is the HTTP status (0: no answer)."""
 
     def __init__(self, message: str, status: int = 0) -> None:
@@ -67,11 +68,11 @@ class KubeError(Exception):
         self.status = status
 
 
-class TransientKubeError(KubeError):
+class TransientKubeError(KubeError, TransientError):
     """Worth retrying later: conflicts, throttling, server errors, timeouts."""
 
 
-class PermanentKubeError(KubeError):
+class PermanentKubeError(KubeError, PermanentError):
     """Retrying the same call will fail again: refused, forbidden, invalid."""
 
 
@@ -205,25 +206,6 @@ class Kube:
                 what=f"apply {kind} {meta['namespace']}/{meta['name']}",
             )
         )
-
-    def create_if_absent(self, manifest: Manifest) -> None:
-        """Create `manifest` unless it exists (for immutable objects such as config maps)."""
-        kind = manifest["kind"]
-        meta = manifest["metadata"]
-        try:
-            retrying(
-                lambda: self._call(
-                    "POST",
-                    self._path(kind, meta["namespace"]),
-                    body=manifest,
-                    query={"fieldManager": FIELD_MANAGER},
-                    what=f"create {kind} {meta['namespace']}/{meta['name']}",
-                ),
-                attempts=1,
-            )
-        except TransientKubeError as exc:
-            if exc.status != 409:  # 409 AlreadyExists: someone (we, earlier) made it
-                raise
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
         """Set a Deployment's replica count (merge patch of spec.replicas)."""

@@ -19,8 +19,9 @@ from modeldeploy_contract.config import Validation
 class RuntimeClient:
     """Talks to serving pods on their pod IPs."""
 
-    def __init__(self, timeout: float = 5.0) -> None:
-        self._http = httpx.Client(timeout=timeout)
+    def __init__(self, timeout: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
+        # `transport` is the test seam (httpx.MockTransport); None is the real network.
+        self._http = httpx.Client(timeout=timeout, transport=transport)
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -4,11 +4,35 @@ from __future__ import annotations
 
 from typing import Literal
 
-GROUP = "modeldeploy.dev"
+from modeldeploy_operator.api.schema import ANNOTATION_PROMOTE, ANNOTATION_RETRY, GROUP
+
+__all__ = [
+    "ANNOTATION_PROMOTE",
+    "ANNOTATION_RETRY",
+    "ANNOTATION_SPEC_SNAPSHOT",
+    "FETCH_CONTAINER",
+    "GROUP",
+    "LABEL_MODEL_DEPLOYMENT",
+    "LABEL_TEMPLATE_HASH",
+    "LABEL_VERSION",
+    "PORT_NAME",
+    "SERVE_CONTAINER",
+    "config_map_name",
+    "deployment_name",
+    "preview_service_name",
+    "stable_service_name",
+    "standard_labels",
+]
+
 LABEL_TEMPLATE_HASH = f"{GROUP}/template-hash"
 LABEL_VERSION = f"{GROUP}/version"
 LABEL_MODEL_DEPLOYMENT = f"{GROUP}/modeldeployment"
 ANNOTATION_SPEC_SNAPSHOT = f"{GROUP}/spec-snapshot"
+# The serving container's port name: Services target it by name, so each pod's own
+# runtime.port is used whatever version the Service currently selects.
+PORT_NAME = "http"
+FETCH_CONTAINER = "fetch"
+SERVE_CONTAINER = "serve"
 
 
 def deployment_name(

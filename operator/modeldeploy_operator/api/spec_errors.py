@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
+from modeldeploy_operator.api.errors import PermanentError
 from modeldeploy_operator.api.schema import (
     ABSOLUTE_PATH,
     BUCKET,
@@ -23,8 +24,10 @@ from modeldeploy_operator.api.schema import (
 )
 
 
-class InvalidSpecError(ValueError):
+class InvalidSpecError(PermanentError, ValueError):
     """The spec cannot be served as written; `errors` lists one readable line per problem."""
+
+    reason = "InvalidSpec"
 
     def __init__(self, errors: list[str]) -> None:
         super().__init__("; ".join(errors))

@@ -42,6 +42,8 @@ class Reason(StrEnum):
     """CamelCase condition reasons; one word each, stable across releases."""
 
     INVALID_SPEC = "InvalidSpec"
+    TEMPLATE_UNAVAILABLE = "TemplateUnavailable"
+    RECONCILE_FAILED = "ReconcileFailed"
     CREATED = "Created"
     NEW_VERSION = "NewVersion"
     ROLLING_OUT = "RollingOut"

@@ -12,24 +12,22 @@ from typing import Literal
 
 from modeldeploy_operator.api.status import ModelDeploymentStatus
 
-Role = Literal["stable", "candidate"]
-
 
 @dataclass(frozen=True)
 class EnsureDeployment:
     """Create or update the Deployment `name` to run `template_hash` with `replicas` pods.
 
-    For Rolling, `name` is the single Deployment and a different `template_hash` means a new
-    pod template (the Deployment controller then surges). When `template_hash` is not the
+    The planner chooses `name` (naming.deployment_name, or the name an existing Deployment
+    of that template already has). For Rolling, `name` is the single Deployment and a
+    different `template_hash` means a new pod template (the Deployment controller then
+    surges). When `template_hash` is not the
     one the current spec renders (a flip back), the handler takes the template from the
     recorded last-known-good revision.
     """
 
     name: str
     template_hash: str
-    version: str
     replicas: int
-    role: Role
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,6 @@ class EnsureService:
 
     name: str
     template_hash: str | None
-    preview: bool = False
 
 
 @dataclass(frozen=True)

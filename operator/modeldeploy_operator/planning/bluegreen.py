@@ -16,7 +16,6 @@ from modeldeploy_operator.planning.actions import (
     EmitEvent,
     EnsureDeployment,
     EnsureService,
-    Role,
     RunValidation,
 )
 from modeldeploy_operator.planning.conditions import ConditionStatus
@@ -29,10 +28,8 @@ def _bg_name(d: draft.Draft, template_hash: str) -> str:
     return view.name if view else naming.deployment_name(d.name, "BlueGreen", template_hash)
 
 
-def _ensure_bg(d: draft.Draft, template_hash: str, version: str, role: Role) -> None:
-    d.actions.append(
-        EnsureDeployment(_bg_name(d, template_hash), template_hash, version, d.replicas, role)
-    )
+def _ensure_bg(d: draft.Draft, template_hash: str) -> None:
+    d.actions.append(EnsureDeployment(_bg_name(d, template_hash), template_hash, d.replicas))
     d.keep.add(template_hash)
 
 
@@ -44,7 +41,7 @@ def plan_blue_green(d: draft.Draft) -> None:
             return
         _leave_window(d)
     if d.stable and d.current_version:
-        _ensure_bg(d, d.stable, d.current_version, "stable")
+        _ensure_bg(d, d.stable)
     serving = d.observed.deployment(d.stable)
     if d.desired == d.lkg:
         draft.steady(d, serving)
@@ -84,7 +81,7 @@ def _bg_rollout(d: draft.Draft, serving: DeploymentView | None) -> None:
         draft.fail(d, *failure)
         draft.blocked_verdict(d, serving)
         return
-    _ensure_bg(d, d.desired, d.version, "candidate")
+    _ensure_bg(d, d.desired)
     if d.replicas == 0:
         d.update(started_at=None)
         draft.decide(
@@ -137,7 +134,7 @@ def _bg_rollout(d: draft.Draft, serving: DeploymentView | None) -> None:
             Phase.PROGRESSING,
             Reason.AWAITING_PROMOTION,
             f"candidate {d.version} is ready and validated; set the annotation "
-            f"{naming.GROUP}/promote={d.version} to switch traffic",
+            f"{naming.ANNOTATION_PROMOTE}={d.version} to switch traffic",
             serving,
             validated,
         )
@@ -184,7 +181,7 @@ def _post_promotion(d: draft.Draft) -> None:
     check = d.observed.validation(d.desired, "stable")
     signal = d.observed.failure(d.desired)
     if d.lkg_version:
-        _ensure_bg(d, d.lkg, d.lkg_version, "stable")
+        _ensure_bg(d, d.lkg)
     if signal is not None or (check is not None and not check.passed):
         detail = signal.message if signal else (check.message if check else "")
         reason = Reason(signal.kind.value) if signal else Reason.VALIDATION_FAILED
@@ -195,7 +192,7 @@ def _post_promotion(d: draft.Draft) -> None:
         draft.blocked_verdict(d, d.observed.deployment(d.lkg))
         return
     view = d.observed.deployment(d.desired)
-    _ensure_bg(d, d.desired, d.version, "stable")
+    _ensure_bg(d, d.desired)
     if since >= window:
         d.update(last_known_good_hash=d.desired, previous_stable_hash=d.lkg)
         draft.complete(d, Reason.PROMOTED)
@@ -226,6 +223,6 @@ def _bg_services(d: draft.Draft) -> None:
         d.actions.append(EnsureService(naming.stable_service_name(d.name), d.stable))
     preview = naming.preview_service_name(d.name)
     if d.spec.strategy.blue_green_settings.preview_service:
-        d.actions.append(EnsureService(preview, d.desired, preview=True))
+        d.actions.append(EnsureService(preview, d.desired))
     elif d.observed.preview_selector is not None:
         d.actions.append(DeleteService(preview))

@@ -30,9 +30,6 @@ CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE}"
 TERMINATION_LOG = "/dev/termination-log"
 HASH_LENGTH = 10
 SERVICE_PORT = 80
-PORT_NAME = "http"
-FETCH_CONTAINER = "fetch"
-SERVE_CONTAINER = "serve"
 # Non-root user of the runtime image (docker/runtime.Dockerfile).
 RUNTIME_UID = 65532
 PRE_STOP_SECONDS = 5
@@ -285,7 +282,7 @@ def _cache_volume(spec: ModelDeploymentSpec) -> Manifest:
 
 def _http_probe(path: str, period: int, failures: int) -> Manifest:
     return {
-        "httpGet": {"path": path, "port": PORT_NAME},
+        "httpGet": {"path": path, "port": naming.PORT_NAME},
         "periodSeconds": period,
         "failureThreshold": failures,
         "timeoutSeconds": 2,
@@ -307,7 +304,7 @@ def pod_template(
     # Probing every second: readiness is noticed within a second of the model being ready.
     startup_period = 1
     fetch = {
-        "name": FETCH_CONTAINER,
+        "name": naming.FETCH_CONTAINER,
         "image": image,
         "command": ["modeldeploy-runtime", "fetch", *runtime_args],
         "env": [*_credential_env(spec), *user_env],
@@ -318,7 +315,7 @@ def pod_template(
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     serve = {
-        "name": SERVE_CONTAINER,
+        "name": naming.SERVE_CONTAINER,
         "image": image,
         "command": [
             "modeldeploy-runtime",
@@ -327,7 +324,9 @@ def pod_template(
             "--port",
             str(spec.runtime.port),
         ],
-        "ports": [{"name": PORT_NAME, "containerPort": spec.runtime.port, "protocol": "TCP"}],
+        "ports": [
+            {"name": naming.PORT_NAME, "containerPort": spec.runtime.port, "protocol": "TCP"}
+        ],
         "env": [
             {"name": "MODELDEPLOY_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             *user_env,
@@ -389,14 +388,14 @@ def deployment_selector(owner: Owner, spec: ModelDeploymentSpec, hash_: str) -> 
 
 def deployment(
     owner: Owner,
+    name: str,
     spec: ModelDeploymentSpec,
     hash_: str,
     replicas: int,
     default_image: str | None = None,
 ) -> Manifest:
-    """The Deployment running template `hash_` with `replicas` pods."""
+    """The Deployment `name` (the planner's choice) running template `hash_`."""
     strategy = spec.strategy
-    name = naming.deployment_name(owner.name, strategy.type, hash_)
     rolling_update: Manifest = {"maxSurge": 1, "maxUnavailable": 0}
     if strategy.type == "Rolling":
         settings = strategy.rolling_settings
@@ -424,8 +423,13 @@ def deployment(
     }
 
 
-def service(owner: Owner, name: str, port: int, template_hash: str | None) -> Manifest:
-    """A ClusterIP Service on port 80 selecting pods of `template_hash` (None: every version)."""
+def service(owner: Owner, name: str, template_hash: str | None) -> Manifest:
+    """A ClusterIP Service on port 80 selecting pods of `template_hash` (None: every version).
+
+    It targets the serving port by name, never by number: the pods it selects may be of
+    a version whose runtime.port differs from today's spec (a flip back, a blue-green
+    candidate), and each pod knows its own.
+    """
     selector = {naming.LABEL_MODEL_DEPLOYMENT: owner.name}
     if template_hash is not None:
         selector[naming.LABEL_TEMPLATE_HASH] = template_hash
@@ -438,7 +442,12 @@ def service(owner: Owner, name: str, port: int, template_hash: str | None) -> Ma
             "type": "ClusterIP",
             "selector": selector,
             "ports": [
-                {"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": port, "protocol": "TCP"}
+                {
+                    "name": naming.PORT_NAME,
+                    "port": SERVICE_PORT,
+                    "targetPort": naming.PORT_NAME,
+                    "protocol": "TCP",
+                }
             ],
         },
     }

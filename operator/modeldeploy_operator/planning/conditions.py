@@ -112,6 +112,21 @@ def invalid_spec_status(
     nothing serves yet) and the Degraded condition says which field to fix.
     """
     message = "; ".join(errors) if errors else "the spec is invalid"
+    return blocked_status(status, Reason.INVALID_SPEC, message, "spec rejected", generation, now)
+
+
+def blocked_status(
+    status: ModelDeploymentStatus,
+    reason: Reason,
+    message: str,
+    summary: str,
+    generation: int,
+    now: str,
+) -> ModelDeploymentStatus:
+    """The status when the operator cannot act until the user changes something.
+
+    Every child stays as it is; Degraded (Failed when nothing serves yet) with `reason`.
+    """
     serving = status.current_version is not None
     phase = Phase.DEGRADED if serving else Phase.FAILED
     previous = list(status.conditions)
@@ -120,19 +135,19 @@ def invalid_spec_status(
     ready_value: tuple[ConditionStatus, Reason | str, str] = (
         (ready.status, ready.reason, ready.message)
         if ready is not None and serving
-        else ("False", Reason.INVALID_SPEC, "nothing serves: " + message)
+        else ("False", reason, "nothing serves: " + message)
     )
     validated_value: tuple[ConditionStatus, Reason | str, str] = (
         (validated.status, validated.reason, validated.message)
         if validated is not None
-        else ("Unknown", Reason.INVALID_SPEC, "the spec is invalid")
+        else ("Unknown", reason, summary)
     )
     conditions = [
         _stamp(previous, ConditionType.READY, ready_value, generation, now),
         _stamp(
             previous,
             ConditionType.PROGRESSING,
-            ("False", Reason.INVALID_SPEC, message),
+            ("False", reason, message),
             generation,
             now,
         ),
@@ -140,20 +155,20 @@ def invalid_spec_status(
         _stamp(
             previous,
             ConditionType.DEGRADED,
-            ("True", Reason.INVALID_SPEC, message),
+            ("True", reason, message),
             generation,
             now,
         ),
     ]
-    summary = (
-        f"spec rejected, still serving {status.current_version}: {message}"
+    text = (
+        f"{summary}, still serving {status.current_version}: {message}"
         if serving
-        else f"spec rejected: {message}"
+        else f"{summary}: {message}"
     )
     return status.model_copy(
         update={
             "phase": phase,
-            "message": summary,
+            "message": text,
             "conditions": conditions,
             "observed_generation": generation,
         }

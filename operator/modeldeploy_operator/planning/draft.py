@@ -349,14 +349,14 @@ def blocked_verdict(d: Draft, serving: DeploymentView | None) -> None:
     if d.lkg:
         summary = (
             f"version {d.version} failed ({message}); serving last-known-good "
-            f"{d.lkg_version}. Change the version or set the {naming.GROUP}/retry annotation"
+            f"{d.lkg_version}. Change the version or set the {naming.ANNOTATION_RETRY} annotation"
         )
         decide(d, Phase.ROLLED_BACK, reason, summary, serving)
     else:
         summary = (
             f"first deploy of version {d.version} failed and there is no earlier version to "
             f"flip back to: {message}. Fix the model or the spec and change the version, or "
-            f"set the {naming.GROUP}/retry annotation"
+            f"set the {naming.ANNOTATION_RETRY} annotation"
         )
         reason = reason if reason is not Reason.PREVIOUSLY_FAILED else Reason.FIRST_DEPLOY_FAILED
         decide(d, Phase.FAILED, reason, summary, serving)

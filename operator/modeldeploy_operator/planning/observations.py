@@ -7,7 +7,7 @@ dataclasses, so tests build them by hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
@@ -83,8 +83,8 @@ class Observed:
     # Hash of the pod template the current spec renders to (builders.template_hash).
     desired_hash: str
     deployments: tuple[DeploymentView, ...] = ()
-    # Template hash the stable Service selects; None when the Service does not exist yet.
-    stable_selector: str | None = None
+    # Template hash the preview Service selects; None when there is none. (The stable
+    # Service's selector is decided from status.rollout, never read back.)
     preview_selector: str | None = None
     failures: tuple[FailureSignal, ...] = ()
     validations: tuple[ValidationResult, ...] = ()
@@ -99,7 +99,6 @@ class Observed:
     # Values of the modeldeploy.dev/promote and modeldeploy.dev/retry annotations.
     promote_annotation: str | None = None
     retry_annotation: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     def deployment(self, template_hash: str | None) -> DeploymentView | None:
         """The child Deployment running `template_hash`, if any."""

@@ -28,8 +28,6 @@ from modeldeploy_operator.planning.observations import (
 log = logging.getLogger(__name__)
 
 Manifest = dict[str, Any]
-FETCH_CONTAINER = "fetch"
-SERVE_CONTAINER = "serve"
 # Restarts after which a pod that never reported a reason counts as crash-looping.
 CRASH_LOOP_RESTARTS = 3
 _MESSAGE_LIMIT = 500
@@ -200,6 +198,23 @@ def pod_is_ready(pod: Manifest) -> bool:
     )
 
 
+def serving_endpoint(pod: Manifest) -> tuple[str, int] | None:
+    """(pod IP, port) the pod's runtime serves on: its serving container's named port.
+
+    Read from the pod, not the spec: a pod of another version may listen elsewhere.
+    """
+    ip = (pod.get("status") or {}).get("podIP")
+    if not ip:
+        return None
+    for container in pod.get("spec", {}).get("containers") or []:
+        if container.get("name") != naming.SERVE_CONTAINER:
+            continue
+        for port in container.get("ports") or []:
+            if port.get("name") == naming.PORT_NAME and port.get("containerPort"):
+                return str(ip), int(port["containerPort"])
+    return None
+
+
 def pod_hash(pod: Manifest) -> str | None:
     """The template hash a pod was made from."""
     labels = pod.get("metadata", {}).get("labels") or {}
@@ -258,6 +273,11 @@ class Memory:
     epoch: tuple[int, str | None] = (0, None)
     last_phase: str | None = None
 
+    def remember(self, results: Iterable[ValidationResult]) -> None:
+        """Keep validation results until the planner has acted on them."""
+        for result in results:
+            self.validations[(result.template_hash, result.target)] = result
+
     def start_epoch(self, generation: int, retry: str | None) -> None:
         """Forget validation results when the spec or the retry annotation changed."""
         if self.epoch != (generation, retry):
@@ -301,7 +321,6 @@ def build_observed(
         generation=int(meta.get("generation") or 0),
         desired_hash=desired_hash,
         deployments=views,
-        stable_selector=selector_hash(world.stable_service),
         preview_selector=selector_hash(world.preview_service),
         failures=tuple(failures),
         validations=tuple(memory.validations.values()),
@@ -310,8 +329,8 @@ def build_observed(
         now=rfc3339(now),
         since_promotion_seconds=seconds_since(rollout.promoted_at, now),
         since_abort_seconds=seconds_since(rollout.aborted_at, now),
-        promote_annotation=annotations.get(naming.GROUP + "/promote"),
-        retry_annotation=annotations.get(naming.GROUP + "/retry"),
+        promote_annotation=annotations.get(naming.ANNOTATION_PROMOTE),
+        retry_annotation=annotations.get(naming.ANNOTATION_RETRY),
     )
 
 

@@ -43,6 +43,8 @@ from modeldeploy_operator.planning.conditions import (
 )
 from modeldeploy_operator.planning.observations import DeploymentView, Observed
 
+# How soon to look again after the status changed.
+AFTER_STATUS_CHANGE_SECONDS = 1.0
 
 def plan(
     name: str, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, observed: Observed
@@ -166,5 +168,13 @@ def _assemble(d: draft.Draft) -> Plan:
         history=d.history[-draft.HISTORY_LIMIT :],
         rollout=d.rollout,
     )
-    requeue = min(d.requeue) if d.requeue else None
-    return Plan(actions=(*d.actions, *d.events), status=status, requeue_after=requeue)
+    requeue = list(d.requeue)
+    if status != before:
+        # Timers derived from the status being written (a promotion's scale-down delay,
+        # say) only show up in the next observation: look again soon.
+        requeue.append(AFTER_STATUS_CHANGE_SECONDS)
+    return Plan(
+        actions=(*d.actions, *d.events),
+        status=status,
+        requeue_after=min(requeue) if requeue else None,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.status import Phase, Reason
 from modeldeploy_operator.planning import draft
-from modeldeploy_operator.planning.actions import EnsureDeployment, EnsureService, Role
+from modeldeploy_operator.planning.actions import EnsureDeployment, EnsureService
 from modeldeploy_operator.planning.observations import DeploymentView
 
 
@@ -19,8 +19,8 @@ def rolling_view(d: draft.Draft) -> DeploymentView | None:
     return next((v for v in d.observed.deployments if v.name == d.name), None)
 
 
-def _ensure_rolling(d: draft.Draft, template_hash: str, version: str, role: Role) -> None:
-    d.actions.append(EnsureDeployment(d.name, template_hash, version, d.replicas, role))
+def _ensure_rolling(d: draft.Draft, template_hash: str) -> None:
+    d.actions.append(EnsureDeployment(d.name, template_hash, d.replicas))
     d.keep.add(template_hash)
 
 
@@ -28,13 +28,13 @@ def plan_rolling(d: draft.Draft) -> None:
     d.actions.append(EnsureService(naming.stable_service_name(d.name), None))
     view = rolling_view(d)
     if d.desired == d.lkg:
-        _ensure_rolling(d, d.desired, d.version, "stable")
+        _ensure_rolling(d, d.desired)
         serving = view if view and view.template_hash == d.desired else None
         draft.steady(d, serving)
         return
     if draft.blocked(d):
         if d.lkg and d.lkg_version:
-            _ensure_rolling(d, d.lkg, d.lkg_version, "stable")
+            _ensure_rolling(d, d.lkg)
         draft.blocked_verdict(d, view if view and view.template_hash == d.lkg else None)
         return
     elapsed = draft.start_rollout(d)
@@ -45,10 +45,10 @@ def plan_rolling(d: draft.Draft) -> None:
         draft.fail(d, *failure)
         if d.lkg and d.lkg_version:
             # The flip back: the Deployment's template returns to the LKG's.
-            _ensure_rolling(d, d.lkg, d.lkg_version, "stable")
+            _ensure_rolling(d, d.lkg)
         draft.blocked_verdict(d, None)
         return
-    _ensure_rolling(d, d.desired, d.version, "candidate")
+    _ensure_rolling(d, d.desired)
     if d.replicas == 0:
         d.update(started_at=None)
         draft.decide(
