@@ -98,3 +98,19 @@ cluster-clean: cluster-down ## stop the cluster and delete its state (etcd data,
 .PHONY: test-e2e
 test-e2e: venv binaries cluster-deps ## harness and end-to-end tests (local cluster, or $$KUBECONFIG when set)
 	PATH="$(BIN_DIR):$$PATH" $(PY) -m pytest -q e2e/tests
+
+# The flake hunt (issue 16): the whole e2e suite N times in a row, every run to its end,
+# then one line per run. LOAD=k keeps k busy loops running alongside (a loaded machine).
+N ?= 3
+LOAD ?= 0
+.PHONY: test-e2e-repeat
+test-e2e-repeat: venv binaries cluster-deps ## the whole e2e suite N times (N=3), optionally under LOAD=k busy loops
+	@pids=""; for _ in $$(seq 1 $(LOAD)); do ( while :; do :; done ) & pids="$$pids $$!"; done; \
+	trap 'test -z "$$pids" || kill $$pids 2>/dev/null' EXIT; \
+	results=""; failed=0; \
+	for i in $$(seq 1 $(N)); do \
+		echo "== e2e run $$i of $(N) (LOAD=$(LOAD))"; start=$$(date +%s); \
+		if PATH="$(BIN_DIR):$$PATH" $(PY) -m pytest -q e2e/tests; then rc=0; else rc=$$?; failed=1; fi; \
+		results="$$results\nrun $$i: rc=$$rc in $$(( $$(date +%s) - start ))s"; \
+	done; \
+	printf "== e2e repeat summary:$$results\n"; exit $$failed

@@ -229,9 +229,13 @@ def test_crashing_container_shows_crash_loop_back_off_with_its_termination_messa
     assert status["ready"] is False
     table = cluster.kubectl("get", "pod", "crasher", "-n", namespace).stdout
     assert "CrashLoopBackOff" in table
-    events = cluster.get_json("events", "-n", namespace,
-                              "--field-selector", "involvedObject.name=crasher")["items"]
-    assert "BackOff" in {e["reason"] for e in events}
+    def back_off_event() -> bool:
+        events = cluster.get_json("events", "-n", namespace,
+                                  "--field-selector", "involvedObject.name=crasher")["items"]
+        return "BackOff" in {e["reason"] for e in events}
+
+    # The node posts the event after the status it reports: wait for it, bounded.
+    wait_for("a BackOff event", back_off_event, timeout=30)
 
 
 def test_deleting_a_deployment_collects_its_pods_and_their_processes_exit(

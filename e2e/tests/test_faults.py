@@ -68,8 +68,13 @@ def break_and_expect_flip_back(
     assert target in degraded.get("message", ""), degraded
     history = [(h["version"], h["outcome"]) for h in status["history"]]
     assert history[-1] == (target, "RolledBack")
-    events = faults.event_reasons(cluster.client, ns, NAME)
-    assert reason in events or "RolledBack" in events, events
+    # Posted before the status that records the failure; a bounded wait still covers the
+    # API server's own delay in listing what it just stored.
+    def flip_back_event() -> dict[str, str] | None:
+        events = faults.event_reasons(cluster.client, ns, NAME)
+        return events if reason in events or "RolledBack" in events else None
+
+    workload.wait_until(flip_back_event, 30, f"a {reason} or RolledBack event")
     return status
 
 

@@ -6,9 +6,9 @@ Service's ready endpoints the way kube-proxy would: not one request may fail.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from modeldeploy_e2e import workload
+from modeldeploy_e2e import faults, workload
 from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer
 
@@ -118,3 +118,42 @@ def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
     workload.wait_until(old_scaled_down, SCALE_DOWN_DELAY + 60, "v2 scaled down after the delay")
     events = op_cluster.kubectl("describe", "md", NAME, "-n", md_namespace).stdout
     assert "Promoted" in events
+
+
+def test_a_blue_green_version_on_another_port_and_its_flip_back_keep_every_service_on_its_pods(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    # Each version moves runtime.port; v3 is also broken. A Service targeting today's spec's
+    # port number would send traffic to a port the selected pods do not listen on.
+
+    def on_port(manifest: dict[str, Any], port: int) -> dict[str, Any]:
+        manifest["spec"]["runtime"]["port"] = port
+        return manifest
+
+    def manifest(version: str, port: int) -> dict[str, Any]:
+        return on_port(workload.minilm_manifest(
+            NAME, md_namespace, version=version, endpoint=minilm_s3.endpoint, replicas=1,
+            strategy=BLUE_GREEN), port)
+
+    client = op_cluster.client
+    op_cluster.apply(manifest("v1", 8080))
+    workload.wait_for_status(client, md_namespace, NAME, workload.available_at("v1"), 300,
+                             "v1 Available")
+    with workload.inference_traffic(client, md_namespace, NAME) as traffic:
+        op_cluster.apply(manifest("v2", 9090))
+        workload.wait_for_status(client, md_namespace, NAME, workload.available_at("v2"), 300,
+                                 "v2 Available on port 9090")
+        broken = on_port(faults.wrong_expected_output(
+            NAME, md_namespace, minilm_s3.endpoint, version="v3", replicas=1,
+            strategy=BLUE_GREEN), 7070)
+        op_cluster.apply(broken)
+        status = workload.wait_for_status(
+            client, md_namespace, NAME, lambda s: s.get("phase") == "RolledBack", 300,
+            "v3 rolled back")
+    report = traffic.report
+    print(f"traffic across two port changes and a flip back: {report.summary()}")
+    assert report.failures == 0, report.summary()
+    assert report.successes > 10, report.summary()
+    assert status["currentVersion"] == "v2"
+    assert workload.served_versions(client, md_namespace, NAME, "minilm") == {"v2"}
+    assert {port for _, port in workload.service_endpoints(client, md_namespace, NAME)} == {9090}
