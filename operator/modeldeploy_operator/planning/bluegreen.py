@@ -83,14 +83,7 @@ def _bg_rollout(d: draft.Draft, serving: DeploymentView | None) -> None:
         return
     _ensure_bg(d, d.desired)
     if d.replicas == 0:
-        d.update(started_at=None)
-        draft.decide(
-            d,
-            Phase.PENDING,
-            Reason.SCALED_TO_ZERO,
-            f"version {d.version} is validated and promoted once replicas > 0",
-            serving,
-        )
+        draft.wait_for_replicas(d, "is validated and promoted", serving)
         return
     if not ready:
         count = view.ready_replicas if view else 0

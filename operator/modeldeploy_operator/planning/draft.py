@@ -360,3 +360,15 @@ def blocked_verdict(d: Draft, serving: DeploymentView | None) -> None:
         )
         reason = reason if reason is not Reason.PREVIOUSLY_FAILED else Reason.FIRST_DEPLOY_FAILED
         decide(d, Phase.FAILED, reason, summary, serving)
+
+
+def wait_for_replicas(d: Draft, what_then: str, serving: DeploymentView | None) -> None:
+    """Scaled to zero: nothing to roll out or prove until replicas > 0; no deadline runs."""
+    d.update(started_at=None)
+    decide(
+        d,
+        Phase.PENDING,
+        Reason.SCALED_TO_ZERO,
+        f"version {d.version} {what_then} once replicas > 0",
+        serving,
+    )

@@ -50,14 +50,7 @@ def plan_rolling(d: draft.Draft) -> None:
         return
     _ensure_rolling(d, d.desired)
     if d.replicas == 0:
-        d.update(started_at=None)
-        draft.decide(
-            d,
-            Phase.PENDING,
-            Reason.SCALED_TO_ZERO,
-            f"version {d.version} rolls out and is validated once replicas > 0",
-            view,
-        )
+        draft.wait_for_replicas(d, "rolls out and is validated", view)
     elif proven:
         draft.complete(d)
         draft.decide(
