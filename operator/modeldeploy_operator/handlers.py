@@ -1,11 +1,13 @@
 """The kopf glue: lifecycle handlers and child watches feed one worker per ModelDeployment.
 
 Each ModelDeployment has one asyncio worker that runs `reconcile` (in a thread) whenever
-it is woken, or when the planner's requeue time comes. Handlers only wake workers:
-create/update/resume start one, events on child Deployments and Pods wake their owner
-(so progress is seen as it happens, without busy polling), delete stops it. No finalizer
-is involved, so a stopped operator never blocks `kubectl delete`; owner references
-garbage-collect the children.
+it is woken, or when the planner's requeue time comes. Handlers only feed the store and
+wake workers: create/update/resume start one, events on child Deployments, Pods and
+Services go into the `ChildStore` and wake their owner (so progress is seen as it
+happens, without busy polling or list calls), delete stops it. A worker's first pass, and
+one every resync period, reads from the API server instead ("fresh"), which heals a
+missed watch event. No finalizer is involved, so a stopped operator never blocks
+`kubectl delete`; owner references garbage-collect the children.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import kopf
 
 from modeldeploy_operator import metrics
+from modeldeploy_operator.adapters.store import ChildStore
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.errors import PermanentError, TransientError
 from modeldeploy_operator.api.spec import GROUP, PLURAL, VERSION
@@ -32,8 +35,9 @@ from modeldeploy_operator.reconcile import Context, Gone, reconcile
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-# Look again at least this often even when nothing happens (a missed event heals).
-RESYNC_SECONDS = 120.0
+# Read everything from the API server at least this often, even when nothing happens (a
+# missed watch event heals); `--resync-seconds` sets it.
+RESYNC_SECONDS = 600.0
 # Events arriving within this window are folded into one reconcile.
 DEBOUNCE_SECONDS = 0.1
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -49,6 +53,8 @@ class Worker:
     task: asyncio.Task[None] | None = None
     # (generation, annotations that matter) last seen on a watch event.
     signature: tuple[Any, ...] | None = None
+    # When this worker last read from the API server (monotonic); None: not yet.
+    fresh_at: float | None = None
 
     @property
     def task_done(self) -> bool:
@@ -61,19 +67,23 @@ class Workers:
 
     def __init__(
         self,
-        context_factory: Callable[[], Context],
-        reconcile_fn: Callable[[Context, str, str, observe.Memory], Any] = reconcile,
+        context_factory: Callable[[ChildStore], Context],
+        reconcile_fn: Callable[[Context, str, str, observe.Memory, bool], Any] = reconcile,
+        resync_seconds: float = RESYNC_SECONDS,
+        store: ChildStore | None = None,
     ) -> None:
         self._context_factory = context_factory
         self._context: Context | None = None
         self._reconcile = reconcile_fn
         self._workers: dict[Key, Worker] = {}
+        self.resync_seconds = resync_seconds
+        self.store = store if store is not None else ChildStore()
 
     @property
     def context(self) -> Context:
         """The shared client context, made on first use (after kopf has logged in)."""
         if self._context is None:
-            self._context = self._context_factory()
+            self._context = self._context_factory(self.store)
         return self._context
 
     def keys(self) -> list[Key]:
@@ -116,34 +126,43 @@ class Workers:
             await asyncio.sleep(DEBOUNCE_SECONDS)
             worker.wake.clear()
             started = time.monotonic()
+            fresh = worker.fresh_at is None or started - worker.fresh_at >= self.resync_seconds
             delay: float | None
             try:
                 outcome = await asyncio.to_thread(
-                    self._reconcile, self.context, namespace, name, worker.memory
+                    self._reconcile, self.context, namespace, name, worker.memory, fresh
                 )
                 failures = 0
+                if fresh:
+                    worker.fresh_at = started
                 delay = getattr(outcome, "requeue_after", None)
-                metrics.observe_reconcile(time.monotonic() - started, ok=True)
+                metrics.observe_reconcile(
+                    time.monotonic() - started, getattr(outcome, "result", "changed")
+                )
             except Gone:
                 log.info("%s/%s is gone; its worker stops", namespace, name)
                 self._workers.pop(worker.key, None)
                 return
             except PermanentError as exc:
                 # Reported without a traceback: the same input fails the same way.
-                metrics.observe_reconcile(time.monotonic() - started, ok=False)
+                metrics.observe_reconcile(time.monotonic() - started, "error")
                 log.error("%s/%s: %s", namespace, name, exc)
                 delay = ERROR_BACKOFF[-1]
             except (TransientError, OSError) as exc:
-                metrics.observe_reconcile(time.monotonic() - started, ok=False)
+                metrics.observe_reconcile(time.monotonic() - started, "error")
                 delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
                 failures += 1
                 log.warning("%s/%s: %s; retrying in %.0fs", namespace, name, exc, delay)
             except Exception:
-                metrics.observe_reconcile(time.monotonic() - started, ok=False)
+                metrics.observe_reconcile(time.monotonic() - started, "error")
                 delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
                 failures += 1
                 log.exception("%s/%s: reconcile failed; retrying in %.0fs", namespace, name, delay)
-            timeout = RESYNC_SECONDS if delay is None else max(0.0, min(delay, RESYNC_SECONDS))
+            # After an error the next pass reads fresh: the store may be what was wrong.
+            if delay is not None and failures:
+                worker.fresh_at = None
+            resync = self.resync_seconds
+            timeout = resync if delay is None else max(0.0, min(delay, resync))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(worker.wake.wait(), timeout=timeout)
 
@@ -212,6 +231,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         *, type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
     ) -> None:
         key = (namespace or "", name)
+        memo.workers.store.observe("ModelDeployment", body, deleted=type == "DELETED")
         if type == "DELETED":
             await memo.workers.stop(key)
             return
@@ -223,9 +243,14 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
     @kopf.on.event("apps", "v1", "deployments", labels=children, registry=registry)
     @kopf.on.event("", "v1", "pods", labels=children, registry=registry)
+    @kopf.on.event("", "v1", "services", labels=children, registry=registry)
     def on_child(
-        *, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+        *, type: str, body: kopf.Body, labels: Mapping[str, str], namespace: str | None,
+        memo: Any, **_: Any
     ) -> None:
+        kind = str(body.get("kind") or "")
+        if kind:
+            memo.workers.store.observe(kind, body, deleted=type == "DELETED")
         owner = labels.get(naming.LABEL_MODEL_DEPLOYMENT)
         if owner:
             memo.workers.poke((namespace or "", owner))

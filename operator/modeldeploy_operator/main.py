@@ -24,6 +24,7 @@ import kopf
 from modeldeploy_operator import handlers, metrics
 from modeldeploy_operator.adapters.kube import Kube, load_client_config
 from modeldeploy_operator.adapters.runtime_client import RuntimeClient
+from modeldeploy_operator.adapters.store import ChildStore
 from modeldeploy_operator.reconcile import Context
 
 DEFAULT_IMAGE_ENV = "MODELDEPLOY_DEFAULT_RUNTIME_IMAGE"
@@ -72,7 +73,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get(DEFAULT_IMAGE_ENV) or None,
         help=f"runtime image for specs that keep the built-in default (env {DEFAULT_IMAGE_ENV})",
     )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=handlers.RESYNC_SECONDS,
+        help="read each resource and its children from the API server at least this often "
+        "(between, watch events keep the operator current)",
+    )
     args = parser.parse_args(argv)
+    if args.resync_seconds <= 0:
+        parser.error(f"--resync-seconds must be > 0, got {args.resync_seconds}")
     if args.priority and not args.peering:
         parser.error("--priority needs --peering NAME: priorities only matter between peers")
     return args
@@ -106,14 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry = kopf.OperatorRegistry()
     handlers.register(registry)
 
-    def make_context() -> Context:
+    def make_context(store: ChildStore) -> Context:
         return Context(
             kube=Kube(load_client_config()),
             runtime=RuntimeClient(),
             default_image=args.default_runtime_image,
+            store=store,
         )
 
-    workers = handlers.Workers(make_context)
+    workers = handlers.Workers(make_context, resync_seconds=args.resync_seconds)
     kopf.run(
         registry=registry,
         standalone=not args.peering,

@@ -1,4 +1,4 @@
-"""The operator's Prometheus metrics: reconcile counts and durations."""
+"""The operator's Prometheus metrics: reconciles by outcome and duration, API requests."""
 
 from __future__ import annotations
 
@@ -14,10 +14,22 @@ RECONCILE_SECONDS = Histogram(
 )
 
 
-def observe_reconcile(seconds: float, ok: bool) -> None:
-    """Count one reconcile and its duration."""
-    RECONCILES.labels(result="ok" if ok else "error").inc()
+API_REQUESTS = Counter(
+    "modeldeploy_api_requests_total",
+    "Kubernetes API requests the operator made (watches excepted), by verb and resource.",
+    ["verb", "resource"],
+)
+
+
+def observe_reconcile(seconds: float, result: str) -> None:
+    """Count one reconcile by outcome (changed, unchanged, error) and its duration."""
+    RECONCILES.labels(result=result).inc()
     RECONCILE_SECONDS.observe(seconds)
+
+
+def count_api_request(verb: str, resource: str) -> None:
+    """Count one request to the Kubernetes API."""
+    API_REQUESTS.labels(verb=verb, resource=resource).inc()
 
 
 def serve(port: int, host: str = "0.0.0.0") -> None:

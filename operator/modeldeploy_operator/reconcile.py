@@ -1,8 +1,10 @@
 """One reconcile of one ModelDeployment: read, observe, plan, apply, write status.
 
 Blocking (the Kubernetes client and httpx are synchronous); the handlers run it in a
-thread. Level-based: it reads everything it needs from the cluster every time, so a
-restarted operator resumes exactly where the recorded status and the children say.
+thread. Level-based: it acts on the whole current state every time, so a restarted
+operator resumes exactly where the recorded status and the children say. That state comes
+from the watch-fed `ChildStore` (no API reads), or, on a `fresh` pass (the first after
+start and each resync), from the API server itself, which also refreshes the store.
 The plan is the whole decision; this module only sequences its writes and feeds what
 they learned (validation results) back into the next plan.
 """
@@ -11,13 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from modeldeploy_operator.adapters import apply
 from modeldeploy_operator.adapters.kube import Kube, NotFoundError
 from modeldeploy_operator.adapters.runtime_client import RuntimeClient
+from modeldeploy_operator.adapters.store import ChildStore, WriteThrough
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.errors import OperatorError, PermanentError
 from modeldeploy_operator.api.spec import InvalidSpecError, parse_spec
@@ -44,6 +47,8 @@ class Context:
     runtime: RuntimeClient
     default_image: str | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # Watch-fed children; None reads everything from the API server on every pass.
+    store: ChildStore | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,13 @@ class Outcome:
     actions: int
     # Operator-side validations that ran (their results went into the next plan).
     validated: bool = False
+    # Objects created, changed or deleted (status aside): 0 when there was nothing to do.
+    writes: int = 0
+
+    @property
+    def result(self) -> str:
+        """For the reconcile counter: did this pass change anything?"""
+        return "changed" if self.status_written or self.writes else "unchanged"
 
 
 def _owner(md: Manifest) -> builders.Owner:
@@ -63,15 +75,47 @@ def _owner(md: Manifest) -> builders.Owner:
     return builders.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
 
 
-def fetch_world(kube: Kube, namespace: str, name: str) -> observe.World:
-    """The child objects of one ModelDeployment, one list call per kind."""
+CHILD_KINDS = ("Deployment", "Pod", "Service")
+
+
+def fetch_world(
+    kube: Kube, store: ChildStore | None, namespace: str, name: str, fresh: bool
+) -> observe.World:
+    """The child objects of one ModelDeployment: from the store, or listed when `fresh`."""
     selector = {naming.LABEL_MODEL_DEPLOYMENT: name}
+    if store is None or fresh:
+        listed = {
+            "Deployment": kube.list("Deployment", namespace, selector),
+            "Pod": kube.list("Pod", namespace, selector),
+            "Service": kube.list("Service", namespace, selector),
+        }
+        if store is not None:
+            for kind, items in listed.items():
+                store.seed(kind, namespace, selector, items)
+    else:
+        listed = {kind: store.list(kind, namespace, selector) for kind in CHILD_KINDS}
+    services = {s["metadata"]["name"]: s for s in listed["Service"]}
     return observe.World(
-        deployments=kube.list("Deployment", namespace, selector),
-        pods=kube.list("Pod", namespace, selector),
-        stable_service=kube.get("Service", namespace, naming.stable_service_name(name)),
-        preview_service=kube.get("Service", namespace, naming.preview_service_name(name)),
+        deployments=listed["Deployment"],
+        pods=listed["Pod"],
+        stable_service=services.get(naming.stable_service_name(name)),
+        preview_service=services.get(naming.preview_service_name(name)),
     )
+
+
+def _read_model_deployment(ctx: Context, namespace: str, name: str, fresh: bool) -> Manifest:
+    stored = None if fresh or ctx.store is None else ctx.store.get(
+        "ModelDeployment", namespace, name
+    )
+    if stored is not None:
+        return stored
+    try:
+        md = ctx.kube.get_model_deployment(namespace, name)
+    except NotFoundError:
+        raise Gone(f"{namespace}/{name}") from None
+    if ctx.store is not None:
+        ctx.store.observe("ModelDeployment", md)
+    return md
 
 
 def _write_status(ctx: Context, md: Manifest, after: ModelDeploymentStatus) -> bool:
@@ -82,7 +126,10 @@ def _write_status(ctx: Context, md: Manifest, after: ModelDeploymentStatus) -> b
     if not patch:
         return False
     meta = md["metadata"]
-    ctx.kube.patch_status(meta["namespace"], meta["name"], patch)
+    stored = ctx.kube.patch_status(meta["namespace"], meta["name"], patch)
+    if ctx.store is not None and stored:
+        # Write-through: the next pass must not plan from the status before this write.
+        ctx.store.observe("ModelDeployment", stored)
     return True
 
 
@@ -94,15 +141,23 @@ def _runtime_status(ctx: Context) -> Callable[[Manifest], Any]:
     return ask
 
 
-def reconcile(ctx: Context, namespace: str, name: str, memory: observe.Memory) -> Outcome:
+def reconcile(
+    ctx: Context, namespace: str, name: str, memory: observe.Memory, fresh: bool = True
+) -> Outcome:
     """Bring one ModelDeployment a step closer to its spec; raise `Gone` when it is gone.
 
+    `fresh` reads from the API server (and refreshes the store) instead of the store.
     When a pass ran an operator-side validation, the next pass follows at once so the
     planner acts on the result (a promotion, a flip back) without waiting for a requeue.
     """
-    outcome = _reconcile_once(ctx, namespace, name, memory)
+    outcome = _reconcile_once(ctx, namespace, name, memory, fresh)
     if outcome.validated:
-        outcome = _reconcile_once(ctx, namespace, name, memory)
+        again = _reconcile_once(ctx, namespace, name, memory, fresh=False)
+        outcome = replace(
+            again,
+            status_written=outcome.status_written or again.status_written,
+            writes=outcome.writes + again.writes,
+        )
     return outcome
 
 
@@ -117,12 +172,9 @@ def _report_blocked(
 
 
 def _reconcile_once(
-    ctx: Context, namespace: str, name: str, memory: observe.Memory
+    ctx: Context, namespace: str, name: str, memory: observe.Memory, fresh: bool
 ) -> Outcome:
-    try:
-        md = ctx.kube.get_model_deployment(namespace, name)
-    except NotFoundError:
-        raise Gone(f"{namespace}/{name}") from None
+    md = _read_model_deployment(ctx, namespace, name, fresh)
     meta = md.get("metadata", {})
     if meta.get("deletionTimestamp"):
         raise Gone(f"{namespace}/{name}")
@@ -141,7 +193,7 @@ def _reconcile_once(
     desired = builders.template_hash(spec, ctx.default_image)
     annotations = meta.get("annotations") or {}
     memory.start_epoch(generation, annotations.get(naming.ANNOTATION_RETRY))
-    world = fetch_world(ctx.kube, namespace, name)
+    world = fetch_world(ctx.kube, ctx.store, namespace, name, fresh)
     observed = observe.build_observed(
         md, before, desired, world, memory, now, _runtime_status(ctx)
     )
@@ -150,7 +202,7 @@ def _reconcile_once(
         md=md, owner=owner, spec=spec, desired_hash=desired, default_image=ctx.default_image
     )
     try:
-        written, learned = _carry_out(ctx, target, plan, before, world.pods, stamp)
+        written, learned, writes = _carry_out(ctx, target, plan, before, world, stamp)
     except NotFoundError:
         raise  # a child vanished mid-plan: the next pass sees it gone
     except PermanentError as exc:
@@ -172,7 +224,8 @@ def _reconcile_once(
         )
         memory.last_phase = plan.status.phase.value
     return Outcome(
-        plan.requeue_after, plan.status.phase.value, written, len(plan.actions), bool(learned)
+        plan.requeue_after, plan.status.phase.value, written, len(plan.actions), bool(learned),
+        writes,
     )
 
 
@@ -181,10 +234,11 @@ def _carry_out(
     target: apply.Target,
     plan: Plan,
     before: ModelDeploymentStatus,
-    pods: list[Manifest],
+    world: observe.World,
     stamp: str,
-) -> tuple[bool, tuple[ValidationResult, ...]]:
-    """The plan's writes in a crash-safe order; (status written, validations learned).
+) -> tuple[bool, tuple[ValidationResult, ...], int]:
+    """The plan's writes in a crash-safe order: (status written, validations learned,
+    objects written).
 
     Events go out before the status that records their cause, so whoever sees the status
     also finds the event, and a crash in between posts it again rather than never.
@@ -194,11 +248,12 @@ def _carry_out(
     """
     md = target.md
     status_first = plan.status.rollout.failed_hashes != before.rollout.failed_hashes
+    kube = ctx.kube if ctx.store is None else WriteThrough(ctx.kube, ctx.store)
     if status_first:
-        apply.post_events(ctx.kube, md, plan.actions, stamp)
+        apply.post_events(kube, md, plan.actions, stamp)
         written = _write_status(ctx, md, plan.status)
-        learned = apply.apply_actions(ctx.kube, ctx.runtime, target, plan.actions, pods)
-        return written, learned
-    learned = apply.apply_actions(ctx.kube, ctx.runtime, target, plan.actions, pods)
-    apply.post_events(ctx.kube, md, plan.actions, stamp)
-    return _write_status(ctx, md, plan.status), learned
+        applied = apply.apply_actions(kube, ctx.runtime, target, plan.actions, world)
+        return written, applied.validations, applied.writes
+    applied = apply.apply_actions(kube, ctx.runtime, target, plan.actions, world)
+    apply.post_events(kube, md, plan.actions, stamp)
+    return _write_status(ctx, md, plan.status), applied.validations, applied.writes

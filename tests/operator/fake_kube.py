@@ -43,15 +43,17 @@ class FakeKube:
 
     # -- the Kube surface ----------------------------------------------------------------
     def get_model_deployment(self, namespace: str, name: str) -> Manifest:
+        self.calls.append(("get", "ModelDeployment", name))
         if self.md is None:
             raise NotFoundError("gone", 404)
         return copy.deepcopy(self.md)
 
-    def patch_status(self, namespace: str, name: str, patch: Manifest) -> None:
+    def patch_status(self, namespace: str, name: str, patch: Manifest) -> Manifest:
         assert self.md is not None
         self.calls.append(("patch_status", name))
         self.status_writes += 1
         self.md["status"] = merge(self.md.get("status") or {}, patch)
+        return copy.deepcopy(self.md)
 
     def apply(self, manifest: Manifest) -> Manifest:
         key = (manifest["kind"], manifest["metadata"]["name"])
@@ -80,9 +82,11 @@ class FakeKube:
         return self.objects.pop((kind, name), None) is not None
 
     def get(self, kind: str, namespace: str, name: str) -> Manifest | None:
+        self.calls.append(("get", kind, name))
         return copy.deepcopy(self.objects.get((kind, name)))
 
     def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Manifest]:
+        self.calls.append(("list", kind))
         found = []
         for (k, _), obj in self.objects.items():
             labels = obj["metadata"].get("labels") or {}

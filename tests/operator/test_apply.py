@@ -10,7 +10,7 @@ from modeldeploy_operator.adapters import apply
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.spec import ModelDeploymentSpec, parse_spec
 from modeldeploy_operator.api.status import ModelDeploymentStatus, Revision, RolloutState
-from modeldeploy_operator.planning import builders
+from modeldeploy_operator.planning import builders, observe
 from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
     DeleteService,
@@ -64,10 +64,23 @@ def ready_pod(template_hash: str, ip: str) -> dict[str, Any]:
     }
 
 
+def world(kube: FakeKube, pods: Any = ()) -> observe.World:
+    """The children as a reconcile would read them from the (fake) API server."""
+    services = {k[1]: o for k, o in kube.objects.items() if k[0] == "Service"}
+    return observe.World(
+        deployments=[o for k, o in kube.objects.items() if k[0] == "Deployment"],
+        pods=list(pods),
+        stable_service=services.get("md"),
+        preview_service=services.get("md-preview"),
+    )
+
+
 def run(kube: FakeKube, t: apply.Target, *actions: Any, pods: Any = (),
         validator: FakeValidator | None = None) -> Any:
     apply.post_events(kube, t.md, actions, "2026-01-01T00:00:00Z")
-    return apply.apply_actions(kube, validator or FakeValidator({}), t, actions, list(pods))
+    applied = apply.apply_actions(
+        kube, validator or FakeValidator({}), t, actions, world(kube, pods))
+    return applied.validations
 
 
 def test_ensure_deployment_applies_its_config_map_first_then_the_deployment() -> None:
@@ -79,14 +92,44 @@ def test_ensure_deployment_applies_its_config_map_first_then_the_deployment() ->
     assert kube.objects[("Deployment", "md")]["spec"]["replicas"] == 3
 
 
-def test_applying_the_same_plan_twice_leaves_the_same_objects() -> None:
+def test_applying_the_same_plan_twice_writes_nothing_the_second_time() -> None:
     kube = FakeKube()
     t = target(spec())
-    action = EnsureDeployment("md", t.desired_hash, 1)
-    run(kube, t, action, EnsureService("md", None))
+    actions = (EnsureDeployment("md", t.desired_hash, 1), EnsureService("md", None),
+               ScaleDeployment("md", 1))
+    run(kube, t, *actions)
     first = json.dumps(list(kube.objects.values()), sort_keys=True)
-    run(kube, t, action, EnsureService("md", None))
+    kube.calls.clear()
+    again = apply.apply_actions(kube, FakeValidator({}), t, actions, world(kube))
+    assert (kube.calls, again.writes) == ([], 0)
     assert json.dumps(list(kube.objects.values()), sort_keys=True) == first
+
+
+def test_a_child_changed_behind_the_operators_back_is_applied_again() -> None:
+    kube = FakeKube()
+    t = target(spec())
+    run(kube, t, EnsureDeployment("md", t.desired_hash, 1), EnsureService("md", None))
+    kube.objects[("Service", "md")]["spec"]["selector"] = {"app": "someone-else"}
+    kube.objects[("Deployment", "md")]["spec"]["template"]["spec"]["containers"][0][
+        "image"] = "edited:by-hand"
+    kube.calls.clear()
+    applied = apply.apply_actions(
+        kube, FakeValidator({}), t,
+        (EnsureDeployment("md", t.desired_hash, 1), EnsureService("md", None)), world(kube))
+    assert ("apply", "Deployment", "md") in kube.calls
+    assert ("apply", "Service", "md") in kube.calls
+    assert applied.writes == 3
+
+
+def test_is_applied_ignores_what_the_api_server_adds_but_not_what_differs() -> None:
+    desired = {"spec": {"replicas": 2, "ports": [{"port": 80, "targetPort": "http"}]}}
+    live = {"spec": {"replicas": 2, "ports": [{"port": 80, "targetPort": "http",
+                                                "protocol": "TCP"}], "clusterIP": "x"},
+            "status": {"ready": 1}}
+    assert apply.is_applied(desired, live)
+    assert not apply.is_applied(desired, {"spec": {"replicas": 3, "ports": []}})
+    assert not apply.is_applied({"a": [1, 2]}, {"a": [1]})
+    assert not apply.is_applied({"a": {"b": 1}}, {"a": None})
 
 
 def test_flip_back_rebuilds_the_last_known_good_pods_from_its_recorded_spec() -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from modeldeploy_operator.adapters.store import ChildStore
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.planning import observe
 from modeldeploy_operator.reconcile import Context, Gone, reconcile
@@ -346,3 +347,51 @@ def test_a_flip_back_whose_recorded_template_is_gone_is_a_condition_not_a_crash_
     assert [r for _, r, _ in api.events].count("TemplateUnavailable") == 1
     assert api.status_writes <= writes + 1
     assert "v2" in status["rollout"]["failedVersions"]  # the recorded failure survives
+
+
+def _watched(api: FakeKube) -> ChildStore:
+    """A store fed like the watch streams feed it: with everything the fake API holds."""
+    store = ChildStore()
+    if api.md is not None:
+        store.observe("ModelDeployment", api.md)
+    for (kind, _), body in api.objects.items():
+        store.observe(kind, {**body, "metadata": {**body["metadata"], "namespace": NS}})
+    return store
+
+
+def test_a_pass_from_the_store_reads_nothing_from_the_api_and_a_settled_one_writes_nothing(
+) -> None:
+    api, _, ctx, memory, _ = setup(md_body("v1"))
+    reconcile(ctx, NS, "md", memory)
+    api.roll_out("md")
+    settle(ctx, memory)
+    ctx.store = _watched(api)
+    api.calls.clear()
+    outcome = reconcile(ctx, NS, "md", memory, fresh=False)
+    assert api.calls == []
+    assert outcome.result == "unchanged" and outcome.requeue_after is None
+
+
+def test_a_fresh_pass_lists_the_children_and_refreshes_the_store() -> None:
+    api, _, ctx, memory, _ = setup(md_body("v1"))
+    ctx.store = ChildStore()
+    reconcile(ctx, NS, "md", memory, fresh=True)
+    assert {("list", "Deployment"), ("list", "Pod"), ("list", "Service")} <= set(api.calls)
+    api.roll_out("md")
+    reconcile(ctx, NS, "md", memory, fresh=True)
+    assert ctx.store.list("Pod", NS, {naming.LABEL_MODEL_DEPLOYMENT: "md"})
+
+
+def test_a_missed_watch_event_is_healed_by_the_next_fresh_pass() -> None:
+    api, _, ctx, memory, _ = setup(md_body("v1"))
+    reconcile(ctx, NS, "md", memory)
+    api.roll_out("md")
+    settle(ctx, memory)
+    ctx.store = _watched(api)
+    # Someone points the Service elsewhere and the watch event is lost.
+    api.objects[("Service", "md")]["spec"]["selector"] = {"app": "hijacked"}
+    reconcile(ctx, NS, "md", memory, fresh=False)
+    assert api.objects[("Service", "md")]["spec"]["selector"] == {"app": "hijacked"}
+    reconcile(ctx, NS, "md", memory, fresh=True)
+    assert api.objects[("Service", "md")]["spec"]["selector"] == {
+        naming.LABEL_MODEL_DEPLOYMENT: "md"}

@@ -15,16 +15,19 @@ class Recorder:
         self.calls: list[tuple[str, str]] = []
         self.requeue = requeue
         self.gone = False
+        self.fresh: list[bool] = []
 
-    def __call__(self, ctx: Any, namespace: str, name: str, memory: observe.Memory) -> Outcome:
+    def __call__(self, ctx: Any, namespace: str, name: str, memory: observe.Memory,
+                 fresh: bool) -> Outcome:
         self.calls.append((namespace, name))
+        self.fresh.append(fresh)
         if self.gone:
             raise Gone(name)
         return Outcome(self.requeue, "Available", False, 0)
 
 
 def workers(recorder: Recorder) -> handlers.Workers:
-    return handlers.Workers(lambda: None, reconcile_fn=recorder)  # type: ignore[arg-type,return-value]
+    return handlers.Workers(lambda store: None, reconcile_fn=recorder)  # type: ignore[arg-type,return-value]
 
 
 async def test_a_poke_runs_one_reconcile_and_a_burst_of_pokes_is_folded() -> None:
@@ -70,3 +73,15 @@ async def test_echoes_of_our_own_status_writes_do_not_wake_the_worker() -> None:
     await asyncio.sleep(handlers.DEBOUNCE_SECONDS * 3)
     assert len(recorder.calls) == 2
     await w.stop_all()
+
+
+async def test_the_first_pass_and_one_per_resync_period_read_fresh_the_rest_the_store() -> None:
+    recorder = Recorder(requeue=0.05)
+    w = handlers.Workers(lambda store: None, reconcile_fn=recorder,  # type: ignore[arg-type,return-value]
+                         resync_seconds=0.5)
+    w.poke(("ns", "a"))
+    await asyncio.sleep(1.3)
+    await w.stop_all()
+    fresh = recorder.fresh
+    assert fresh[0] is True, fresh
+    assert fresh.count(False) > fresh.count(True) >= 2, fresh

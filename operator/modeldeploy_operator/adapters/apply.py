@@ -107,17 +107,55 @@ def spec_for_template(
         ) from None
 
 
-def _ensure_deployment(kube: KubeWrites, target: Target, action: EnsureDeployment) -> None:
+def is_applied(desired: Any, live: Any) -> bool:
+    """Does the live object already hold every field `desired` sets (as server-side apply
+    would leave it)? The API server adds defaults and status; those do not count."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(
+            is_applied(value, live.get(key)) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_applied(d, v) for d, v in zip(desired, live, strict=True))
+        )
+    return bool(desired == live)
+
+
+def _apply_if_changed(kube: KubeWrites, manifest: Manifest, live: Manifest | None) -> int:
+    """Apply `manifest` unless `live` already matches it; the number of writes made."""
+    if live is not None and is_applied(manifest, live):
+        return 0
+    kube.apply(manifest)
+    return 1
+
+
+def _ensure_deployment(
+    kube: KubeWrites, target: Target, action: EnsureDeployment, live: Manifest | None
+) -> int:
     spec = spec_for_template(kube, target, action.template_hash)
     # Render with today's strategy (surge settings), but the recorded template's pods.
     spec = spec.model_copy(update={"strategy": target.spec.strategy})
     owner = target.owner
-    kube.apply(builders.config_map(owner, spec, action.template_hash))
-    kube.apply(
-        builders.deployment(
-            owner, action.name, spec, action.template_hash, action.replicas, target.default_image
-        )
+    deployment = builders.deployment(
+        owner, action.name, spec, action.template_hash, action.replicas, target.default_image
     )
+    if live is not None and is_applied(deployment, live):
+        # Its config map went out before it did, and is immutable: nothing to write.
+        return 0
+    kube.apply(builders.config_map(owner, spec, action.template_hash))
+    kube.apply(deployment)
+    return 2
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What carrying out a plan's actions did and learned."""
+
+    validations: tuple[ValidationResult, ...] = ()
+    # Objects written: 0 for a plan whose children already were as it wanted.
+    writes: int = 0
 
 
 def _run_validation(
@@ -160,33 +198,45 @@ def apply_actions(
     validator: Validator,
     target: Target,
     actions: Iterable[Action],
-    pods: list[Manifest],
-) -> tuple[ValidationResult, ...]:
-    """Carry out every action but the events, in order; return the validations that ran."""
+    world: observe.World,
+) -> Applied:
+    """Carry out every action but the events, in order, writing only what differs from
+    the children in `world`; return the validations that ran and the writes made."""
     owner = target.owner
+    deployments = {d["metadata"]["name"]: d for d in world.deployments}
+    services = {
+        s["metadata"]["name"]: s for s in (world.stable_service, world.preview_service) if s
+    }
     learned: list[ValidationResult] = []
+    writes = 0
     for action in unique_actions(actions):
         if isinstance(action, EnsureDeployment):
-            _ensure_deployment(kube, target, action)
+            writes += _ensure_deployment(kube, target, action, deployments.get(action.name))
         elif isinstance(action, ScaleDeployment):
-            kube.scale(owner.namespace, action.name, action.replicas)
+            live = deployments.get(action.name)
+            if live is None or live.get("spec", {}).get("replicas") != action.replicas:
+                kube.scale(owner.namespace, action.name, action.replicas)
+                writes += 1
         elif isinstance(action, DeleteDeployment):
             kube.delete("Deployment", owner.namespace, action.name)
             config_name = naming.config_map_name(owner.name, action.template_hash)
             kube.delete("ConfigMap", owner.namespace, config_name)
+            writes += 2
         elif isinstance(action, EnsureService):
-            kube.apply(builders.service(owner, action.name, action.template_hash))
+            service = builders.service(owner, action.name, action.template_hash)
+            writes += _apply_if_changed(kube, service, services.get(action.name))
         elif isinstance(action, DeleteService):
             kube.delete("Service", owner.namespace, action.name)
+            writes += 1
         elif isinstance(action, RunValidation):
-            result = _run_validation(validator, pods, target, action)
+            result = _run_validation(validator, world.pods, target, action)
             if result is not None:
                 learned.append(result)
         elif isinstance(action, EmitEvent):
             continue  # posted by post_events, before the status that records them
         else:  # pragma: no cover - the Action union is closed
             raise TypeError(f"unknown action {action!r}")
-    return tuple(learned)
+    return Applied(tuple(learned), writes)
 
 
 def referenced_hashes(status: ModelDeploymentStatus, desired_hash: str) -> set[str]:

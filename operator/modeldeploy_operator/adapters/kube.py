@@ -19,6 +19,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from modeldeploy_operator import metrics
 from modeldeploy_operator.api.errors import OperatorError, PermanentError, TransientError
 from modeldeploy_operator.api.spec import GROUP, PLURAL, VERSION
 
@@ -40,7 +41,7 @@ API_CALLS: frozenset[tuple[str, str, str]] = frozenset(
         ("create", "apps", "deployments"),
         ("delete", "apps", "deployments"),
         ("list", "", "pods"),
-        ("get", "", "services"),
+        ("list", "", "services"),
         ("patch", "", "services"),
         ("create", "", "services"),
         ("delete", "", "services"),
@@ -97,6 +98,25 @@ def _error_from(exc: ApiException, what: str) -> KubeError:
     return PermanentKubeError(message, status)
 
 
+def request_kind(method: str, path: str, content_type: str | None) -> tuple[str, str]:
+    """(verb, resource) of a request, as the API server authorizes it: for metrics."""
+    parts = path.split("?")[0].strip("/").split("/")
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]
+    resource = rest[0] if rest else "unknown"
+    if len(rest) > 2:
+        resource = f"{resource}/{rest[2]}"
+    named = len(rest) > 1
+    verb = {
+        "GET": "get" if named else "list",
+        "POST": "create",
+        "DELETE": "delete",
+        "PATCH": "apply" if content_type == APPLY else "patch",
+    }.get(method, method.lower())
+    return verb, resource
+
+
 def retrying(call: Callable[[], T], attempts: int = 4, delay: float = 0.2) -> T:
     """Run `call`, retrying transient failures (conflicts included) with a short backoff."""
     for attempt in range(attempts):
@@ -134,6 +154,7 @@ class Kube:
         content_type: str | None = None,
         what: str = "",
     ) -> Manifest:
+        metrics.count_api_request(*request_kind(method, path, content_type))
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -172,9 +193,9 @@ class Kube:
             )
         )
 
-    def patch_status(self, namespace: str, name: str, status: Manifest) -> None:
-        """Replace the status (merge patch of the status subresource; spec untouched)."""
-        retrying(
+    def patch_status(self, namespace: str, name: str, status: Manifest) -> Manifest:
+        """Merge-patch the status subresource (spec untouched); the object as stored now."""
+        return retrying(
             lambda: self._call(
                 "PATCH",
                 f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",

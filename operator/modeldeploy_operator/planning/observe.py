@@ -16,7 +16,7 @@ from typing import Any
 from modeldeploy_contract.reasons import Reason, split_message
 
 from modeldeploy_operator.api import naming
-from modeldeploy_operator.api.status import LoadSeconds, ModelDeploymentStatus
+from modeldeploy_operator.api.status import LoadSeconds, ModelDeploymentStatus, Phase
 from modeldeploy_operator.planning.observations import (
     DeploymentView,
     FailureKind,
@@ -315,7 +315,11 @@ def build_observed(
         signal = pod_failure(pod)
         if signal is not None and signal not in failures:
             failures.append(signal)
-    loads = _newest_load_seconds(world.pods, desired_hash, memory, runtime_status)
+    # A settled version's timings are already in status: its pods are not asked again.
+    settled = status.phase is Phase.AVAILABLE and status.load_seconds is not None
+    loads = None if settled else _newest_load_seconds(
+        world.pods, desired_hash, memory, runtime_status
+    )
     rollout = status.rollout
     return Observed(
         generation=int(meta.get("generation") or 0),

@@ -1,0 +1,137 @@
+"""The children as last seen on the watch streams: reconciles read here, not from lists.
+
+The kopf handlers feed every watch event of the children (Deployments, Pods, Services with
+the ModelDeployment label) into one `ChildStore`; a reconcile reads its world from it and
+makes no list call. A missed event cannot leave it wrong for long: a resync (and the first
+reconcile of a resource after start) lists from the API server and `seed`s the store.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+Manifest = dict[str, Any]
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
+def _version(obj: Mapping[str, Any]) -> int | None:
+    # resourceVersions are opaque by contract; etcd's are integers, and comparing them only
+    # keeps an older list result from overwriting a newer watch event.
+    value = obj.get("metadata", {}).get("resourceVersion")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _matches(obj: Mapping[str, Any], selector: Mapping[str, str]) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+class ChildStore:
+    """Thread-safe: kopf's event loop writes, reconcile threads read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[Key, Manifest] = {}
+
+    def _newer(self, key: Key, obj: Manifest) -> bool:
+        known = self._objects.get(key)
+        if known is None:
+            return True
+        old, new = _version(known), _version(obj)
+        return old is None or new is None or new >= old
+
+    def observe(self, kind: str, obj: Mapping[str, Any], deleted: bool = False) -> None:
+        """One watch event: the object as it is now, or gone."""
+        meta = obj.get("metadata", {})
+        key = (kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
+        with self._lock:
+            if deleted:
+                self._objects.pop(key, None)
+            elif self._newer(key, dict(obj)):
+                self._objects[key] = copy.deepcopy(dict(obj))
+
+    def seed(
+        self, kind: str, namespace: str, selector: Mapping[str, str], items: list[Manifest]
+    ) -> None:
+        """A fresh list of `kind` matching `selector`: it replaces what the store held."""
+        listed = {(kind, namespace, str(i["metadata"]["name"])): i for i in items}
+        with self._lock:
+            for key in [
+                k for k, o in self._objects.items()
+                if k[0] == kind and k[1] == namespace and _matches(o, selector)
+            ]:
+                if key not in listed:
+                    del self._objects[key]
+            for key, obj in listed.items():
+                if self._newer(key, obj):
+                    self._objects[key] = copy.deepcopy(obj)
+
+    def list(self, kind: str, namespace: str, selector: Mapping[str, str]) -> list[Manifest]:
+        """Copies of the objects of `kind` in `namespace` whose labels match `selector`."""
+        with self._lock:
+            return [
+                copy.deepcopy(o)
+                for (k, ns, _), o in sorted(self._objects.items())
+                if k == kind and ns == namespace and _matches(o, selector)
+            ]
+
+    def get(self, kind: str, namespace: str, name: str) -> Manifest | None:
+        """A copy of one object, or None."""
+        with self._lock:
+            obj = self._objects.get((kind, namespace, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+
+class _Writes(Protocol):
+    def apply(self, manifest: Manifest) -> Manifest: ...
+    def scale(self, namespace: str, name: str, replicas: int) -> None: ...
+    def delete(self, kind: str, namespace: str, name: str) -> bool: ...
+    def get(self, kind: str, namespace: str, name: str) -> Manifest | None: ...
+    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Manifest]: ...
+    def post_event(
+        self, owner: Manifest, type_: str, reason: str, message: str, now: str
+    ) -> None: ...
+
+
+class WriteThrough:
+    """The Kube writes, with what the API server answered fed into the store at once.
+
+    A pass that follows a write within a second must see it, not wait for the watch event
+    (which the store then takes only if it is newer).
+    """
+
+    def __init__(self, kube: _Writes, store: ChildStore) -> None:
+        self._kube = kube
+        self._store = store
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        stored = self._kube.apply(manifest)
+        if stored and stored.get("kind") in ("Deployment", "Service"):
+            self._store.observe(str(stored["kind"]), stored)
+        return stored
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        self._kube.scale(namespace, name, replicas)
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        gone = self._kube.delete(kind, namespace, name)
+        self._store.observe(kind, {"metadata": {"namespace": namespace, "name": name}},
+                            deleted=True)
+        return gone
+
+    def get(self, kind: str, namespace: str, name: str) -> Manifest | None:
+        return self._kube.get(kind, namespace, name)
+
+    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Manifest]:
+        return self._kube.list(kind, namespace, selector)
+
+    def post_event(
+        self, owner: Manifest, type_: str, reason: str, message: str, now: str
+    ) -> None:
+        self._kube.post_event(owner, type_, reason, message, now)
