@@ -257,8 +257,14 @@ def test_operator_killed_during_the_flip_itself_finishes_it_after_restart(
         op_cluster.apply(broken)
         # The failure is recorded (first write) while the Deployment's template cannot go
         # back to v1 (second write): the operator is stopped exactly between the two.
-        workload.wait_for_status(client, ns, NAME, rolled_back, 300,
-                                 "the failure recorded")
+        held = workload.wait_for_status(
+            client, ns, NAME,
+            lambda s: "wrong-output" in s.get("rollout", {}).get("failedVersions", [])
+            and faults.condition(s, "Degraded").get("reason") == "ReconcileFailed",
+            300, "the failure recorded, the refused flip reported")
+        # What a user sees meanwhile: the flip back was refused, and by what.
+        assert "e2e: the flip back to v1 is held here" in faults.condition(
+            held, "Degraded")["message"]
         time.sleep(3)  # a few refused flip attempts
         assert template_version(op_cluster, ns) == "wrong-output"
         operator_proc.kill()

@@ -161,14 +161,21 @@ def reconcile(
     return outcome
 
 
+# How soon to try again after the API server refused a write: what refused it (RBAC, an
+# admission policy) changes without an event on our objects.
+RETRY_REFUSED_SECONDS = 30.0
+
+
 def _report_blocked(
     ctx: Context, md: Manifest, after: ModelDeploymentStatus, before: ModelDeploymentStatus,
-    reason: Reason, stamp: str,
+    reason: Reason, stamp: str, requeue: float | None = None,
 ) -> Outcome:
     if after.message != before.message:
+        meta = md.get("metadata", {})
+        log.error("%s/%s: %s", meta.get("namespace"), meta.get("name"), after.message)
         ctx.kube.post_event(md, "Warning", reason.value, after.message, stamp)
     written = _write_status(ctx, md, after)
-    return Outcome(None, after.phase.value, written, 0)
+    return Outcome(requeue, after.phase.value, written, 0)
 
 
 def _reconcile_once(
@@ -211,7 +218,9 @@ def _reconcile_once(
             plan.status, Reason(exc.reason), str(exc), "cannot carry out the rollout", generation,
             stamp,
         )
-        return _report_blocked(ctx, md, after, before, Reason(exc.reason), stamp)
+        return _report_blocked(
+            ctx, md, after, before, Reason(exc.reason), stamp, RETRY_REFUSED_SECONDS
+        )
     memory.remember(learned)
     if written and plan.status.history != before.history:
         live = {v.template_hash for v in observed.deployments}

@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from modeldeploy_operator.adapters.kube import PermanentKubeError
 from modeldeploy_operator.adapters.store import ChildStore
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.planning import observe
-from modeldeploy_operator.reconcile import Context, Gone, reconcile
+from modeldeploy_operator.reconcile import RETRY_REFUSED_SECONDS, Context, Gone, reconcile
 
 from tests.operator.fake_kube import FakeKube
 
@@ -395,3 +396,19 @@ def test_a_missed_watch_event_is_healed_by_the_next_fresh_pass() -> None:
     reconcile(ctx, NS, "md", memory, fresh=True)
     assert api.objects[("Service", "md")]["spec"]["selector"] == {
         naming.LABEL_MODEL_DEPLOYMENT: "md"}
+
+
+def test_a_flip_back_refused_by_the_api_server_is_reported_and_tried_again_later() -> None:
+    api, ctx, memory = _rolling_v2_failing()
+    api.refuse[("Deployment", "md")] = PermanentKubeError(
+        "apply Deployment ns/md: HTTP 422 denied by admission policy 'hold'", 422)
+    outcome = reconcile(ctx, NS, "md", memory)
+    status = api.md["status"]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ReconcileFailed")
+    assert "admission policy 'hold'" in degraded["message"]
+    assert "v2" in status["rollout"]["failedVersions"]  # recorded before the refused flip
+    assert outcome.requeue_after == RETRY_REFUSED_SECONDS
+    settle(ctx, memory)  # the refusal lifted: the flip completes
+    assert _template_version(api) == "v1"
+    assert api.md["status"]["phase"] == "RolledBack"
