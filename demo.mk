@@ -9,7 +9,7 @@ demo-down: ## stop everything `make demo` started (operator, cluster, MinIO)
 	$(PY) -m modeldeploy_e2e.demo down
 
 .PHONY: bench-operator
-bench-operator: venv binaries ## operator overhead over 5 upgrades; reconcile cost with 200 ModelDeployments
+bench-operator: venv binaries ## operator overhead over 5 upgrades; cost at rest with 1000 ModelDeployments
 	$(PY) bench/bench_operator.py
 
 # `make bench` runs this one too (a prerequisite added here, the recipe stays in bench.mk).

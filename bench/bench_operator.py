@@ -1,4 +1,4 @@
-"""Operator benchmark: overhead per upgrade, and reconcile cost with 200 ModelDeployments.
+"""Operator benchmark: overhead per upgrade, and cost at scale with 1000 ModelDeployments.
 
     make bench-operator        # against $KUBECONFIG, else the local cluster (started if needed)
 
@@ -7,9 +7,10 @@
    answering with it, minus the slowest new pod's own time-to-ready (its /status
    `timeToReadySeconds`, process start to ready). What is left is scheduling, the
    cache fetch, the node agent, and the operator's own reaction and validation.
-2. Reconcile cost: 200 ModelDeployments with replicas 0 (children, no pods); the
-   operator's RSS, and CPU seconds per reconcile from its /metrics counter, during the
-   initial burst and during a quiet period.
+2. Cost at scale: 1000 ModelDeployments with replicas 0 (children, no pods) created in a
+   burst, then a quiet period: time to settle, CPU seconds and API requests per reconcile
+   during the burst (from the operator's /metrics), and at rest CPU % of a core, API
+   requests per minute and RSS, each with its ratio to the target (issue 15).
 Numbers are printed, never asserted: the machine is shared.
 """
 
@@ -71,11 +72,20 @@ def process_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def reconciles(metrics_url: str) -> float:
+def counter(metrics_url: str, name: str) -> float:
+    """The sum of a Prometheus counter over all its labels."""
     with urllib.request.urlopen(metrics_url, timeout=5) as response:
         text = response.read().decode()
     return sum(float(m) for m in re.findall(
-        r'^modeldeploy_reconciles_total\{result="[a-z]+"\} ([0-9.e+]+)$', text, re.M))
+        rf'^{name}_total\{{[^}}]*\}} ([0-9.e+]+)$', text, re.M))
+
+
+def reconciles(metrics_url: str) -> float:
+    return counter(metrics_url, "modeldeploy_reconciles")
+
+
+def api_requests(metrics_url: str) -> float:
+    return counter(metrics_url, "modeldeploy_api_requests")
 
 
 def setup_namespace(config: Path, s3: MinioServer) -> str:
@@ -166,17 +176,22 @@ def bench_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
                                   operator, metrics_url)
     finally:
         kubectl(config, "delete", "namespace", namespace, "--wait=false")
-    cpu0, rss0, n0, cpu1, rss1, n1, cpu2, rss2, n2, burst = measured
-    print(f"\n== reconcile cost with {count} ModelDeployments (replicas 0: children, no pods)")
-    print(f"operator RSS: {rss0:.0f} MiB idle before, {rss1:.0f} MiB after creating {count}, "
-          f"{rss2:.0f} MiB after {quiet_seconds:.0f}s quiet")
+    cpu0, rss0, n0, a0, cpu1, rss1, n1, a1, cpu2, rss2, n2, a2, burst = measured
+    print(f"\n== cost with {count} ModelDeployments (replicas 0: children, no pods)")
     burst_n = max(n1 - n0, 1)
     print(f"burst: {count} created and settled in {burst:.1f}s; {n1 - n0:.0f} reconciles, "
-          f"{cpu1 - cpu0:.1f} CPU s, {1000 * (cpu1 - cpu0) / burst_n:.1f} CPU ms per reconcile")
-    quiet_n = n2 - n1
-    per = f"{1000 * (cpu2 - cpu1) / quiet_n:.1f} CPU ms per reconcile" if quiet_n else "none"
-    print(f"quiet {quiet_seconds:.0f}s: {quiet_n:.0f} reconciles (periodic resync), "
-          f"{cpu2 - cpu1:.2f} CPU s, {per}")
+          f"{cpu1 - cpu0:.1f} CPU s ({1000 * (cpu1 - cpu0) / burst_n:.1f} ms per reconcile), "
+          f"{a1 - a0:.0f} API requests ({(a1 - a0) / burst_n:.2f} per reconcile)")
+    minutes = quiet_seconds / 60
+    cpu_pct = 100 * (cpu2 - cpu1) / quiet_seconds
+    per_minute = (a2 - a1) / minutes
+    print(f"at rest for {quiet_seconds:.0f}s: {n2 - n1:.0f} reconciles, "
+          f"{cpu2 - cpu1:.2f} CPU s, RSS {rss2:.0f} MiB (idle before: {rss0:.0f} MiB, "
+          f"after the burst: {rss1:.0f} MiB)")
+    print(f"at rest: CPU {cpu_pct:.2f}% of a core vs target 1%: ratio {cpu_pct / 1.0:.2f}")
+    print(f"at rest: {per_minute:.1f} API requests/min vs target 10: "
+          f"ratio {per_minute / 10:.2f}")
+    print(f"at rest: RSS {rss2:.0f} MiB vs target 300: ratio {rss2 / 300:.2f}")
 
 
 def _measure_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
@@ -185,8 +200,12 @@ def _measure_scale(config: Path, client: KubeClient, s3: MinioServer, count: int
     with operator:
         assert operator.pid is not None
         pid = operator.pid
-        cpu0, rss0, n0 = process_cpu_seconds(pid), process_rss_mib(pid), reconciles(metrics_url)
-        items = [workload.minilm_manifest(f"md-{i:03d}", namespace, version="v1",
+        def sample() -> tuple[float, float, float, float]:
+            return (process_cpu_seconds(pid), process_rss_mib(pid), reconciles(metrics_url),
+                    api_requests(metrics_url))
+
+        cpu0, rss0, n0, a0 = sample()
+        items = [workload.minilm_manifest(f"md-{i:04d}", namespace, version="v1",
                                           endpoint=s3.endpoint, replicas=0, validation=False)
                  for i in range(count)]
         started = time.monotonic()
@@ -201,17 +220,19 @@ def _measure_scale(config: Path, client: KubeClient, s3: MinioServer, count: int
 
         workload.wait_until(all_settled, 900, f"{count} ModelDeployments settled", interval=1.0)
         burst = time.monotonic() - started
-        cpu1, rss1, n1 = process_cpu_seconds(pid), process_rss_mib(pid), reconciles(metrics_url)
+        # Let the last writes' echoes and requeues pass before the quiet period starts.
+        time.sleep(10)
+        cpu1, rss1, n1, a1 = sample()
         time.sleep(quiet_seconds)
-        cpu2, rss2, n2 = process_cpu_seconds(pid), process_rss_mib(pid), reconciles(metrics_url)
-    return cpu0, rss0, n0, cpu1, rss1, n1, cpu2, rss2, n2, burst
+        cpu2, rss2, n2, a2 = sample()
+    return cpu0, rss0, n0, a0, cpu1, rss1, n1, a1, cpu2, rss2, n2, a2, burst
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--upgrades", type=int, default=5)
-    parser.add_argument("--count", type=int, default=200)
-    parser.add_argument("--quiet-seconds", type=float, default=60.0)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--quiet-seconds", type=float, default=300.0)
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
