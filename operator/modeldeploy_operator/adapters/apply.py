@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from modeldeploy_contract.config import Validation
 
+from modeldeploy_operator.adapters.kube import KubeWrites
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.errors import PermanentError
 from modeldeploy_operator.api.spec import InvalidSpecError, ModelDeploymentSpec, parse_spec
@@ -37,19 +38,6 @@ from modeldeploy_operator.planning.observations import ValidationResult
 log = logging.getLogger(__name__)
 
 Manifest = dict[str, Any]
-
-
-class KubeWrites(Protocol):
-    """The Kube calls apply needs (a fake in unit tests)."""
-
-    def apply(self, manifest: Manifest) -> Manifest: ...
-    def scale(self, namespace: str, name: str, replicas: int) -> None: ...
-    def delete(self, kind: str, namespace: str, name: str) -> bool: ...
-    def get(self, kind: str, namespace: str, name: str) -> Manifest | None: ...
-    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Manifest]: ...
-    def post_event(
-        self, owner: Manifest, type_: str, reason: str, message: str, now: str
-    ) -> None: ...
 
 
 class Validator(Protocol):

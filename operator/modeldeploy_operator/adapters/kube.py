@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import urllib3
 from kubernetes import client, config
@@ -136,6 +136,19 @@ def load_client_config() -> client.ApiClient:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
+
+
+class KubeWrites(Protocol):
+    """The calls that write children and Events (what `apply` uses; a fake in tests)."""
+
+    def apply(self, manifest: Manifest) -> Manifest: ...
+    def scale(self, namespace: str, name: str, replicas: int) -> None: ...
+    def delete(self, kind: str, namespace: str, name: str) -> bool: ...
+    def get(self, kind: str, namespace: str, name: str) -> Manifest | None: ...
+    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Manifest]: ...
+    def post_event(
+        self, owner: Manifest, type_: str, reason: str, message: str, now: str
+    ) -> None: ...
 
 
 class Kube:

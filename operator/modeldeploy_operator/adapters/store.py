@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
+
+from modeldeploy_operator.adapters.kube import KubeWrites
 
 Manifest = dict[str, Any]
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -88,17 +90,6 @@ class ChildStore:
             return copy.deepcopy(obj) if obj is not None else None
 
 
-class _Writes(Protocol):
-    def apply(self, manifest: Manifest) -> Manifest: ...
-    def scale(self, namespace: str, name: str, replicas: int) -> None: ...
-    def delete(self, kind: str, namespace: str, name: str) -> bool: ...
-    def get(self, kind: str, namespace: str, name: str) -> Manifest | None: ...
-    def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Manifest]: ...
-    def post_event(
-        self, owner: Manifest, type_: str, reason: str, message: str, now: str
-    ) -> None: ...
-
-
 class WriteThrough:
     """The Kube writes, with what the API server answered fed into the store at once.
 
@@ -106,7 +97,7 @@ class WriteThrough:
     (which the store then takes only if it is newer).
     """
 
-    def __init__(self, kube: _Writes, store: ChildStore) -> None:
+    def __init__(self, kube: KubeWrites, store: ChildStore) -> None:
         self._kube = kube
         self._store = store
 
