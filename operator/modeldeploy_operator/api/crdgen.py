@@ -43,6 +43,7 @@ _KEPT = {
     "x-kubernetes-int-or-string",
     "x-kubernetes-list-type",
     "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
 }
 
 
