@@ -35,6 +35,7 @@ from modeldeploy_operator.planning.observations import (
     FailureKind,
     FailureSignal,
     Observed,
+    Unschedulable,
     ValidationResult,
 )
 
@@ -48,7 +49,14 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 # stuck       - never ready and never says why (only the progress deadline catches it)
 # preview_bad - ready, but the operator's validation through the preview fails
 # late_bad    - ready, passes the preview check, fails through the stable Service
-Behaviour = Literal["good", "crash", "wrong", "stuck", "preview_bad", "late_bad"]
+# unschedulable - never scheduled; the scheduler says why (SCHEDULER_MESSAGE)
+Behaviour = Literal[
+    "good", "crash", "wrong", "stuck", "preview_bad", "late_bad", "unschedulable"
+]
+SCHEDULER_MESSAGE = (
+    "0/1 nodes are available: 1 node(s) had untolerated taint {nvidia.com/gpu: present}. "
+    "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+)
 READY_BEHAVIOURS = ("good", "preview_bad", "late_bad")
 
 
@@ -181,6 +189,11 @@ class Cluster:
             for d in self.deployments.values()
             if d.replicas > 0 and (b := self.behaviour(d.template_hash)) in ("crash", "wrong")
         )
+        unschedulable = tuple(
+            Unschedulable(d.template_hash, d.replicas, SCHEDULER_MESSAGE)
+            for d in self.deployments.values()
+            if d.replicas > 0 and self.behaviour(d.template_hash) == "unschedulable"
+        )
         validations = tuple(
             ValidationResult(h, t, ok, "" if ok else "cosine 0.10 < 0.99")  # type: ignore[arg-type]
             for (h, t), ok in sorted(self.results.items())
@@ -196,6 +209,7 @@ class Cluster:
             deployments=views,
             preview_selector=self.services.get(naming.preview_service_name(NAME)),
             failures=failures,
+            unschedulable=unschedulable,
             validations=validations,
             elapsed_seconds=since(rollout.started_at) or 0.0,
             now=stamp(self.clock),

@@ -149,12 +149,25 @@ PRINTER_COLUMNS = [
         "description": "Rollout phase.",
     },
     {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Progressing")].reason',
+        "description": "Why the rollout is where it is (Unschedulable, RollingOut, ...).",
+    },
+    {
         "name": "Strategy",
         "type": "string",
         "jsonPath": ".spec.strategy.type",
         "description": "Rolling or BlueGreen.",
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Message",
+        "type": "string",
+        "jsonPath": ".status.message",
+        "description": "The phase in words (the scheduler's reason when pods cannot be placed).",
+        "priority": 1,
+    },
 ]
 
 

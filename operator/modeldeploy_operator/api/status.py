@@ -69,6 +69,7 @@ class Reason(StrEnum):
     FIRST_DEPLOY_FAILED = "FirstDeployFailed"
     PREVIOUSLY_FAILED = "PreviouslyFailed"
     REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
+    UNSCHEDULABLE = "Unschedulable"
     AS_EXPECTED = "AsExpected"
     SCALED_TO_ZERO = "ScaledToZero"
     NOT_CONFIGURED = "NotConfigured"
