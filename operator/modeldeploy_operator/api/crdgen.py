@@ -171,6 +171,15 @@ PRINTER_COLUMNS = [
 ]
 
 
+# kubectl scale and a HorizontalPodAutoscaler write spec.replicas through this; the selector
+# lets the autoscaler find every version's pods for their metrics.
+SCALE = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.selector",
+}
+
+
 def build_crd() -> dict[str, Any]:
     """The complete CustomResourceDefinition object."""
     status = model_schema(ModelDeploymentStatus, keep_defaults=False)
@@ -218,7 +227,7 @@ def build_crd() -> dict[str, Any]:
                     "name": spec_module.VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {"status": {}, "scale": SCALE},
                     "additionalPrinterColumns": PRINTER_COLUMNS,
                     "schema": {"openAPIV3Schema": root},
                 }

@@ -158,6 +158,7 @@ def _assemble(d: draft.Draft) -> Plan:
         target_version=d.version,
         last_known_good_version=d.lkg_version,
         replicas=d.replicas,
+        selector=naming.pod_selector(d.name),
         ready_replicas=ready,
         ready=f"{ready}/{d.replicas}",
         strategy=d.spec.strategy.type,
