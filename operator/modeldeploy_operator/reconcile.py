@@ -71,6 +71,9 @@ def fetch_world(kube: Kube, namespace: str, name: str) -> observe.World:
         pods=kube.list("Pod", namespace, selector),
         stable_service=kube.get("Service", namespace, naming.stable_service_name(name)),
         preview_service=kube.get("Service", namespace, naming.preview_service_name(name)),
+        disruption_budget=kube.get(
+            "PodDisruptionBudget", namespace, naming.disruption_budget_name(name)
+        ),
     )
 
 

@@ -22,9 +22,11 @@ from modeldeploy_operator.api.status import ModelDeploymentStatus
 from modeldeploy_operator.planning import planner
 from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
+    DeleteDisruptionBudget,
     DeleteService,
     EmitEvent,
     EnsureDeployment,
+    EnsureDisruptionBudget,
     EnsureService,
     Plan,
     RunValidation,
@@ -110,6 +112,7 @@ class Cluster:
     status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
     deployments: dict[str, FakeDeployment] = field(default_factory=dict)
     services: dict[str, str | None] = field(default_factory=dict)
+    disruption_budget: EnsureDisruptionBudget | None = None
     requested: set[tuple[str, str]] = field(default_factory=set)
     results: dict[tuple[str, str], bool] = field(default_factory=dict)
     promote: str | None = None
@@ -208,6 +211,7 @@ class Cluster:
             desired_hash=self.desired_hash,
             deployments=views,
             preview_selector=self.services.get(naming.preview_service_name(NAME)),
+            disruption_budget=self.disruption_budget is not None,
             failures=failures,
             unschedulable=unschedulable,
             validations=validations,
@@ -245,6 +249,10 @@ class Cluster:
                 self.services.pop(action.name, None)
             elif isinstance(action, RunValidation):
                 self.requested.add((action.template_hash, action.target))
+            elif isinstance(action, EnsureDisruptionBudget):
+                self.disruption_budget = action
+            elif isinstance(action, DeleteDisruptionBudget):
+                self.disruption_budget = None
             else:
                 self.events.append(action)
 

@@ -25,9 +25,11 @@ from modeldeploy_operator.planning import builders, observe
 from modeldeploy_operator.planning.actions import (
     Action,
     DeleteDeployment,
+    DeleteDisruptionBudget,
     DeleteService,
     EmitEvent,
     EnsureDeployment,
+    EnsureDisruptionBudget,
     EnsureService,
     RunValidation,
     ScaleDeployment,
@@ -178,6 +180,14 @@ def apply_actions(
             kube.apply(builders.service(owner, action.name, action.template_hash))
         elif isinstance(action, DeleteService):
             kube.delete("Service", owner.namespace, action.name)
+        elif isinstance(action, EnsureDisruptionBudget):
+            kube.apply(
+                builders.disruption_budget(
+                    owner, action.name, action.min_available, action.max_unavailable
+                )
+            )
+        elif isinstance(action, DeleteDisruptionBudget):
+            kube.delete("PodDisruptionBudget", owner.namespace, action.name)
         elif isinstance(action, RunValidation):
             result = _run_validation(validator, pods, target, action)
             if result is not None:

@@ -19,6 +19,7 @@ __all__ = [
     "SERVE_CONTAINER",
     "config_map_name",
     "deployment_name",
+    "disruption_budget_name",
     "pod_selector",
     "preview_service_name",
     "stable_service_name",
@@ -51,6 +52,11 @@ def stable_service_name(md_name: str) -> str:
 def preview_service_name(md_name: str) -> str:
     """The blue-green Service that reaches the candidate before promotion."""
     return f"{md_name}-preview"
+
+
+def disruption_budget_name(md_name: str) -> str:
+    """The PodDisruptionBudget over every version's serving pods."""
+    return md_name
 
 
 def config_map_name(md_name: str, template_hash: str) -> str:

@@ -497,6 +497,27 @@ def deployment(
     }
 
 
+def disruption_budget(
+    owner: Owner, name: str, min_available: int | str | None, max_unavailable: int | str | None
+) -> Manifest:
+    """A PodDisruptionBudget over the serving pods of every version (not one template's:
+    during a blue-green rollout both versions count toward what may be evicted)."""
+    bound: Manifest = (
+        {"maxUnavailable": max_unavailable}
+        if max_unavailable is not None
+        else {"minAvailable": min_available}
+    )
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner, name, naming.standard_labels(owner.name, "disruption-budget")),
+        "spec": {
+            "selector": {"matchLabels": {naming.LABEL_MODEL_DEPLOYMENT: owner.name}},
+            **bound,
+        },
+    }
+
+
 def service(owner: Owner, name: str, template_hash: str | None) -> Manifest:
     """A ClusterIP Service on port 80 selecting pods of `template_hash` (None: every version).
 

@@ -99,6 +99,8 @@ class Observed:
     # Template hash the preview Service selects; None when there is none. (The stable
     # Service's selector is decided from status.rollout, never read back.)
     preview_selector: str | None = None
+    # Whether the PodDisruptionBudget named like the resource exists.
+    disruption_budget: bool = False
     failures: tuple[FailureSignal, ...] = ()
     unschedulable: tuple[Unschedulable, ...] = ()
     validations: tuple[ValidationResult, ...] = ()

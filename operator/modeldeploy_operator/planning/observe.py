@@ -323,6 +323,7 @@ class World:
     pods: list[Manifest]
     stable_service: Manifest | None
     preview_service: Manifest | None
+    disruption_budget: Manifest | None = None
 
 
 def build_observed(
@@ -352,6 +353,7 @@ def build_observed(
         desired_hash=desired_hash,
         deployments=views,
         preview_selector=selector_hash(world.preview_service),
+        disruption_budget=world.disruption_budget is not None,
         failures=tuple(failures),
         unschedulable=unschedulable(world.pods),
         validations=tuple(memory.validations.values()),
