@@ -34,6 +34,10 @@ crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(PY) -m modeldeploy_operator.api.crdgen --out crds/$(CRD_FILE)
 	cp crds/$(CRD_FILE) charts/modeldeploy/crds/$(CRD_FILE)
 
+.PHONY: k8s-schemas
+k8s-schemas: venv ## re-extract the Kubernetes schemas spec.pod embeds (api/k8s_schemas.json) from the Go module cache's OpenAPI spec
+	$(PY) -m modeldeploy_operator.api.k8sgen
+
 .PHONY: manifests
 manifests: ## regenerate deploy/modeldeploy.yaml (kubectl apply -k deploy/) from the chart
 	$(HELM) template modeldeploy charts/modeldeploy --namespace modeldeploy-system --include-crds --skip-tests \

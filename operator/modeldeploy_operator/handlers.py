@@ -244,6 +244,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event("apps", "v1", "deployments", labels=children, registry=registry)
     @kopf.on.event("", "v1", "pods", labels=children, registry=registry)
     @kopf.on.event("", "v1", "services", labels=children, registry=registry)
+    @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=children, registry=registry)
     def on_child(
         *, type: str, body: kopf.Body, labels: Mapping[str, str], namespace: str | None,
         memo: Any, **_: Any

@@ -75,7 +75,7 @@ def _owner(md: Manifest) -> builders.Owner:
     return builders.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
 
 
-CHILD_KINDS = ("Deployment", "Pod", "Service")
+CHILD_KINDS = ("Deployment", "Pod", "Service", "PodDisruptionBudget")
 
 
 def fetch_world(
@@ -88,6 +88,7 @@ def fetch_world(
             "Deployment": kube.list("Deployment", namespace, selector),
             "Pod": kube.list("Pod", namespace, selector),
             "Service": kube.list("Service", namespace, selector),
+            "PodDisruptionBudget": kube.list("PodDisruptionBudget", namespace, selector),
         }
         if store is not None:
             for kind, items in listed.items():
@@ -100,6 +101,7 @@ def fetch_world(
         pods=listed["Pod"],
         stable_service=services.get(naming.stable_service_name(name)),
         preview_service=services.get(naming.preview_service_name(name)),
+        disruption_budget=next(iter(listed["PodDisruptionBudget"]), None),
     )
 
 

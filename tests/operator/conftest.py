@@ -22,9 +22,11 @@ from modeldeploy_operator.api.status import ModelDeploymentStatus
 from modeldeploy_operator.planning import planner
 from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
+    DeleteDisruptionBudget,
     DeleteService,
     EmitEvent,
     EnsureDeployment,
+    EnsureDisruptionBudget,
     EnsureService,
     Plan,
     RunValidation,
@@ -35,6 +37,7 @@ from modeldeploy_operator.planning.observations import (
     FailureKind,
     FailureSignal,
     Observed,
+    Unschedulable,
     ValidationResult,
 )
 
@@ -48,7 +51,14 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 # stuck       - never ready and never says why (only the progress deadline catches it)
 # preview_bad - ready, but the operator's validation through the preview fails
 # late_bad    - ready, passes the preview check, fails through the stable Service
-Behaviour = Literal["good", "crash", "wrong", "stuck", "preview_bad", "late_bad"]
+# unschedulable - never scheduled; the scheduler says why (SCHEDULER_MESSAGE)
+Behaviour = Literal[
+    "good", "crash", "wrong", "stuck", "preview_bad", "late_bad", "unschedulable"
+]
+SCHEDULER_MESSAGE = (
+    "0/1 nodes are available: 1 node(s) had untolerated taint {nvidia.com/gpu: present}. "
+    "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+)
 READY_BEHAVIOURS = ("good", "preview_bad", "late_bad")
 
 
@@ -102,6 +112,7 @@ class Cluster:
     status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
     deployments: dict[str, FakeDeployment] = field(default_factory=dict)
     services: dict[str, str | None] = field(default_factory=dict)
+    disruption_budget: EnsureDisruptionBudget | None = None
     requested: set[tuple[str, str]] = field(default_factory=set)
     results: dict[tuple[str, str], bool] = field(default_factory=dict)
     promote: str | None = None
@@ -181,6 +192,11 @@ class Cluster:
             for d in self.deployments.values()
             if d.replicas > 0 and (b := self.behaviour(d.template_hash)) in ("crash", "wrong")
         )
+        unschedulable = tuple(
+            Unschedulable(d.template_hash, d.replicas, SCHEDULER_MESSAGE)
+            for d in self.deployments.values()
+            if d.replicas > 0 and self.behaviour(d.template_hash) == "unschedulable"
+        )
         validations = tuple(
             ValidationResult(h, t, ok, "" if ok else "cosine 0.10 < 0.99")  # type: ignore[arg-type]
             for (h, t), ok in sorted(self.results.items())
@@ -195,7 +211,9 @@ class Cluster:
             desired_hash=self.desired_hash,
             deployments=views,
             preview_selector=self.services.get(naming.preview_service_name(NAME)),
+            disruption_budget=self.disruption_budget is not None,
             failures=failures,
+            unschedulable=unschedulable,
             validations=validations,
             elapsed_seconds=since(rollout.started_at) or 0.0,
             now=stamp(self.clock),
@@ -231,6 +249,10 @@ class Cluster:
                 self.services.pop(action.name, None)
             elif isinstance(action, RunValidation):
                 self.requested.add((action.template_hash, action.target))
+            elif isinstance(action, EnsureDisruptionBudget):
+                self.disruption_budget = action
+            elif isinstance(action, DeleteDisruptionBudget):
+                self.disruption_budget = None
             else:
                 self.events.append(action)
 

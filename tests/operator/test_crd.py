@@ -151,7 +151,19 @@ def test_resource_identity_and_status_subresource(crd: dict[str, Any]) -> None:
     assert crd["spec"]["scope"] == "Namespaced"
     version = crd["spec"]["versions"][0]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
+    # Each path names a field the schema has, of the type the scale subresource reads.
+    properties = version["schema"]["openAPIV3Schema"]["properties"]
+    assert properties["spec"]["properties"]["replicas"]["type"] == "integer"
+    assert properties["status"]["properties"]["replicas"]["type"] == "integer"
+    assert properties["status"]["properties"]["selector"]["type"] == "string"
 
 
 def test_printer_columns_answer_what_runs_and_whether_it_is_healthy(
@@ -164,17 +176,23 @@ def test_printer_columns_answer_what_runs_and_whether_it_is_healthy(
         "LKG",
         "READY",
         "PHASE",
+        "REASON",
         "STRATEGY",
         "AGE",
+        "MESSAGE",
     ]
     for column in columns:
         section, field = column["jsonPath"].lstrip(".").split(".", 1)
         if section == "metadata":
             continue
         node = schema["properties"][section]
-        for part in field.split("."):
+        # .status.conditions[?(@.type=="Progressing")].reason: the list's item field.
+        for part in re.sub(r"\[\?\(.*?\)\]", "", field).split("."):
             node = node["properties"][part]
+            node = node.get("items", node)
         assert node["type"] == column["type"], column
+    # Only in -o wide: the message is long.
+    assert [c["name"] for c in columns if c.get("priority")] == ["Message"]
 
 
 def test_conditions_are_a_map_list_keyed_by_type(schema: Schema) -> None:

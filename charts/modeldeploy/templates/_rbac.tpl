@@ -27,6 +27,9 @@ here grants less, or more, than that; `helm test` asks the API server for each o
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 {{- if and .Values.peering.enabled .Values.watchNamespaces }}
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]

@@ -26,9 +26,11 @@ from modeldeploy_operator.planning import builders, observe
 from modeldeploy_operator.planning.actions import (
     Action,
     DeleteDeployment,
+    DeleteDisruptionBudget,
     DeleteService,
     EmitEvent,
     EnsureDeployment,
+    EnsureDisruptionBudget,
     EnsureService,
     RunValidation,
     ScaleDeployment,
@@ -215,6 +217,14 @@ def apply_actions(
             writes += _apply_if_changed(kube, service, services.get(action.name))
         elif isinstance(action, DeleteService):
             kube.delete("Service", owner.namespace, action.name)
+            writes += 1
+        elif isinstance(action, EnsureDisruptionBudget):
+            budget = builders.disruption_budget(
+                owner, action.name, action.min_available, action.max_unavailable
+            )
+            writes += _apply_if_changed(kube, budget, world.disruption_budget)
+        elif isinstance(action, DeleteDisruptionBudget):
+            kube.delete("PodDisruptionBudget", owner.namespace, action.name)
             writes += 1
         elif isinstance(action, RunValidation):
             result = _run_validation(validator, world.pods, target, action)

@@ -51,6 +51,10 @@ API_CALLS: frozenset[tuple[str, str, str]] = frozenset(
         ("create", "", "configmaps"),
         ("delete", "", "configmaps"),
         ("create", "", "events"),
+        ("list", "policy", "poddisruptionbudgets"),
+        ("patch", "policy", "poddisruptionbudgets"),
+        ("create", "policy", "poddisruptionbudgets"),
+        ("delete", "policy", "poddisruptionbudgets"),
     }
 )
 
@@ -58,6 +62,7 @@ _RESOURCES = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "Service": ("/api/v1", "services"),
     "ConfigMap": ("/api/v1", "configmaps"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
 }
 
 

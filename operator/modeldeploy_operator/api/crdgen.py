@@ -43,6 +43,7 @@ _KEPT = {
     "x-kubernetes-int-or-string",
     "x-kubernetes-list-type",
     "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
 }
 
 
@@ -148,13 +149,35 @@ PRINTER_COLUMNS = [
         "description": "Rollout phase.",
     },
     {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Progressing")].reason',
+        "description": "Why the rollout is where it is (Unschedulable, RollingOut, ...).",
+    },
+    {
         "name": "Strategy",
         "type": "string",
         "jsonPath": ".spec.strategy.type",
         "description": "Rolling or BlueGreen.",
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Message",
+        "type": "string",
+        "jsonPath": ".status.message",
+        "description": "The phase in words (the scheduler's reason when pods cannot be placed).",
+        "priority": 1,
+    },
 ]
+
+
+# kubectl scale and a HorizontalPodAutoscaler write spec.replicas through this; the selector
+# lets the autoscaler find every version's pods for their metrics.
+SCALE = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.selector",
+}
 
 
 def build_crd() -> dict[str, Any]:
@@ -204,7 +227,7 @@ def build_crd() -> dict[str, Any]:
                     "name": spec_module.VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {"status": {}, "scale": SCALE},
                     "additionalPrinterColumns": PRINTER_COLUMNS,
                     "schema": {"openAPIV3Schema": root},
                 }

@@ -19,6 +19,8 @@ __all__ = [
     "SERVE_CONTAINER",
     "config_map_name",
     "deployment_name",
+    "disruption_budget_name",
+    "pod_selector",
     "preview_service_name",
     "stable_service_name",
     "standard_labels",
@@ -52,9 +54,19 @@ def preview_service_name(md_name: str) -> str:
     return f"{md_name}-preview"
 
 
+def disruption_budget_name(md_name: str) -> str:
+    """The PodDisruptionBudget over every version's serving pods."""
+    return md_name
+
+
 def config_map_name(md_name: str, template_hash: str) -> str:
     """The runtime config of one template; immutable, so a flip back finds it unchanged."""
     return f"{md_name}-config-{template_hash}"
+
+
+def pod_selector(md_name: str) -> str:
+    """Every version's serving pods, as a label selector string (status.selector)."""
+    return f"{LABEL_MODEL_DEPLOYMENT}={md_name}"
 
 
 def standard_labels(md_name: str, component: str = "model-server") -> dict[str, str]:

@@ -26,6 +26,12 @@ URL = r"^https?://[^\s/$.?#][^\s]*$"
 BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 REGION = r"^[a-z0-9-]+$"
 ABSOLUTE_PATH = r"^/[^\s]*$"
+# An extended resource name (domain-qualified), as GPUs and MIG slices are requested.
+EXTENDED_RESOURCE = (
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 
 # Each child name is "<metadata.name>-<10-char hash>" or "<metadata.name>-preview", and
 # Service names are DNS-1035 labels of at most 63 characters.

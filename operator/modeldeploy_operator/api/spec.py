@@ -14,14 +14,17 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 from pydantic.config import JsonDict
 
+from modeldeploy_operator.api.pod import DisruptionSpec, EnvFromSource, EnvVarSource, PodSpec
 from modeldeploy_operator.api.rollout import BlueGreenSpec, RollingSpec, StrategySpec
 from modeldeploy_operator.api.schema import (
     ABSOLUTE_PATH,
     ANNOTATION_PROMOTE,
     ANNOTATION_RETRY,
     API_VERSION,
+    DEFAULT_GPU_RESOURCE,
     DNS_SUBDOMAIN,
     ENV_NAME,
+    EXTENDED_RESOURCE,
     GROUP,
     KIND,
     MAX_NAME_LENGTH,
@@ -56,6 +59,7 @@ __all__ = [
     "VERSION",
     "BlueGreenSpec",
     "CacheSpec",
+    "DisruptionSpec",
     "EnvVar",
     "ExpectedOutput",
     "HuggingFaceSource",
@@ -63,6 +67,7 @@ __all__ = [
     "ModelDeploymentSpec",
     "ModelSource",
     "ModelSpec",
+    "PodSpec",
     "ResourceList",
     "ResourceSpec",
     "RollingSpec",
@@ -100,15 +105,50 @@ class ResourceSpec(ApiModel):
     )
     gpu: Annotated[
         int,
-        Field(description="GPUs per pod, requested as the nvidia.com/gpu limit.", ge=0, le=16),
+        Field(description="GPUs per pod, requested as the gpuResourceName limit.", ge=0, le=16),
     ] = 0
+    gpu_resource_name: Annotated[
+        str,
+        Field(
+            description=(
+                "Extended resource the GPUs are requested as: nvidia.com/gpu, amd.com/gpu or a "
+                "MIG profile such as nvidia.com/mig-1g.10gb."
+            ),
+            pattern=EXTENDED_RESOURCE,
+            max_length=253,
+        ),
+    ] = DEFAULT_GPU_RESOURCE
 
 
 class EnvVar(ApiModel):
-    """A plain environment variable for the serving container."""
+    """An environment variable of the runtime: a literal value, or one taken from elsewhere."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.valueFrom) || !has(self.value) || self.value == ''",
+                    "set value or valueFrom, not both",
+                    ".valueFrom",
+                )
+            ]
+        }
+    )
 
     name: Annotated[str, Field(description="Variable name.", pattern=ENV_NAME, max_length=256)]
     value: Annotated[str, Field(description="Variable value.", max_length=32768)] = ""
+    value_from: Annotated[
+        EnvVarSource | None,
+        Field(description="Take the value from a Secret, ConfigMap or pod field instead."),
+    ] = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if self.value_from is not None and self.value:
+            raise ValueError(
+                f"env {self.name}: both value and valueFrom are set; keep one"
+            )
+        return self
 
 
 class WarmupSpec(ApiModel):
@@ -163,6 +203,13 @@ class RuntimeSpec(ApiModel):
     env: Annotated[
         list[EnvVar],
         Field(description="Extra environment variables for the runtime.", max_length=64),
+    ] = []
+    env_from: Annotated[
+        list[EnvFromSource],
+        Field(
+            description="Secrets or ConfigMaps whose every key becomes a runtime variable.",
+            max_length=16,
+        ),
     ] = []
     warmup: Annotated[WarmupSpec, Field(description="Warm-up before readiness.")] = WarmupSpec()
     port: Annotated[
@@ -388,6 +435,19 @@ class ModelDeploymentSpec(ApiModel):
             )
         ),
     ] = StageDeadlineSpec()
+    pod: Annotated[
+        PodSpec,
+        Field(description="Placement and identity of the serving pods (every version's)."),
+    ] = PodSpec()
+    disruption: Annotated[
+        DisruptionSpec | None,
+        Field(
+            description=(
+                "PodDisruptionBudget over the serving pods of every version; unset, "
+                "minAvailable 1 when replicas > 1 (none otherwise)."
+            )
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _stages_within_progress(self) -> ModelDeploymentSpec:

@@ -69,6 +69,7 @@ class Reason(StrEnum):
     FIRST_DEPLOY_FAILED = "FirstDeployFailed"
     PREVIOUSLY_FAILED = "PreviouslyFailed"
     REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
+    UNSCHEDULABLE = "Unschedulable"
     AS_EXPECTED = "AsExpected"
     SCALED_TO_ZERO = "ScaledToZero"
     NOT_CONFIGURED = "NotConfigured"
@@ -198,6 +199,15 @@ class ModelDeploymentStatus(_Model):
         str | None, Field(description="Newest version that passed validation and served traffic.")
     ] = None
     replicas: Annotated[int, Field(description="Desired serving pods.")] = 0
+    selector: Annotated[
+        str | None,
+        Field(
+            description=(
+                "Label selector of every version's serving pods, for the scale subresource "
+                "(kubectl scale, HorizontalPodAutoscaler)."
+            )
+        ),
+    ] = None
     ready_replicas: Annotated[int, Field(description="Ready pods of the stable version.")] = 0
     ready: Annotated[str, Field(description="ready/desired, as printed by kubectl get md.")] = "0/0"
     strategy: Annotated[str | None, Field(description="Rolling or BlueGreen.")] = None

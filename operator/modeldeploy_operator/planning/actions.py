@@ -62,6 +62,25 @@ class DeleteService:
 
 
 @dataclass(frozen=True)
+class EnsureDisruptionBudget:
+    """Create or update the PodDisruptionBudget `name` over every version's serving pods.
+
+    Exactly one of `min_available` / `max_unavailable` is set (a count or a percentage).
+    """
+
+    name: str
+    min_available: int | str | None = None
+    max_unavailable: int | str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteDisruptionBudget:
+    """Delete the PodDisruptionBudget `name` if present."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class RunValidation:
     """Send the validation input to `target` pods of `template_hash` and report the result."""
 
@@ -84,6 +103,8 @@ Action = (
     | DeleteDeployment
     | EnsureService
     | DeleteService
+    | EnsureDisruptionBudget
+    | DeleteDisruptionBudget
     | RunValidation
     | EmitEvent
 )

@@ -88,11 +88,14 @@ def _bg_rollout(d: draft.Draft, serving: DeploymentView | None) -> None:
     if not ready:
         count = view.ready_replicas if view else 0
         d.requeue.append(draft.POLL_SECONDS)
+        reason, message = draft.waiting(
+            d, Reason.WAITING_FOR_READY, f"candidate {d.version}: {count}/{d.replicas} pods ready"
+        )
         draft.decide(
             d,
             Phase.PROGRESSING,
-            Reason.WAITING_FOR_READY,
-            f"candidate {d.version}: {count}/{d.replicas} pods ready",
+            reason,
+            message,
             serving,
             ("Unknown", Reason.WAITING_FOR_READY, f"version {d.version} not ready yet"),
         )

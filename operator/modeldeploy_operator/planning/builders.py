@@ -20,7 +20,14 @@ from typing import Any
 from modeldeploy_contract import config as contract
 
 from modeldeploy_operator.api import naming
-from modeldeploy_operator.api.spec import API_VERSION, KIND, ModelDeploymentSpec, RuntimeSpec
+from modeldeploy_operator.api.schema import DEFAULT_GPU_RESOURCE
+from modeldeploy_operator.api.spec import (
+    API_VERSION,
+    KIND,
+    EnvVar,
+    ModelDeploymentSpec,
+    RuntimeSpec,
+)
 
 Manifest = dict[str, Any]
 
@@ -151,7 +158,33 @@ def template_hash(spec: ModelDeploymentSpec, default_image: str | None = None) -
     # Only when set, so upgrading the operator does not re-roll every existing pod.
     if deadlines := _stage_deadlines(spec):
         shaping["stageDeadlineSeconds"] = deadlines
+    _pod_fields_only_when_set(spec, shaping)
     return _digest(shaping)[:HASH_LENGTH]
+
+
+def _pod_fields_only_when_set(spec: ModelDeploymentSpec, shaping: dict[str, Any]) -> None:
+    """Hash the pod-placement fields only when they change the pod.
+
+    They came after the first release: unset, they must leave the hash of an existing spec
+    exactly as it was, or an operator upgrade would restart every serving pod.
+    """
+    runtime = shaping["runtime"]
+    for env in runtime["env"]:
+        if env.get("valueFrom") is None:
+            env.pop("valueFrom", None)
+    if not runtime.get("envFrom"):
+        runtime.pop("envFrom", None)
+    resources = runtime["resources"]
+    # The name shapes the pod only when a GPU is requested under it.
+    if not resources.get("gpu") or resources.get("gpuResourceName") == DEFAULT_GPU_RESOURCE:
+        resources.pop("gpuResourceName", None)
+    if pod := _pod_settings(spec):
+        shaping["pod"] = pod
+
+
+def _pod_settings(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """spec.pod's fields that are set, camelCase; {} when none is."""
+    return spec.pod.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
 
 def spec_snapshot(spec: ModelDeploymentSpec) -> str:
@@ -250,12 +283,44 @@ def _resources(spec: ModelDeploymentSpec, with_gpu: bool) -> Manifest:
     limits: dict[str, Any] = {k: v for k, v in wanted.limits.model_dump().items() if v is not None}
     if with_gpu and wanted.gpu > 0:
         # Extended resources are requested through limits (requests default to them).
-        limits["nvidia.com/gpu"] = str(wanted.gpu)
+        limits[wanted.gpu_resource_name] = str(wanted.gpu)
     out: Manifest = {}
     if requests:
         out["requests"] = requests
     if limits:
         out["limits"] = limits
+    return out
+
+
+def _env_var(var: EnvVar) -> Manifest:
+    if var.value_from is not None:
+        return {"name": var.name, "valueFrom": var.value_from}
+    return {"name": var.name, "value": var.value}
+
+
+def _env_from(spec: ModelDeploymentSpec) -> Manifest:
+    # Absent rather than empty, so pods of specs without it render as before.
+    return {"envFrom": list(spec.runtime.env_from)} if spec.runtime.env_from else {}
+
+
+def pod_placement(spec: ModelDeploymentSpec) -> Manifest:
+    """The pod-spec keys spec.pod sets (placement, identity); none when unset."""
+    pod = spec.pod
+    out: Manifest = {}
+    if pod.node_selector:
+        out["nodeSelector"] = dict(pod.node_selector)
+    if pod.tolerations:
+        out["tolerations"] = list(pod.tolerations)
+    if pod.affinity:
+        out["affinity"] = pod.affinity
+    if pod.topology_spread_constraints:
+        out["topologySpreadConstraints"] = list(pod.topology_spread_constraints)
+    if pod.priority_class_name:
+        out["priorityClassName"] = pod.priority_class_name
+    if pod.runtime_class_name:
+        out["runtimeClassName"] = pod.runtime_class_name
+    if pod.image_pull_secrets:
+        out["imagePullSecrets"] = list(pod.image_pull_secrets)
     return out
 
 
@@ -300,7 +365,7 @@ def pod_template(
         {"name": "cache", "mountPath": spec.cache.path},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    user_env = [{"name": e.name, "value": e.value} for e in spec.runtime.env]
+    user_env = [_env_var(e) for e in spec.runtime.env]
     # Probing every second: readiness is noticed within a second of the model being ready.
     startup_period = 1
     fetch = {
@@ -308,6 +373,7 @@ def pod_template(
         "image": image,
         "command": ["modeldeploy-runtime", "fetch", *runtime_args],
         "env": [*_credential_env(spec), *user_env],
+        **_env_from(spec),
         "resources": _resources(spec, with_gpu=False),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
@@ -331,6 +397,7 @@ def pod_template(
             {"name": "MODELDEPLOY_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             *user_env,
         ],
+        **_env_from(spec),
         "resources": _resources(spec, with_gpu=True),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
@@ -350,8 +417,12 @@ def pod_template(
     config_text = config_map(owner, spec, hash_)["data"][CONFIG_FILE]
     return {
         "metadata": {
-            "labels": pod_labels(owner, spec, hash_),
-            "annotations": {ANNOTATION_CONFIG_HASH: _digest(config_text)[:16]},
+            # The operator's own labels and annotation win (pod.labels refuses them anyway).
+            "labels": {**spec.pod.labels, **pod_labels(owner, spec, hash_)},
+            "annotations": {
+                **spec.pod.annotations,
+                ANNOTATION_CONFIG_HASH: _digest(config_text)[:16],
+            },
         },
         "spec": {
             "securityContext": {
@@ -362,7 +433,10 @@ def pod_template(
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            "terminationGracePeriodSeconds": (
+                spec.pod.termination_grace_period_seconds or TERMINATION_GRACE_SECONDS
+            ),
+            **pod_placement(spec),
             "initContainers": [fetch],
             "containers": [serve],
             "volumes": [
@@ -419,6 +493,27 @@ def deployment(
             "progressDeadlineSeconds": spec.progress_deadline_seconds,
             "revisionHistoryLimit": 3,
             "template": pod_template(owner, spec, hash_, default_image),
+        },
+    }
+
+
+def disruption_budget(
+    owner: Owner, name: str, min_available: int | str | None, max_unavailable: int | str | None
+) -> Manifest:
+    """A PodDisruptionBudget over the serving pods of every version (not one template's:
+    during a blue-green rollout both versions count toward what may be evicted)."""
+    bound: Manifest = (
+        {"maxUnavailable": max_unavailable}
+        if max_unavailable is not None
+        else {"minAvailable": min_available}
+    )
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner, name, naming.standard_labels(owner.name, "disruption-budget")),
+        "spec": {
+            "selector": {"matchLabels": {naming.LABEL_MODEL_DEPLOYMENT: owner.name}},
+            **bound,
         },
     }
 

@@ -320,13 +320,10 @@ def steady(d: Draft, serving: DeploymentView | None) -> None:
     else:
         ready = serving.ready_replicas if serving else 0
         d.requeue.append(POLL_SECONDS)
-        decide(
-            d,
-            Phase.PROGRESSING,
-            Reason.WAITING_FOR_READY,
-            f"{ready}/{d.replicas} pods of version {d.version} ready",
-            serving,
+        reason, message = waiting(
+            d, Reason.WAITING_FOR_READY, f"{ready}/{d.replicas} pods of version {d.version} ready"
         )
+        decide(d, Phase.PROGRESSING, reason, message, serving)
 
 
 def _kept_reason(d: Draft) -> Reason:
@@ -360,6 +357,19 @@ def blocked_verdict(d: Draft, serving: DeploymentView | None) -> None:
         )
         reason = reason if reason is not Reason.PREVIOUSLY_FAILED else Reason.FIRST_DEPLOY_FAILED
         decide(d, Phase.FAILED, reason, summary, serving)
+
+
+def waiting(d: Draft, reason: Reason, message: str) -> tuple[Reason, str]:
+    """`reason`/`message` while pods of the desired template come up, unless the scheduler
+    says some cannot be placed: then Unschedulable, in its own words."""
+    stuck = d.observed.unschedulable_pods(d.desired)
+    if stuck is None:
+        return reason, message
+    return (
+        Reason.UNSCHEDULABLE,
+        f"{message}; {stuck.pods} pod(s) of version {d.version} cannot be scheduled: "
+        f"{stuck.message}",
+    )
 
 
 def wait_for_replicas(d: Draft, what_then: str, serving: DeploymentView | None) -> None:

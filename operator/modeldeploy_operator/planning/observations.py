@@ -66,6 +66,19 @@ class FailureSignal:
 
 
 @dataclass(frozen=True)
+class Unschedulable:
+    """Pods of `template_hash` the scheduler could place on no node, with its reason.
+
+    Not a failure: a node may join or a taint may go, so the rollout waits out its
+    progress deadline; but the status says why at once instead of only then.
+    """
+
+    template_hash: str
+    pods: int
+    message: str
+
+
+@dataclass(frozen=True)
 class ValidationResult:
     """The operator's own check of the validation input against a set of pods."""
 
@@ -86,7 +99,10 @@ class Observed:
     # Template hash the preview Service selects; None when there is none. (The stable
     # Service's selector is decided from status.rollout, never read back.)
     preview_selector: str | None = None
+    # Whether the PodDisruptionBudget named like the resource exists.
+    disruption_budget: bool = False
     failures: tuple[FailureSignal, ...] = ()
+    unschedulable: tuple[Unschedulable, ...] = ()
     validations: tuple[ValidationResult, ...] = ()
     load_seconds: LoadSeconds | None = None
     # Seconds since status.rollout.startedAt (0 when no rollout is recorded), and the
@@ -107,6 +123,10 @@ class Observed:
     def failure(self, template_hash: str | None) -> FailureSignal | None:
         """The first failure reported for pods of `template_hash`, if any."""
         return next((f for f in self.failures if f.template_hash == template_hash), None)
+
+    def unschedulable_pods(self, template_hash: str | None) -> Unschedulable | None:
+        """The scheduler's verdict on pods of `template_hash` it could not place, if any."""
+        return next((u for u in self.unschedulable if u.template_hash == template_hash), None)
 
     def validation(self, template_hash: str | None, target: str) -> ValidationResult | None:
         """The operator-side validation result for `template_hash` through `target`."""

@@ -22,6 +22,7 @@ from modeldeploy_operator.planning.observations import (
     FailureKind,
     FailureSignal,
     Observed,
+    Unschedulable,
     ValidationResult,
 )
 
@@ -187,6 +188,35 @@ def pod_failure(pod: Manifest, crash_restarts: int = CRASH_LOOP_RESTARTS) -> Fai
     return None
 
 
+def unschedulable_reason(pod: Manifest) -> str | None:
+    """The scheduler's message when it could place the pod on no node; None otherwise.
+
+    Read from the pod's PodScheduled condition (the scheduler writes its FailedScheduling
+    message there too), so no Events watch is needed.
+    """
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            return _short(condition.get("message")) or "no node fits the pod"
+    return None
+
+
+def unschedulable(pods: Iterable[Manifest]) -> tuple[Unschedulable, ...]:
+    """Per template hash: how many live pods cannot be scheduled, and the newest reason."""
+    found: dict[str, tuple[int, str]] = {}
+    for pod in pods:
+        hash_ = pod_hash(pod)
+        reason = unschedulable_reason(pod)
+        if hash_ is None or reason is None or pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        count, _ = found.get(hash_, (0, reason))
+        found[hash_] = (count + 1, reason)
+    return tuple(Unschedulable(h, n, message) for h, (n, message) in sorted(found.items()))
+
+
 def pod_is_ready(pod: Manifest) -> bool:
     """The pod's Ready condition is True and it has an IP to reach it on."""
     status = pod.get("status") or {}
@@ -293,6 +323,7 @@ class World:
     pods: list[Manifest]
     stable_service: Manifest | None
     preview_service: Manifest | None
+    disruption_budget: Manifest | None = None
 
 
 def build_observed(
@@ -326,7 +357,9 @@ def build_observed(
         desired_hash=desired_hash,
         deployments=views,
         preview_selector=selector_hash(world.preview_service),
+        disruption_budget=world.disruption_budget is not None,
         failures=tuple(failures),
+        unschedulable=unschedulable(world.pods),
         validations=tuple(memory.validations.values()),
         load_seconds=loads or status.load_seconds,
         elapsed_seconds=seconds_since(rollout.started_at, now) or 0.0,

@@ -32,8 +32,10 @@ from modeldeploy_operator.api.status import (
 from modeldeploy_operator.planning import bluegreen, draft, rolling
 from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
+    DeleteDisruptionBudget,
     DeleteService,
     EmitEvent,
+    EnsureDisruptionBudget,
     Plan,
     ScaleDeployment,
 )
@@ -66,7 +68,24 @@ def plan(
     else:
         rolling.plan_rolling(d)
     _retire_old_deployments(d)
+    _disruption_budget(d)
     return _assemble(d)
+
+
+def _disruption_budget(d: draft.Draft) -> None:
+    """One PodDisruptionBudget over every version's pods: the spec's bounds, or by default
+    at least one pod left when there is more than one (a lone pod's budget would block
+    every node drain)."""
+    name = naming.disruption_budget_name(d.name)
+    wanted = d.spec.disruption
+    if wanted is not None and wanted.max_unavailable is not None:
+        d.actions.append(EnsureDisruptionBudget(name, max_unavailable=wanted.max_unavailable))
+    elif wanted is not None and wanted.min_available is not None:
+        d.actions.append(EnsureDisruptionBudget(name, min_available=wanted.min_available))
+    elif d.replicas > 1:
+        d.actions.append(EnsureDisruptionBudget(name, min_available=1))
+    elif d.observed.disruption_budget:
+        d.actions.append(DeleteDisruptionBudget(name))
 
 
 def _upgraded(rollout: RolloutState) -> RolloutState:
@@ -158,6 +177,7 @@ def _assemble(d: draft.Draft) -> Plan:
         target_version=d.version,
         last_known_good_version=d.lkg_version,
         replicas=d.replicas,
+        selector=naming.pod_selector(d.name),
         ready_replicas=ready,
         ready=f"{ready}/{d.replicas}",
         strategy=d.spec.strategy.type,

@@ -63,11 +63,16 @@ def plan_rolling(d: draft.Draft) -> None:
     else:
         ready = on_desired.ready_replicas if on_desired else 0
         d.requeue.append(draft.POLL_SECONDS)
+        reason, message = draft.waiting(
+            d,
+            Reason.ROLLING_OUT,
+            f"rolling out version {d.version}: {ready}/{d.replicas} new pods ready",
+        )
         draft.decide(
             d,
             Phase.PROGRESSING,
-            Reason.ROLLING_OUT,
-            f"rolling out version {d.version}: {ready}/{d.replicas} new pods ready",
+            reason,
+            message,
             view,
             (
                 "Unknown",
