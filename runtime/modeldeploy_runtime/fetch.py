@@ -37,7 +37,7 @@ def default_downloader(config: RuntimeConfig, staging: Path) -> dict[str, int]:
     if source.s3 is not None:
         from modeldeploy_runtime import s3
 
-        transfer = s3.download(s3.make_endpoint(source.s3), source.s3, staging)
+        transfer = s3.download(s3.make_client(source.s3), source.s3, staging)
         return dict(s3.iter_sizes(transfer.files))
     assert source.hugging_face is not None  # the config validator guarantees one source
     from modeldeploy_runtime import hub
