@@ -70,12 +70,18 @@ class MinioServer:
         port: int | None = None,
         binary: Path | None = None,
         ready_timeout: float = 30.0,
+        region: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.binary = binary
         self.ready_timeout = ready_timeout
+        # The site region MinIO insists requests are signed for (None: it accepts any).
+        self.region = region
+        # More MINIO_* settings, e.g. the OpenID identity provider for STS.
+        self.extra_env = dict(extra_env or {})
         # MinIO wants a key of at least 8 characters; token_hex keeps both URL-safe.
         self.access_key = "md-" + secrets.token_hex(6)
         self.secret_key = secrets.token_hex(20)
@@ -101,6 +107,8 @@ class MinioServer:
             "MINIO_BROWSER": "off",
             "MINIO_UPDATE": "off",
             "MINIO_CI_CD": "1",
+            **({"MINIO_SITE_REGION": self.region} if self.region else {}),
+            **self.extra_env,
         }
         address = f"{self.host}:{self.port}"
         console = f"{self.host}:{free_port(self.host)}"
@@ -164,7 +172,7 @@ class MinioServer:
             endpoint_url=self.endpoint,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
-            region_name="us-east-1",
+            region_name=self.region or "us-east-1",
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
             **kwargs,
         )
