@@ -72,6 +72,7 @@ class MinioServer:
         ready_timeout: float = 30.0,
         region: str | None = None,
         extra_env: dict[str, str] | None = None,
+        quiet: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -82,6 +83,8 @@ class MinioServer:
         self.region = region
         # More MINIO_* settings, e.g. the OpenID identity provider for STS.
         self.extra_env = dict(extra_env or {})
+        # Start-up messages include the role ARN of an OpenID provider (oidc.role_arn).
+        self.quiet = quiet
         # MinIO wants a key of at least 8 characters; token_hex keeps both URL-safe.
         self.access_key = "md-" + secrets.token_hex(6)
         self.secret_key = secrets.token_hex(20)
@@ -114,7 +117,7 @@ class MinioServer:
         console = f"{self.host}:{free_port(self.host)}"
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(binary), "server", "--quiet", "--address", address,
+                [str(binary), "server", *(["--quiet"] if self.quiet else []), "--address", address,
                  "--console-address", console, str(self.data_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,

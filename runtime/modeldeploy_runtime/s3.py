@@ -118,8 +118,14 @@ def make_client(source: S3Source, workers: int = WORKERS) -> S3Client:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    if not source.anonymous and session.get_credentials() is None:
-        raise FetchError(NO_CREDENTIALS_HINT)
+    if not source.anonymous:
+        try:
+            # Resolves which provider applies; web identity defers the STS call to first use.
+            credentials = session.get_credentials()
+        except Exception as error:  # any provider may fail in its own way (a bad agent reply)
+            raise explain(error, "resolving the AWS credentials", source) from None
+        if credentials is None:
+            raise FetchError(NO_CREDENTIALS_HINT)
     region = source.region or session.get_config_variable("region") or None
     client = session.create_client(
         "s3", region_name=region, endpoint_url=source.endpoint, config=config
