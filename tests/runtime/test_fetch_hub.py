@@ -163,7 +163,7 @@ def test_offline_reads_a_pre_populated_hub_cache_with_the_hub_gone(
         target.mkdir()
         env = _env(target, hub.endpoint, **offline_env)
         env["HF_HOME"] = str(tmp_path / "hf")
-        code, reason, stdout = _fetch(helpers, write_config, target, env, **spec)
+        code, reason, _ = _fetch(helpers, write_config, target, env, **spec)
         assert code == 0, reason
         manifest = _manifest(target)
         assert manifest["revision"] == COMMIT
