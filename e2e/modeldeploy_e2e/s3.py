@@ -73,6 +73,7 @@ class MinioServer:
         region: str | None = None,
         extra_env: dict[str, str] | None = None,
         quiet: bool = True,
+        certs_dir: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -85,6 +86,8 @@ class MinioServer:
         self.extra_env = dict(extra_env or {})
         # Start-up messages include the role ARN of an OpenID provider (oidc.role_arn).
         self.quiet = quiet
+        # MinIO's --certs-dir: CAs/*.crt are trusted for outgoing TLS (an OpenID issuer).
+        self.certs_dir = certs_dir
         # MinIO wants a key of at least 8 characters; token_hex keeps both URL-safe.
         self.access_key = "md-" + secrets.token_hex(6)
         self.secret_key = secrets.token_hex(20)
@@ -118,7 +121,9 @@ class MinioServer:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [str(binary), "server", *(["--quiet"] if self.quiet else []), "--address", address,
-                 "--console-address", console, str(self.data_dir)],
+                 "--console-address", console,
+                 *(["--certs-dir", str(self.certs_dir)] if self.certs_dir else []),
+                 str(self.data_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -192,8 +192,9 @@ def explain(error: Exception, what: str, source: S3Source) -> FetchError:
             "Secret (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) or the pod's role"
         )
     if code in {"AccessDenied", "AllAccessDisabled"} or status == 403:
-        how = ("unsigned requests are not allowed: the bucket is not public; drop "
-               "anonymous and give the pod credentials") if source.anonymous else (
+        how = ("unsigned requests are not allowed: the bucket is not public (or does not "
+               "exist); check the bucket name, or drop anonymous and give the pod "
+               "credentials") if source.anonymous else (
                "check that the credentials or role may s3:ListBucket and s3:GetObject "
                f"{_where(source)}")
         return FetchError(f"{what} failed: {code}: {message}; {how}")
