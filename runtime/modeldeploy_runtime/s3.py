@@ -22,6 +22,7 @@ listing before the cache entry is committed, and model.sha256 when given.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import threading
 import time
@@ -37,6 +38,7 @@ from modeldeploy_runtime.cache import safe_relative
 from modeldeploy_runtime.errors import FetchError, IntegrityError, SourceUnavailable
 
 if TYPE_CHECKING:
+    from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
 
 # Measured on 2 busy cores against a loopback MinIO (bench/README.md): 8 streams of 32 MiB
@@ -256,6 +258,34 @@ def _plain_md5(etag: str) -> str | None:
     return None
 
 
+def _socket_readinto(body: StreamingBody) -> Callable[[memoryview], int]:
+    """The fastest `readinto` under a botocore body: http.client's own, one copy from the
+    socket into our buffer.
+
+    botocore's StreamingBody.readinto goes through urllib3 2's `read(amt)`, which allocates
+    a bytes object per call and copies it through its internal buffer; measured in-process
+    on 600 MB from a loopback MinIO, 250 MB/s that way against 640 MB/s reading the
+    http.client response directly. botocore does not decode the body (no content decoding
+    for S3 streams) and the length is checked here, so nothing is skipped; if urllib3's
+    internals ever change shape, the public path is used.
+    """
+    raw = getattr(body, "_raw_stream", None)
+    inner = getattr(raw, "_fp", None)
+    if isinstance(inner, http.client.HTTPResponse):
+        return inner.readinto
+    # (the stubs say IO[bytes]; botocore's readinto takes any writable buffer)
+    return body.readinto  # type: ignore[return-value]
+
+
+def _release(body: StreamingBody, complete: bool) -> None:
+    """Hand a fully read connection back to the pool; close one that broke or was cut."""
+    raw = getattr(body, "_raw_stream", None)
+    if complete and raw is not None and hasattr(raw, "release_conn"):
+        raw.release_conn()
+    else:
+        body.close()
+
+
 class _Buffers(threading.local):
     buffer: bytearray | None = None
 
@@ -280,6 +310,7 @@ def _fetch_part(client: S3Client, source: S3Source, part: Part, fd: int,
     expected_range = f"bytes {part.start}-{last}/{part.file.size}"
     md5 = _plain_md5(part.file.etag) if part.whole else None
     for attempt in range(PART_ATTEMPTS):
+        offset = -1
         digest = hashlib.md5(usedforsecurity=False) if md5 else None
         try:
             rng = f"bytes={part.start}-{last}"
@@ -300,9 +331,9 @@ def _fetch_part(client: S3Client, source: S3Source, part: Part, fd: int,
                         "wrong bytes; fix the endpoint or the proxy"
                     )
                 offset = part.start
+                readinto = _socket_readinto(body)
                 while offset < part.end:
-                    # (the stubs say IO[bytes]; botocore's readinto takes any writable buffer)
-                    got = body.readinto(view[: min(READ_BUFFER, part.end - offset)])  # type: ignore[arg-type]
+                    got = readinto(view[: min(READ_BUFFER, part.end - offset)])
                     if not got:
                         raise IncompleteReadError(actual_bytes=offset - part.start,
                                                   expected_bytes=part.end - part.start)
@@ -311,7 +342,7 @@ def _fetch_part(client: S3Client, source: S3Source, part: Part, fd: int,
                         digest.update(view[:got])
                     offset += got
             finally:
-                body.close()
+                _release(body, complete=offset == part.end)
             if digest is not None and digest.hexdigest() != md5:
                 raise IntegrityError(
                     f"{what}: the body's MD5 {digest.hexdigest()} does not match the ETag "
@@ -319,7 +350,7 @@ def _fetch_part(client: S3Client, source: S3Source, part: Part, fd: int,
                 )
             return
         except (ConnectionError, ReadTimeoutError, ResponseStreamingError,
-                IncompleteReadError, OSError) as error:
+                IncompleteReadError, OSError, http.client.HTTPException) as error:
             if attempt == PART_ATTEMPTS - 1:
                 raise SourceUnavailable(
                     f"{what} failed after {PART_ATTEMPTS} attempts: {type(error).__name__}: "
