@@ -150,4 +150,8 @@ def test_a_wrong_bucket_is_reported_as_such(
         "the first deploy Failed")
     message = faults.condition(status, "Degraded").get("message", "")
     assert "NoSuchBucket" in message and "'no-such-bucket' does not exist" in message, status
+    # The secret is in the pod env only: not in status, events, nor the operator's log.
     assert sts_s3.secret_key not in json.dumps(status)
+    events = faults.event_reasons(op_cluster.client, ns, NAME)
+    assert events and sts_s3.secret_key not in json.dumps(events)
+    assert sts_s3.secret_key not in operator.log_path.read_text(errors="replace")
