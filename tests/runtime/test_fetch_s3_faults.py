@@ -90,10 +90,16 @@ class FaultProxy:
                     payload = response.read()
                 finally:
                     upstream.close()
+                if action == "gcs-namespace":
+                    # GCS's S3-interoperable XML API answers in its own namespace.
+                    payload = payload.replace(b"http://s3.amazonaws.com/doc/2006-03-01/",
+                                              b"http://doc.s3.amazonaws.com/2006-03-01")
                 self.send_response(response.status)
                 for name, value in response.getheaders():
-                    if name.lower() not in {"transfer-encoding", "connection", "date", "server"}:
+                    if name.lower() not in {"transfer-encoding", "connection", "date", "server",
+                                            "content-length"}:
                         self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if action in {"drop-mid-body", "truncate"}:
                     self.wfile.write(payload[: len(payload) // 2])
@@ -272,3 +278,14 @@ def test_a_server_in_another_region_is_followed_by_region_discovery(
                                     region="eu-north-1")
     assert code == 0, reason + output
     assert (tmp_path / "cache" / "faults" / "v1" / "config.json").read_bytes() == b"{}"
+
+
+def test_a_listing_in_the_gcs_xml_namespace_still_lists_the_objects(
+    blob_model: Path, fault_proxy: Any, helpers: Any, write_config: Any,
+    s3_env: dict[str, str], tmp_path: Path,
+) -> None:
+    proxy = fault_proxy(lambda m, p, r, n: "gcs-namespace" if "list-type" in p else "forward")
+    code, reason, output = _run(helpers, write_config, tmp_path, s3_env, proxy.endpoint)
+    assert code == 0, reason + output
+    assert [s for s in proxy.seen if s.action == "gcs-namespace"], "no listing was rewritten"
+    _entry_matches(tmp_path, blob_model)
