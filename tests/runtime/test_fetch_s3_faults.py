@@ -90,6 +90,9 @@ class FaultProxy:
                     payload = response.read()
                 finally:
                     upstream.close()
+                if action == "corrupt":
+                    # Same length, one byte flipped: only a content check can notice.
+                    payload = bytes([payload[0] ^ 0xFF]) + payload[1:]
                 if action == "gcs-namespace":
                     # GCS's S3-interoperable XML API answers in its own namespace.
                     payload = payload.replace(b"http://s3.amazonaws.com/doc/2006-03-01/",
@@ -289,3 +292,17 @@ def test_a_listing_in_the_gcs_xml_namespace_still_lists_the_objects(
     assert code == 0, reason + output
     assert [s for s in proxy.seen if s.action == "gcs-namespace"], "no listing was rewritten"
     _entry_matches(tmp_path, blob_model)
+
+
+def test_bytes_corrupted_on_the_way_fail_the_etag_check_and_leave_no_entry(
+    blob_model: Path, fault_proxy: Any, helpers: Any, write_config: Any,
+    s3_env: dict[str, str], tmp_path: Path,
+) -> None:
+    # config.json is fetched in one GET and its ETag is its MD5: a flipped byte is caught
+    # although the size is right.
+    proxy = fault_proxy(lambda m, p, r, n: "corrupt" if r and p.endswith("config.json")
+                        else "forward")
+    code, reason, _ = _run(helpers, write_config, tmp_path, s3_env, proxy.endpoint)
+    assert code == 1
+    assert "does not match the ETag" in reason, reason
+    _no_entry(tmp_path)
