@@ -27,6 +27,16 @@ class S3Source(_Model):
     prefix: str = Field(default="", description="Key prefix; every object under it is copied.")
     endpoint: str | None = Field(default=None, description="Endpoint URL for S3-compatible stores.")
     region: str | None = Field(default=None, description="Region name.")
+    anonymous: bool = Field(
+        default=False, description="Send unsigned requests (a public bucket); no credentials."
+    )
+    addressing_style: Literal["auto", "path", "virtual"] | None = Field(
+        default=None,
+        description="URL style; unset: path-style with a custom endpoint, else botocore's auto.",
+    )
+    retry_mode: Literal["standard", "adaptive"] | None = Field(
+        default=None, description="botocore retry mode for throttling and 5xx; unset: standard."
+    )
 
 
 class HuggingFaceSource(_Model):
@@ -36,6 +46,10 @@ class HuggingFaceSource(_Model):
     revision: str = Field(default="main", description="Branch, tag or commit.")
     include: list[str] = Field(default_factory=list, description="Glob patterns to copy.")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns to skip.")
+    offline: bool | None = Field(
+        default=None,
+        description="Use only the pre-populated hub cache; unset: HF_HUB_OFFLINE decides.",
+    )
 
 
 class Source(_Model):

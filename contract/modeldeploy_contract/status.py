@@ -44,6 +44,9 @@ class ModelId(_Wire):
 
     name: str
     version: str
+    revision: str | None = Field(
+        default=None, description="The exact source revision served, e.g. the hub commit sha."
+    )
 
 
 class Status(_Wire):

@@ -70,12 +70,24 @@ class MinioServer:
         port: int | None = None,
         binary: Path | None = None,
         ready_timeout: float = 30.0,
+        region: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        quiet: bool = True,
+        certs_dir: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.binary = binary
         self.ready_timeout = ready_timeout
+        # The site region MinIO insists requests are signed for (None: it accepts any).
+        self.region = region
+        # More MINIO_* settings, e.g. the OpenID identity provider for STS.
+        self.extra_env = dict(extra_env or {})
+        # Start-up messages include the role ARN of an OpenID provider (oidc.role_arn).
+        self.quiet = quiet
+        # MinIO's --certs-dir: CAs/*.crt are trusted for outgoing TLS (an OpenID issuer).
+        self.certs_dir = certs_dir
         # MinIO wants a key of at least 8 characters; token_hex keeps both URL-safe.
         self.access_key = "md-" + secrets.token_hex(6)
         self.secret_key = secrets.token_hex(20)
@@ -101,13 +113,17 @@ class MinioServer:
             "MINIO_BROWSER": "off",
             "MINIO_UPDATE": "off",
             "MINIO_CI_CD": "1",
+            **({"MINIO_SITE_REGION": self.region} if self.region else {}),
+            **self.extra_env,
         }
         address = f"{self.host}:{self.port}"
         console = f"{self.host}:{free_port(self.host)}"
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(binary), "server", "--quiet", "--address", address,
-                 "--console-address", console, str(self.data_dir)],
+                [str(binary), "server", *(["--quiet"] if self.quiet else []), "--address", address,
+                 "--console-address", console,
+                 *(["--certs-dir", str(self.certs_dir)] if self.certs_dir else []),
+                 str(self.data_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -164,7 +180,7 @@ class MinioServer:
             endpoint_url=self.endpoint,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
-            region_name="us-east-1",
+            region_name=self.region or "us-east-1",
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
             **kwargs,
         )

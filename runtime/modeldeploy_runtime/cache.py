@@ -35,6 +35,8 @@ class Manifest(BaseModel):
 
     sizes: dict[str, int]
     sha256: dict[str, str] = {}
+    # The exact source revision the files came from (a hub commit sha), when known.
+    revision: str | None = None
 
 
 def check_key(field: str, value: str) -> str:
@@ -99,13 +101,18 @@ def verify_files(
             )
 
 
+def read_manifest(entry: Path) -> Manifest:
+    """The manifest of a complete entry (check is_complete first)."""
+    return Manifest.model_validate_json((entry / MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
 def is_complete(entry: Path) -> bool:
     """True when `entry` was renamed into place and its files still have the recorded sizes."""
     manifest_path = entry / MANIFEST_NAME
     if not manifest_path.is_file():
         return False
     try:
-        manifest = Manifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+        manifest = read_manifest(entry)
         verify_files(entry, manifest.sizes, {})
     except (ValueError, OSError, IntegrityError):
         return False
@@ -139,7 +146,8 @@ def new_staging_dir(entry: Path) -> Path:
 
 def commit(staging: Path, entry: Path, manifest: Manifest) -> None:
     """Write the manifest, fsync, and rename `staging` to `entry` atomically."""
-    (staging / MANIFEST_NAME).write_text(json.dumps(manifest.model_dump()), encoding="utf-8")
+    (staging / MANIFEST_NAME).write_text(
+        json.dumps(manifest.model_dump(exclude_none=True)), encoding="utf-8")
     if entry.exists():
         # Only reached when an old entry failed is_complete(); replace it.
         shutil.rmtree(entry)

@@ -91,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = fetch(config, root)
             finally:
                 clock.finish()
+            revision = f", revision {result.revision}" if result.revision else ""
             print(f"{'hit' if result.hit else 'fetched'} {result.entry} "
-                  f"({result.bytes} bytes, {result.seconds:.2f} s)", flush=True)
+                  f"({result.bytes} bytes, {result.seconds:.2f} s{revision})", flush=True)
             return 0
         from modeldeploy_runtime.runner import serve
 

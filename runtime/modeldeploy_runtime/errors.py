@@ -38,6 +38,11 @@ class IntegrityError(FetchError):
     """A downloaded file has the wrong size or sha256."""
 
 
+class SourceUnavailable(FetchError):
+    """Transient: the source kept failing (throttling, 5xx, broken connections) after every
+    retry, or changed mid-download; the same fetch may succeed later."""
+
+
 class LoadError(RuntimeFailure):
     """Loading the model from the cache failed."""
 

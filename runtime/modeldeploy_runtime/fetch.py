@@ -16,8 +16,16 @@ from modeldeploy_runtime.errors import IntegrityError
 
 log = logging.getLogger("modeldeploy.runtime")
 
-# (config, staging dir) -> relative path -> expected size; a seam for tests and new sources.
-Downloader = Callable[[RuntimeConfig, Path], dict[str, int]]
+@dataclass(frozen=True)
+class Downloaded:
+    """What a downloader put into the staging dir."""
+
+    sizes: dict[str, int]  # relative path -> expected size
+    revision: str | None = None  # the exact source revision, e.g. the hub commit sha
+
+
+# (config, staging dir) -> what was downloaded; a seam for tests and new sources.
+Downloader = Callable[[RuntimeConfig, Path], Downloaded]
 
 
 @dataclass(frozen=True)
@@ -29,20 +37,22 @@ class FetchResult:
     bytes: int
     seconds: float
     waited_for_lock_seconds: float
+    revision: str | None = None
 
 
-def default_downloader(config: RuntimeConfig, staging: Path) -> dict[str, int]:
+def default_downloader(config: RuntimeConfig, staging: Path) -> Downloaded:
     """Pick the source's downloader; imports stay lazy so `serve` never loads boto3."""
     source = config.model.source
     if source.s3 is not None:
         from modeldeploy_runtime import s3
 
-        transfer = s3.download(s3.make_endpoint(source.s3), source.s3, staging)
-        return dict(s3.iter_sizes(transfer.files))
+        transfer = s3.download(s3.make_client(source.s3), source.s3, staging)
+        return Downloaded(dict(s3.iter_sizes(transfer.files)))
     assert source.hugging_face is not None  # the config validator guarantees one source
     from modeldeploy_runtime import hub
 
-    return hub.download(source.hugging_face, staging)
+    snapshot = hub.download(source.hugging_face, staging)
+    return Downloaded(snapshot.sizes, snapshot.commit)
 
 
 def fetch(
@@ -57,11 +67,13 @@ def fetch(
     with cache.locked(entry) as waited:
         if cache.is_complete(entry):
             log.info("cache hit: %s is complete; skipping the download", entry)
-            return FetchResult(entry, True, 0, time.monotonic() - started, waited)
+            return FetchResult(entry, True, 0, time.monotonic() - started, waited,
+                               cache.read_manifest(entry).revision)
         cache.clean_leftovers(entry)
         staging = cache.new_staging_dir(entry)
         try:
-            sizes = downloader(config, staging)
+            downloaded = downloader(config, staging)
+            sizes = downloaded.sizes
             missing = sorted(set(model.sha256) - set(sizes))
             if missing:
                 raise IntegrityError(
@@ -69,7 +81,8 @@ def fetch(
                     "fix the manifest or the source"
                 )
             cache.verify_files(staging, sizes, model.sha256)
-            cache.commit(staging, entry, cache.Manifest(sizes=sizes, sha256=dict(model.sha256)))
+            cache.commit(staging, entry, cache.Manifest(
+                sizes=sizes, sha256=dict(model.sha256), revision=downloaded.revision))
         except BaseException:
             # Includes KeyboardInterrupt/SystemExit: a partial download must never linger.
             shutil.rmtree(staging, ignore_errors=True)
@@ -77,8 +90,9 @@ def fetch(
     total = sum(sizes.values())
     seconds = time.monotonic() - started
     log.info(
-        "fetched %s/%s: %d files, %.1f MB in %.2f s (%.0f MB/s) into %s",
+        "fetched %s/%s: %d files, %.1f MB in %.2f s (%.0f MB/s) into %s%s",
         model.name, model.version, len(sizes), total / 1e6, seconds,
         total / 1e6 / max(seconds, 1e-9), entry,
+        f" (revision {downloaded.revision})" if downloaded.revision else "",
     )
-    return FetchResult(entry, False, total, seconds, waited)
+    return FetchResult(entry, False, total, seconds, waited, downloaded.revision)

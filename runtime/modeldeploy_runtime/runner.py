@@ -50,6 +50,7 @@ def _prepare(
             f"model cache entry {entry} is missing or incomplete: run "
             "`modeldeploy-runtime fetch` first (the init container) with the same cache root"
         )
+    state.set_revision(cache.read_manifest(entry).revision)
     pipeline = loader.load(config, entry, record)
 
     clock.enter("warmup")

@@ -46,6 +46,11 @@ class RuntimeState:
             phases=dict.fromkeys(PHASE_NAMES),
         )
 
+    def set_revision(self, revision: str | None) -> None:
+        """Record the source revision of the files being served (from the cache manifest)."""
+        with self._lock:
+            self._status.model.revision = revision
+
     def snapshot(self) -> Status:
         """A copy of the current status."""
         with self._lock:

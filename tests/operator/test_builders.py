@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from modeldeploy_contract.config import RuntimeConfig
 from modeldeploy_operator.api import naming
@@ -323,3 +324,48 @@ def test_every_service_reaches_each_pod_on_that_pods_own_port() -> None:
             listens = {p["name"]: p["containerPort"] for p in serve["ports"]}
             assert listens[port["targetPort"]] == (8080 if selected == "old" else 9090)
             assert f"{listens[port['targetPort']]}" in serve["command"]
+
+
+def _s3(**fields: Any) -> dict[str, Any]:
+    return {"name": "minilm", "version": "v1", "source": {"s3": {
+        "bucket": "models", "prefix": "minilm/v1/", **fields}}}
+
+
+def test_the_s3_identity_fields_reach_the_runtime_only_when_set() -> None:
+    plain = written(make_spec(model=_s3()))["model"]["source"]["s3"]
+    assert set(plain) == {"bucket", "prefix", "endpoint", "region"}
+    public = written(make_spec(model=_s3(anonymous=True, addressingStyle="virtual",
+                                         retryMode="adaptive")))["model"]["source"]["s3"]
+    assert public["anonymous"] is True
+    assert public["addressingStyle"] == "virtual"
+    assert public["retryMode"] == "adaptive"
+    RuntimeConfig.model_validate(written(make_spec(model=_s3(anonymous=True))))
+
+
+def test_anonymous_with_a_credentials_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="anonymous requests use no credentials"):
+        make_spec(model=_s3(anonymous=True, credentialsSecret="s3-creds"))
+
+
+def test_hub_offline_reaches_the_runtime_only_when_set() -> None:
+    hub = {"name": "minilm", "version": "v1",
+           "source": {"huggingFace": {"repo": "org/m"}}}
+    assert "offline" not in written(make_spec(model=hub))["model"]["source"]["huggingFace"]
+    hub["source"]["huggingFace"]["offline"] = True
+    assert written(make_spec(model=hub))["model"]["source"]["huggingFace"]["offline"] is True
+
+
+def test_a_service_account_is_run_as_with_its_token_and_none_is_mounted_without_one() -> None:
+    def pod(spec: ModelDeploymentSpec) -> dict[str, Any]:
+        manifest = builders.deployment(OWNER, "md", spec, builders.template_hash(spec), 1)
+        template: dict[str, Any] = manifest["spec"]["template"]["spec"]
+        return template
+
+    without = pod(make_spec())
+    assert without["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in without
+    spec = make_spec(runtime={"task": "embedding", "serviceAccountName": "model-reader"})
+    with_account = pod(spec)
+    assert with_account["serviceAccountName"] == "model-reader"
+    assert with_account["automountServiceAccountToken"] is True
+    assert builders.template_hash(spec) != builders.template_hash(make_spec())

@@ -12,7 +12,7 @@ import pytest
 from modeldeploy_contract.config import RuntimeConfig
 from modeldeploy_runtime import cache
 from modeldeploy_runtime.errors import IntegrityError
-from modeldeploy_runtime.fetch import fetch
+from modeldeploy_runtime.fetch import Downloaded, fetch
 from modeldeploy_runtime.hub import select
 
 
@@ -26,11 +26,11 @@ def _config(**model: Any) -> RuntimeConfig:
 def test_two_fetches_sharing_a_cache_take_turns_and_the_second_hits(tmp_path: Path) -> None:
     calls: list[float] = []
 
-    def slow_downloader(config: RuntimeConfig, staging: Path) -> dict[str, int]:
+    def slow_downloader(config: RuntimeConfig, staging: Path) -> Downloaded:
         calls.append(time.monotonic())
         time.sleep(0.5)
         (staging / "w.bin").write_bytes(b"x" * 100)
-        return {"w.bin": 100}
+        return Downloaded({"w.bin": 100})
 
     results: list[Any] = []
     threads = [threading.Thread(target=lambda: results.append(
@@ -47,7 +47,7 @@ def test_two_fetches_sharing_a_cache_take_turns_and_the_second_hits(tmp_path: Pa
 
 
 def test_a_downloader_that_raises_leaves_nothing_behind(tmp_path: Path) -> None:
-    def broken(config: RuntimeConfig, staging: Path) -> dict[str, int]:
+    def broken(config: RuntimeConfig, staging: Path) -> Downloaded:
         (staging / "w.bin").write_bytes(b"partial")
         raise KeyboardInterrupt  # also an interrupt must clean up
 
@@ -57,9 +57,9 @@ def test_a_downloader_that_raises_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_a_manifest_naming_a_file_the_source_lacks_is_an_integrity_error(tmp_path: Path) -> None:
-    def one_file(config: RuntimeConfig, staging: Path) -> dict[str, int]:
+    def one_file(config: RuntimeConfig, staging: Path) -> Downloaded:
         (staging / "w.bin").write_bytes(b"x")
-        return {"w.bin": 1}
+        return Downloaded({"w.bin": 1})
 
     with pytest.raises(IntegrityError, match=r"'model\.safetensors' but the source has no such"):
         fetch(_config(sha256={"model.safetensors": "0" * 64}), tmp_path, one_file)
@@ -86,7 +86,7 @@ def test_hub_offline_with_an_empty_hub_cache_fails_with_the_fix(
     assert result.returncode == 1
     reason = log.read_text()
     assert "huggingFace repo 'org/absent'" in reason
-    assert "HF_HUB_OFFLINE is set" in reason
+    assert "offline mode (model.source.huggingFace.offline or HF_HUB_OFFLINE)" in reason
     assert not (tmp_path / "cache" / "hubm" / "v1").exists()
 
 

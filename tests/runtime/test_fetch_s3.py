@@ -151,7 +151,8 @@ def test_a_truncated_download_leaves_no_cache_entry(
     result = _fetch(helpers, write_config, tmp_path / "cache", s3_env, log,
                     name="trunc", source=_s3("trunc", "v1", cut.endpoint))
     assert result.returncode == 1, result.stderr
-    assert "failed after 3 attempts" in log.read_text()
+    assert "failed after 4 attempts" in log.read_text()
+    assert "IncompleteReadError" in log.read_text()
     _no_entry(tmp_path / "cache", "trunc")
 
 

@@ -75,7 +75,7 @@ def test_status_reports_every_phase_time_to_ready_and_the_validation(
     assert s.wait_until(lambda: s.get("/readyz")[0] == 200, timeout=90)
     _, status = s.get("/status")
     assert status["phase"] == "Ready"
-    assert status["model"] == {"name": "tiny", "version": "v1"}
+    assert status["model"] == {"name": "tiny", "version": "v1", "revision": None}
     assert status["task"] == "embedding"
     assert set(status["phases"]) == {"import", "fileIO", "deserialize", "deviceTransfer",
                                      "warmup", "validation"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -28,6 +28,17 @@ class SecretKeyRef(ApiModel):
 
 class S3Source(ApiModel):
     """Weights stored under a prefix of an S3-compatible bucket."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!(has(self.anonymous) && self.anonymous && has(self.credentialsSecret))",
+                    "anonymous requests use no credentials: drop credentialsSecret or anonymous",
+                )
+            ]
+        }
+    )
 
     bucket: Annotated[
         str,
@@ -66,6 +77,33 @@ class S3Source(ApiModel):
             max_length=253,
         ),
     ] = None
+    anonymous: Annotated[
+        bool | None,
+        Field(
+            description=(
+                "Send unsigned requests, for a public bucket. Without it and without "
+                "credentialsSecret, the default AWS credential chain applies: IRSA or Pod "
+                "Identity through runtime.serviceAccountName, or an instance role."
+            ),
+        ),
+    ] = None
+    addressing_style: Annotated[
+        Literal["auto", "path", "virtual"] | None,
+        Field(description="URL style; path-style when endpoint is set, auto otherwise."),
+    ] = None
+    retry_mode: Annotated[
+        Literal["standard", "adaptive"] | None,
+        Field(description="botocore retry mode for throttling and 5xx answers; standard."),
+    ] = None
+
+    @model_validator(mode="after")
+    def _anonymous_has_no_credentials(self) -> S3Source:
+        if self.anonymous and self.credentials_secret:
+            raise ValueError(
+                f"anonymous is true but credentialsSecret is {self.credentials_secret!r}: "
+                "anonymous requests use no credentials; drop credentialsSecret or anonymous"
+            )
+        return self
 
 
 class HuggingFaceSource(ApiModel):
@@ -97,6 +135,15 @@ class HuggingFaceSource(ApiModel):
     token_secret: Annotated[
         SecretKeyRef | None,
         Field(description="Secret key holding a hub token, for gated or private repos."),
+    ] = None
+    offline: Annotated[
+        bool | None,
+        Field(
+            description=(
+                "Use only the hub cache baked into the image or volume (HF_HOME); unset: "
+                "online unless the pod env sets HF_HUB_OFFLINE."
+            ),
+        ),
     ] = None
 
 

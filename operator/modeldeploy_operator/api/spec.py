@@ -226,6 +226,18 @@ class RuntimeSpec(ApiModel):
             le=86400,
         ),
     ] = None
+    service_account_name: Annotated[
+        str | None,
+        Field(
+            description=(
+                "ServiceAccount the serving pods run as (its token is then mounted), so an "
+                "IRSA (eks.amazonaws.com/role-arn), Pod Identity or workload identity binding "
+                "on it reaches the fetch container; no token is mounted when unset."
+            ),
+            pattern=DNS_SUBDOMAIN,
+            max_length=253,
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _gpu_needs_cuda(self) -> RuntimeSpec:

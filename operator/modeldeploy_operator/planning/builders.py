@@ -76,9 +76,23 @@ def runtime_config(spec: ModelDeploymentSpec) -> contract.RuntimeConfig:
     source = spec.model.source
     if source.s3 is not None:
         s3 = source.s3
+        # New keys only when set: existing specs keep byte-identical runtime.json.
+        s3_extra: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("anonymous", s3.anonymous),
+                ("addressing_style", s3.addressing_style),
+                ("retry_mode", s3.retry_mode),
+            )
+            if value is not None
+        }
         model_source = contract.Source(
             s3=contract.S3Source(
-                bucket=s3.bucket, prefix=s3.prefix, endpoint=s3.endpoint, region=s3.region
+                bucket=s3.bucket,
+                prefix=s3.prefix,
+                endpoint=s3.endpoint,
+                region=s3.region,
+                **s3_extra,
             )
         )
     else:
@@ -90,6 +104,7 @@ def runtime_config(spec: ModelDeploymentSpec) -> contract.RuntimeConfig:
                 revision=hub.revision,
                 include=list(hub.include),
                 exclude=list(hub.exclude),
+                **({"offline": hub.offline} if hub.offline is not None else {}),
             )
         )
     model = contract.ModelRef(name=spec.model.name, version=spec.model.version, source=model_source)
@@ -155,6 +170,7 @@ def template_hash(spec: ModelDeploymentSpec, default_image: str | None = None) -
         mode="json", by_alias=True, include={"model", "runtime", "validation", "cache"}
     )
     shaping["runtime"]["image"] = effective_image(spec, default_image)
+    _drop_unset_identity_fields(shaping)
     # Only when set, so upgrading the operator does not re-roll every existing pod.
     if deadlines := _stage_deadlines(spec):
         shaping["stageDeadlineSeconds"] = deadlines
@@ -185,6 +201,21 @@ def _pod_fields_only_when_set(spec: ModelDeploymentSpec, shaping: dict[str, Any]
 def _pod_settings(spec: ModelDeploymentSpec) -> dict[str, Any]:
     """spec.pod's fields that are set, camelCase; {} when none is."""
     return spec.pod.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+def _drop_unset_identity_fields(shaping: dict[str, Any]) -> None:
+    """Fields added after the first release count only when set, so upgrading the operator
+    does not re-roll every existing pod."""
+    source = shaping["model"]["source"]
+    groups = (
+        (source.get("s3"), ("anonymous", "addressingStyle", "retryMode")),
+        (source.get("huggingFace"), ("offline",)),
+        (shaping["runtime"], ("serviceAccountName",)),
+    )
+    for part, keys in groups:
+        for key in keys:
+            if part is not None and part.get(key, 0) is None:
+                del part[key]
 
 
 def spec_snapshot(spec: ModelDeploymentSpec) -> str:
@@ -275,6 +306,15 @@ def _credential_env(spec: ModelDeploymentSpec) -> list[Manifest]:
                 }
             )
     return env
+
+
+def _identity(spec: ModelDeploymentSpec) -> Manifest:
+    """Who the pod runs as: no token at all unless a ServiceAccount is named, whose token
+    (and IRSA / Pod Identity / workload identity webhooks keyed on it) the fetch needs."""
+    account = spec.runtime.service_account_name
+    if account is None:
+        return {"automountServiceAccountToken": False}
+    return {"serviceAccountName": account, "automountServiceAccountToken": True}
 
 
 def _resources(spec: ModelDeploymentSpec, with_gpu: bool) -> Manifest:
@@ -432,7 +472,7 @@ def pod_template(
                 "fsGroup": RUNTIME_UID,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "automountServiceAccountToken": False,
+            **_identity(spec),
             "terminationGracePeriodSeconds": (
                 spec.pod.termination_grace_period_seconds or TERMINATION_GRACE_SECONDS
             ),
