@@ -25,9 +25,11 @@ class FakeRuntime:
     def __init__(self) -> None:
         self.validated: list[str] = []
         self.passes = True
+        self.revision: str | None = None
 
     def status(self, ip: str, port: int) -> dict[str, Any]:
-        return {"phase": "Ready", "phases": {"warmup": 0.5}, "timeToReadySeconds": 2.5}
+        return {"phase": "Ready", "phases": {"warmup": 0.5}, "timeToReadySeconds": 2.5,
+                "model": {"name": "m", "version": "v", "revision": self.revision}}
 
     def validate(self, ip: str, port: int, model: str, validation: Any) -> tuple[bool, str]:
         self.validated.append(ip)
@@ -412,3 +414,16 @@ def test_a_flip_back_refused_by_the_api_server_is_reported_and_tried_again_later
     settle(ctx, memory)  # the refusal lifted: the flip completes
     assert _template_version(api) == "v1"
     assert api.md["status"]["phase"] == "RolledBack"
+
+
+def test_the_hub_commit_a_ready_pod_serves_is_recorded_in_status() -> None:
+    api, runtime, ctx, memory, _ = setup(md_body("v1"))
+    runtime.revision = "0123abc"
+    reconcile(ctx, NS, "md", memory)
+    api.roll_out("md")
+    settle(ctx, memory)
+    assert api.md["status"]["modelRevision"] == "0123abc"
+    change_version(api, "v2")
+    reconcile(ctx, NS, "md", memory)
+    # Another version: the old commit no longer describes what is being rolled out.
+    assert "modelRevision" not in api.md["status"]

@@ -221,6 +221,16 @@ class ModelDeploymentStatus(_Model):
     load_seconds: Annotated[
         LoadSeconds | None, Field(description="Start-up phases of the newest ready pod.")
     ] = None
+    model_revision: Annotated[
+        str | None,
+        Field(
+            description=(
+                "The exact source revision the newest ready pod of targetVersion loaded: the "
+                "commit a hub branch or tag resolved to (unset for S3 sources)."
+            ),
+            max_length=256,
+        ),
+    ] = None
     history: Annotated[
         list[Revision], Field(description="Recent rollouts, newest last.", max_length=20)
     ] = []

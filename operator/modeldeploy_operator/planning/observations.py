@@ -105,6 +105,8 @@ class Observed:
     unschedulable: tuple[Unschedulable, ...] = ()
     validations: tuple[ValidationResult, ...] = ()
     load_seconds: LoadSeconds | None = None
+    # The source revision (hub commit) the newest ready pod of the desired template serves.
+    revision: str | None = None
     # Seconds since status.rollout.startedAt (0 when no rollout is recorded), and the
     # timestamp to stamp on anything that changes now: the clock is read by the caller.
     elapsed_seconds: float = 0.0

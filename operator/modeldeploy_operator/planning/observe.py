@@ -289,6 +289,14 @@ def load_seconds(runtime_status: Mapping[str, Any] | None) -> LoadSeconds | None
 # -- the snapshot -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Served:
+    """What a ready pod's runtime says it serves: never changes for that pod."""
+
+    load_seconds: LoadSeconds
+    revision: str | None
+
+
 @dataclass
 class Memory:
     """What one ModelDeployment's reconciles remember in memory between them.
@@ -297,8 +305,8 @@ class Memory:
     """
 
     validations: dict[tuple[str, str], ValidationResult] = field(default_factory=dict)
-    # Per pod uid: a ready pod's load timings never change.
-    load_seconds: dict[str, LoadSeconds] = field(default_factory=dict)
+    # Per pod uid: a ready pod's load timings and revision never change.
+    served: dict[str, Served] = field(default_factory=dict)
     # Validation results belong to one generation and retry token.
     epoch: tuple[int, str | None] = (0, None)
     last_phase: str | None = None
@@ -348,7 +356,7 @@ def build_observed(
             failures.append(signal)
     # A settled version's timings are already in status: its pods are not asked again.
     settled = status.phase is Phase.AVAILABLE and status.load_seconds is not None
-    loads = None if settled else _newest_load_seconds(
+    served = None if settled else _newest_served(
         world.pods, desired_hash, memory, runtime_status
     )
     rollout = status.rollout
@@ -361,7 +369,8 @@ def build_observed(
         failures=tuple(failures),
         unschedulable=unschedulable(world.pods),
         validations=tuple(memory.validations.values()),
-        load_seconds=loads or status.load_seconds,
+        load_seconds=(served.load_seconds if served else None) or status.load_seconds,
+        revision=served.revision if served else None,
         elapsed_seconds=seconds_since(rollout.started_at, now) or 0.0,
         now=rfc3339(now),
         since_promotion_seconds=seconds_since(rollout.promoted_at, now),
@@ -371,23 +380,25 @@ def build_observed(
     )
 
 
-def _newest_load_seconds(
+def _newest_served(
     pods: list[Manifest],
     desired_hash: str,
     memory: Memory,
     runtime_status: Callable[[Manifest], Mapping[str, Any] | None],
-) -> LoadSeconds | None:
+) -> Served | None:
     ready = ready_pods(pods, desired_hash)
     if not ready:
         return None
     newest = ready[-1]
     uid = str(newest.get("metadata", {}).get("uid", ""))
-    if uid not in memory.load_seconds:
-        seconds = load_seconds(runtime_status(newest))
-        if seconds is None:
+    if uid not in memory.served:
+        answer = runtime_status(newest)
+        seconds = load_seconds(answer)
+        if seconds is None or answer is None:
             return None
-        memory.load_seconds[uid] = seconds
+        revision = (answer.get("model") or {}).get("revision")
+        memory.served[uid] = Served(seconds, str(revision) if revision else None)
     live = {str(p.get("metadata", {}).get("uid", "")) for p in pods}
-    for gone in set(memory.load_seconds) - live:
-        del memory.load_seconds[gone]
-    return memory.load_seconds[uid]
+    for gone in set(memory.served) - live:
+        del memory.served[gone]
+    return memory.served[uid]

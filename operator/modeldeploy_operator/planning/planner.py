@@ -185,6 +185,9 @@ def _assemble(d: draft.Draft) -> Plan:
         conditions=build_conditions(list(before.conditions), verdict, generation, now),
         observed_generation=generation,
         load_seconds=d.observed.load_seconds or before.load_seconds,
+        model_revision=d.observed.revision or (
+            before.model_revision if before.target_version == d.version else None
+        ),
         history=d.history[-draft.HISTORY_LIMIT :],
         rollout=d.rollout,
     )
