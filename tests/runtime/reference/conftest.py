@@ -135,16 +135,19 @@ class ReferenceServer:
 @pytest.fixture(scope="module")
 def start_servers(
     helpers: Any, write_config: Any, serve: Any, tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[[dict[str, tuple[Path, str]]], dict[str, ReferenceServer]]]:
-    """Start one `serve` per {name: (model dir, task)} at once and wait until all are ready."""
+) -> Iterator[Callable[..., dict[str, ReferenceServer]]]:
+    """Start one `serve` per {name: (model dir, task)} at once and wait until all are ready;
+    `configs` adds runtime config keys per name (e.g. a validation)."""
 
-    def start(models: dict[str, tuple[Path, str]]) -> dict[str, ReferenceServer]:
+    def start(models: dict[str, tuple[Path, str]],
+              configs: dict[str, dict[str, Any]] | None = None) -> dict[str, ReferenceServer]:
         cache = tmp_path_factory.mktemp("cache")
         servers = {}
         for name, (model_dir, task) in models.items():
             helpers.place_in_cache(model_dir, cache, name, "v1")
             doc = helpers.runtime_config(name, "v1", task=task,
                                          warmup={"inputs": ["hello world"], "iterations": 1})
+            doc.update((configs or {}).get(name, {}))
             servers[name] = ReferenceServer(model_dir, serve(write_config(doc), cache), name)
         for server in servers.values():
             s = server.served
