@@ -149,6 +149,11 @@ def _build_compact(files: modeldir.ModelDir, task: str) -> tuple[list[Any], Forw
     return [encoder] + ([head] if head is not None else []), forward, tokenizer
 
 
+# Tested against the reference libraries (tests/runtime/reference); other encoders that
+# transformers knows load too, unproven.
+SUPPORTED = ("bert", "distilbert", "electra", "roberta", "xlm-roberta", "mpnet", "deberta-v2",
+             "modernbert")
+
 _AUTO_CLASSES = {
     "embedding": "AutoModel",
     "reranking": "AutoModelForSequenceClassification",
@@ -168,6 +173,14 @@ def _build_transformers(files: modeldir.ModelDir, config: RuntimeConfig,
     record("import", time.monotonic() - started)
     cls = getattr(transformers, _AUTO_CLASSES[config.task])
     root = str(files.root)
+    known = transformers.models.auto.configuration_auto.CONFIG_MAPPING
+    if files.model_type not in known and not config.trust_remote_code:
+        raise LoadError(
+            f"config.json has model_type {files.model_type!r}, which transformers "
+            f"{transformers.__version__} in this runtime image does not know; supported "
+            f"encoders: {', '.join(SUPPORTED)} (runtime/README.md): use one of them, or an "
+            "image with a newer transformers"
+        )
     log.info("loading %s (%s) with transformers %s", files.model_type, root,
              transformers.__version__)
     try:
@@ -175,10 +188,11 @@ def _build_transformers(files: modeldir.ModelDir, config: RuntimeConfig,
             root, local_files_only=True, use_safetensors=not files.pickle,
             trust_remote_code=config.trust_remote_code, output_loading_info=True)
     except (ValueError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise LoadError(
             f"transformers {transformers.__version__} cannot build a {_AUTO_CLASSES[config.task]} "
-            f"for model_type {files.model_type!r}: {error}; use a supported encoder (see "
-            "runtime/README.md) or a runtime image with a newer transformers"
+            f"for model_type {files.model_type!r}: {first_line}; supported encoders: "
+            f"{', '.join(SUPPORTED)} (runtime/README.md)"
         ) from None
     missing = [k for k in info.get("missing_keys", ()) if "pooler" not in k]
     if config.task != "embedding" and missing:
