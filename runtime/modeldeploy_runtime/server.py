@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -181,4 +182,13 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics) -> Starlet
               methods=["POST"]),
         *openai.routes(name, task, ready_pipeline, not_ready, timed),
     ]
-    return Starlette(routes=routes)
+
+    async def unrouted(request: Request, error: Exception) -> Response:
+        # Unknown paths and methods are answers too, counted under one route label.
+        code = getattr(error, "status_code", 404)
+        metrics.requests.labels("<unmatched>", str(code)).inc()
+        return JSONResponse(
+            {"error": f"{request.method} {request.url.path}: {getattr(error, 'detail', error)}"},
+            status_code=code)
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: unrouted})

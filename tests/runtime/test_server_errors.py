@@ -76,3 +76,12 @@ def test_bad_requests_are_400s_in_the_metrics() -> None:
     response = client.post("/v1/embeddings", content=b'{"input": 3}')
     assert response.status_code == 400 and "input" in response.json()["error"]
     assert _count(metrics, "400") == 1.0
+
+
+def test_unknown_paths_and_methods_are_counted() -> None:
+    client, metrics = _client(_Flaky())
+    assert client.get("/nope").status_code == 404
+    assert client.get("/v1/rerank").status_code == 405
+    for code in ("404", "405"):
+        assert metrics.registry.get_sample_value(
+            "modeldeploy_requests_total", {"route": "<unmatched>", "code": code}) == 1.0
