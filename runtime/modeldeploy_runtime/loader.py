@@ -82,6 +82,13 @@ def load(config: RuntimeConfig, entry: Path, record: Record) -> Pipeline:
 
     started = time.monotonic()
     task = config.task
+    labels = _labels(files.config)
+    if task == "reranking" and len(labels) != 1:
+        raise LoadError(
+            f"task reranking needs a cross-encoder with one output (num_labels 1); this "
+            f"checkpoint has {len(labels)} labels ({', '.join(labels[:4])}): use task "
+            "text-classification, or a reranker checkpoint"
+        )
     if _compact(files, task):
         modules, forward, tokenizer = _build_compact(files, task)
     else:
@@ -104,11 +111,11 @@ def load(config: RuntimeConfig, entry: Path, record: Record) -> Pipeline:
     from modeldeploy_runtime.tasks import Pipeline, SentenceHead
 
     pipeline = Pipeline(
-        task, tokenizer, forward, device, _labels(files.config),
+        task, tokenizer, forward, device, labels,
         sentence=sentence or SentenceHead(),
         multi_label=files.config.get("problem_type") == "multi_label_classification"
         or (task == "text-classification" and int(files.config.get("num_labels", 2)) == 1),
-        score_activation=_score_activation(files),
+        score_activation=_score_activation(files) if task == "reranking" else "sigmoid",
         tagger=tagger,
     )
     return pipeline

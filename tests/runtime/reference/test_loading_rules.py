@@ -56,6 +56,14 @@ def test_a_checkpoint_without_a_trained_head_is_refused_for_classification(
             _load(model_dir, task)
 
 
+def test_reranking_a_checkpoint_with_several_labels_is_refused_at_load(
+    ref: Any, tmp_path: Path,
+) -> None:
+    model_dir = ref.make_checkpoint(tmp_path / "two", "bert", head="sequence", num_labels=2)
+    with pytest.raises(LoadError, match=r"num_labels 1.*2 labels"):
+        _load(model_dir, "reranking")
+
+
 def test_an_unsupported_sentence_transformers_module_is_refused_by_name(
     ref: Any, tmp_path: Path,
 ) -> None:
