@@ -51,9 +51,12 @@ def test_a_checkpoint_without_a_trained_head_is_refused_for_classification(
     ref: Any, tmp_path: Path,
 ) -> None:
     model_dir = ref.make_checkpoint(tmp_path / "headless", "distilbert")
-    for task in ("text-classification", "reranking", "token-classification"):
+    for task in ("text-classification", "token-classification"):
         with pytest.raises(LoadError, match="trained head"):
             _load(model_dir, task)
+    one_output = ref.make_checkpoint(tmp_path / "headless-1", "distilbert", num_labels=1)
+    with pytest.raises(LoadError, match="trained head"):
+        _load(one_output, "reranking")
 
 
 def test_reranking_a_checkpoint_with_several_labels_is_refused_at_load(
