@@ -85,26 +85,92 @@ class Warmup(_Model):
     iterations: int = Field(default=3, ge=0, le=100)
 
 
+class ExpectedEntity(_Model):
+    """One named entity the token classifier must find in the validation input."""
+
+    label: str = Field(min_length=1, description="Entity group, e.g. PER (no B-/I- prefix).")
+    start: int = Field(ge=0, description="Character offset where the entity starts.")
+    end: int = Field(gt=0, description="Character offset just past the entity.")
+
+
+# Which `expected` key each task is judged by; the CRD's CEL rules say the same.
+EXPECTED_KEYS: dict[str, tuple[str, ...]] = {
+    "embedding": ("embedding",),
+    "reranking": ("order",),
+    "text-classification": ("label", "labels"),
+    "token-classification": ("entities",),
+}
+
+
 class Expected(_Model):
-    """The expected output: a label, or an embedding with a similarity threshold."""
+    """The expected output: exactly one of label, labels, embedding, order or entities."""
 
     label: str | None = None
+    labels: list[str] | None = Field(
+        default=None, description="Every label scoring >= labelThreshold (multi-label)."
+    )
+    label_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     embedding: list[float] | None = None
     min_cosine_similarity: float = Field(default=0.99, ge=-1.0, le=1.0)
+    order: list[int] | None = Field(
+        default=None, description="Document indices, most relevant first (reranking)."
+    )
+    scores: list[float] | None = Field(
+        default=None, description="Relevance score per document, in input order (reranking)."
+    )
+    score_tolerance: float = Field(default=0.01, ge=0.0)
+    entities: list[ExpectedEntity] | None = None
+
+    @property
+    def kind(self) -> str:
+        """The one key that is set: label, labels, embedding, order or entities."""
+        return next(k for k in ("label", "labels", "embedding", "order", "entities")
+                    if getattr(self, k) is not None)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Expected:
-        if (self.label is None) == (self.embedding is None):
-            raise ValueError("validation.expected must set exactly one of 'label' or 'embedding'")
+        keys = [k for k in ("label", "labels", "embedding", "order", "entities")
+                if getattr(self, k) is not None]
+        if len(keys) != 1:
+            raise ValueError(
+                "validation.expected must set exactly one of 'label', 'labels', 'embedding', "
+                f"'order' or 'entities' (got {keys or 'none'})"
+            )
+        if self.scores is not None and self.order is None:
+            raise ValueError("validation.expected.scores needs 'order' (reranking)")
+        if self.order is not None and sorted(self.order) != list(range(len(self.order))):
+            raise ValueError(
+                f"validation.expected.order must list each document index once, got {self.order}"
+            )
+        if self.scores is not None and self.order is not None and (
+                len(self.scores) != len(self.order)):
+            raise ValueError("validation.expected.scores needs one score per document")
         return self
 
 
 class Validation(_Model):
     """A known input and what the model must answer for it."""
 
-    input: str
+    input: str = Field(description="The known text; the query for reranking.")
+    documents: list[str] | None = Field(
+        default=None, description="Reranking only: the documents scored against the input."
+    )
     expected: Expected
     timeout_seconds: Seconds = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _documents_fit(self) -> Validation:
+        if self.expected.order is not None:
+            if not self.documents:
+                raise ValueError("validation.documents is required with expected.order")
+            if len(self.documents) != len(self.expected.order):
+                raise ValueError(
+                    f"validation.expected.order has {len(self.expected.order)} indices for "
+                    f"{len(self.documents)} validation.documents; give one per document"
+                )
+        elif self.documents is not None:
+            raise ValueError("validation.documents is only for reranking (expected.order)")
+        return self
 
 
 class StageDeadlines(_Model):
@@ -124,7 +190,7 @@ class CacheSettings(_Model):
     path: str = "/var/cache/modeldeploy"
 
 
-Task = Literal["embedding", "text-classification"]
+Task = Literal["embedding", "reranking", "text-classification", "token-classification"]
 
 
 class RuntimeConfig(_Model):
@@ -135,10 +201,24 @@ class RuntimeConfig(_Model):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     allow_pickle: bool = False
+    # Off by default: it runs Python code shipped inside the model repository.
+    trust_remote_code: bool = False
     warmup: Warmup = Field(default_factory=Warmup)
     validation: Validation | None = None
     cache: CacheSettings = Field(default_factory=CacheSettings)
     stage_deadline_seconds: StageDeadlines = Field(default_factory=StageDeadlines)
+
+    @model_validator(mode="after")
+    def _validation_fits_task(self) -> RuntimeConfig:
+        if self.validation is not None:
+            kind = self.validation.expected.kind
+            allowed = EXPECTED_KEYS[self.task]
+            if kind not in allowed:
+                raise ValueError(
+                    f"validation.expected.{kind} does not fit task {self.task!r}; set "
+                    + " or ".join(f"validation.expected.{k}" for k in allowed)
+                )
+        return self
 
 
 def describe(error: ValidationError) -> str:

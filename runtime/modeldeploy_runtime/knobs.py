@@ -45,10 +45,10 @@ def wrong_after_ready() -> float | None:
 
 def drifted(pipeline: Pipeline) -> Pipeline:
     """The same model with its outputs negated: embeddings point the other way (cosine -1),
-    and a classifier picks its least likely label."""
+    a classifier picks its least likely label, a reranker reverses its order."""
     forward = pipeline.forward
 
-    def negated(ids: Tensor, mask: Tensor, types: Tensor) -> Tensor:
-        return -forward(ids, mask, types)
+    def negated(features: dict[str, Tensor]) -> Tensor:
+        return -forward(features)
 
     return dataclasses.replace(pipeline, forward=negated)

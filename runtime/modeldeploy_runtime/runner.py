@@ -13,9 +13,10 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modeldeploy_contract import judge
-from modeldeploy_contract.config import RuntimeConfig
+from modeldeploy_contract.config import RuntimeConfig, Validation
 from modeldeploy_contract.reasons import Reason
 from modeldeploy_contract.status import SKIPPED, ValidationResult
 
@@ -25,6 +26,9 @@ from modeldeploy_runtime.metrics import Metrics
 from modeldeploy_runtime.preload import Imports
 from modeldeploy_runtime.server import ModelSlot, build_app
 from modeldeploy_runtime.state import Phase, RuntimeState
+
+if TYPE_CHECKING:
+    from modeldeploy_runtime.tasks import Pipeline
 
 log = logging.getLogger("modeldeploy.runtime")
 
@@ -58,7 +62,7 @@ def _prepare(
     started = time.monotonic()
     for _ in range(config.warmup.iterations):
         if config.warmup.inputs:
-            pipeline.run(config.warmup.inputs)
+            pipeline.warm(config.warmup.inputs)
     record("warmup", time.monotonic() - started)
 
     clock.enter("validation")
@@ -99,23 +103,13 @@ def _maybe_drift(slot: ModelSlot) -> None:
     timer.start()
 
 
-def _validate(config: RuntimeConfig, pipeline: object) -> ValidationResult:
-    from modeldeploy_runtime.tasks import Pipeline
-
-    assert isinstance(pipeline, Pipeline)
+def _validate(config: RuntimeConfig, pipeline: Pipeline) -> ValidationResult:
     spec = config.validation
     if spec is None:
         return SKIPPED
-    expected = spec.expected
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="validation")
     try:
-        if expected.label is not None:
-            future_label = pool.submit(pipeline.classify, [spec.input])
-            labels, scores = future_label.result(timeout=spec.timeout_seconds)
-            return judge.check_label(expected, labels[0], scores[0])
-        future_vec = pool.submit(pipeline.embed, [spec.input])
-        vector = future_vec.result(timeout=spec.timeout_seconds)[0].tolist()
-        return judge.check_embedding(expected, vector)
+        return pool.submit(_judge, spec, pipeline).result(timeout=spec.timeout_seconds)
     except concurrent.futures.TimeoutError:
         raise ValidationFailed(
             f"validation did not finish within timeoutSeconds={spec.timeout_seconds}; "
@@ -123,6 +117,22 @@ def _validate(config: RuntimeConfig, pipeline: object) -> ValidationResult:
         ) from None
     finally:
         pool.shutdown(wait=False)
+
+
+def _judge(spec: Validation, pipeline: Pipeline) -> ValidationResult:
+    expected, text = spec.expected, spec.input
+    kind = expected.kind
+    if kind == "label":
+        labels, scores = pipeline.classify([text])
+        return judge.check_label(expected, labels[0], scores[0])
+    if kind == "labels":
+        return judge.check_labels(expected, pipeline.ranked([text], top_k=0)[0])
+    if kind == "order":
+        documents = list(spec.documents or [])
+        return judge.check_order(expected, pipeline.rerank([text] * len(documents), documents))
+    if kind == "entities":
+        return judge.check_entities(expected, pipeline.entities([text])[0])
+    return judge.check_embedding(expected, pipeline.embed([text])[0].tolist())
 
 
 def serve(

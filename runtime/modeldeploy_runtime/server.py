@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -9,11 +10,12 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modeldeploy_runtime import protocol
+from modeldeploy_runtime import openai, protocol
 from modeldeploy_runtime.metrics import CONTENT_TYPE, Metrics
 from modeldeploy_runtime.state import Phase, RuntimeState
 
@@ -21,6 +23,51 @@ if TYPE_CHECKING:
     from modeldeploy_runtime.tasks import Pipeline
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+log = logging.getLogger("modeldeploy.runtime")
+
+# OIP outputs per task, for the model metadata endpoint.
+_OUTPUTS: dict[str, list[dict[str, object]]] = {
+    "embedding": [{"name": "embedding", "datatype": "FP32", "shape": [-1, -1]}],
+    "reranking": [{"name": "score", "datatype": "FP32", "shape": [-1]}],
+    "text-classification": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                            {"name": "score", "datatype": "FP32", "shape": [-1]}],
+    "token-classification": [{"name": "entities", "datatype": "BYTES", "shape": [-1]}],
+}
+_INPUTS: dict[str, list[dict[str, object]]] = {
+    "reranking": [{"name": "query", "datatype": "BYTES", "shape": [-1]},
+                  {"name": "documents", "datatype": "BYTES", "shape": [-1]}],
+}
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    # torch.OutOfMemoryError (CUDA) or MemoryError / "not enough memory" (CPU allocator).
+    text = str(error).lower()
+    return (isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+            or "out of memory" in text or "not enough memory" in text)
+
+
+def _release_cached_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def error_response(error: Exception) -> JSONResponse:
+    """The answer for an exception a handler raised: never an uncounted 500."""
+    if isinstance(error, protocol.BadRequest):
+        return JSONResponse({"error": str(error)}, status_code=400)
+    if _out_of_memory(error):
+        _release_cached_memory()
+        log.warning("out of memory during a request: %s", error)
+        return JSONResponse({
+            "error": "the model ran out of memory on this request: send fewer or shorter "
+                     "inputs per request, or give the pod more memory; the server keeps serving",
+            "reason": "OutOfMemory"}, status_code=503)
+    log.exception("request failed")
+    return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"},
+                        status_code=500)
 
 
 class ModelSlot:
@@ -38,12 +85,24 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics) -> Starlet
     def timed(route: str, handler: Handler) -> Handler:
         async def wrapper(request: Request) -> Response:
             started = time.perf_counter()
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except Exception as error:
+                response = error_response(error)
             metrics.latency.labels(route).observe(time.perf_counter() - started)
             metrics.requests.labels(route, str(response.status_code)).inc()
             return response
 
         return wrapper
+
+    def ready_pipeline() -> Pipeline | None:
+        return slot.pipeline if state.phase is Phase.READY else None
+
+    def not_ready() -> Response:
+        return JSONResponse(
+            {"error": f"model {name!r} is not ready (phase {state.phase.value}); retry later"},
+            status_code=503,
+        )
 
     def readiness() -> JSONResponse:
         snap = state.snapshot()
@@ -75,16 +134,10 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics) -> Starlet
         model = request.path_params["name"]
         if model != name:
             return unknown(model)
-        outputs = (
-            [{"name": "embedding", "datatype": "FP32", "shape": [-1, -1]}]
-            if task == "embedding"
-            else [{"name": "label", "datatype": "BYTES", "shape": [-1]},
-                  {"name": "score", "datatype": "FP32", "shape": [-1]}]
-        )
         return JSONResponse({
             "name": name, "versions": [version], "platform": "pytorch",
-            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
-            "outputs": outputs,
+            "inputs": _INPUTS.get(task, [{"name": "text", "datatype": "BYTES", "shape": [-1]}]),
+            "outputs": _OUTPUTS.get(task, []),
         })
 
     async def model_ready(request: Request) -> Response:
@@ -95,12 +148,9 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics) -> Starlet
         model = request.path_params["name"]
         if model != name:
             return unknown(model)
-        pipeline = slot.pipeline
-        if state.phase is not Phase.READY or pipeline is None:
-            return JSONResponse(
-                {"error": f"model {name!r} is not ready (phase {state.phase.value}); retry later"},
-                status_code=503,
-            )
+        pipeline = ready_pipeline()
+        if pipeline is None:
+            return not_ready()
         declared = request.headers.get("content-length", "0")
         if declared.isdigit() and int(declared) > protocol.MAX_BODY_BYTES:
             # Refuse before reading: a huge body must not be buffered just to be rejected.
@@ -108,17 +158,14 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics) -> Starlet
                 {"error": f"body has {declared} bytes; the limit is {protocol.MAX_BODY_BYTES}"},
                 status_code=413,
             )
-        try:
-            request_id, texts = protocol.parse_texts(await request.body())
-        except protocol.BadRequest as error:
-            return JSONResponse({"error": str(error)}, status_code=400)
-        outputs = await run_in_threadpool(pipeline.run, texts)
+        inputs = protocol.parse(await request.body(), pairs=task == "reranking")
+        outputs = await run_in_threadpool(pipeline.run, inputs)
         body: dict[str, object] = {
             "model_name": name, "model_version": version,
             "outputs": [asdict(o) for o in outputs],
         }
-        if request_id is not None:
-            body["id"] = request_id
+        if inputs.id is not None:
+            body["id"] = inputs.id
         return JSONResponse(body)
 
     routes = [
@@ -133,5 +180,15 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics) -> Starlet
         Route("/v2/models/{name}/ready", timed("/v2/models/{name}/ready", model_ready)),
         Route("/v2/models/{name}/infer", timed("/v2/models/{name}/infer", infer),
               methods=["POST"]),
+        *openai.routes(name, task, ready_pipeline, not_ready, timed),
     ]
-    return Starlette(routes=routes)
+
+    async def unrouted(request: Request, error: Exception) -> Response:
+        # Unknown paths and methods are answers too, counted under one route label.
+        code = getattr(error, "status_code", 404)
+        metrics.requests.labels("<unmatched>", str(code)).inc()
+        return JSONResponse(
+            {"error": f"{request.method} {request.url.path}: {getattr(error, 'detail', error)}"},
+            status_code=code)
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: unrouted})

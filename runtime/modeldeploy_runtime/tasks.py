@@ -1,19 +1,33 @@
-"""The two tasks over a loaded encoder: sentence embeddings and text classification."""
+"""The four tasks over a loaded model: embedding, reranking, text- and token-classification.
+
+Each answers as the reference library would for the same files: sentence-transformers'
+SentenceTransformer (embedding) and CrossEncoder (reranking), transformers' pipelines
+(text-classification, token-classification with aggregation_strategy="simple").
+"""
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from tokenizers import Tokenizer
 from torch import Tensor
 
-# (input_ids, attention_mask, token_type_ids) -> last hidden states [B, T, H] (embedding)
-# or logits [B, labels] (classification).
-Forward = Callable[[Tensor, Tensor, Tensor], Tensor]
+from modeldeploy_runtime import pooling
+from modeldeploy_runtime.pooling import PoolingSettings
+from modeldeploy_runtime.protocol import BadRequest, Inputs, Options
+from modeldeploy_runtime.tokenizer import TextEncoder
+
+# Model inputs (input_ids, attention_mask[, token_type_ids]) -> last hidden states [B, T, H]
+# (embedding) or logits [B, labels] (classification, reranking).
+Forward = Callable[[dict[str, Tensor]], Tensor]
+# Release cached CUDA blocks after a batch of more tokens than this, so one large request
+# does not keep the allocator's peak reserved for the life of the pod.
+_LARGE_BATCH_TOKENS = 16384
+DEFAULTS = Options()
 
 
 @dataclass(frozen=True)
@@ -26,50 +40,142 @@ class Output:
     data: list[float] | list[str]
 
 
+@dataclass(frozen=True)
+class SentenceHead:
+    """Pooling, then Dense layers (with their activations), then optional L2 normalisation."""
+
+    pooling: PoolingSettings = field(default_factory=PoolingSettings)
+    dense: tuple[tuple[torch.nn.Linear, str], ...] = ()
+    normalize: bool = False
+    lowercase: bool = False
+    prompts: Mapping[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+
+
 @dataclass
 class Pipeline:
     """Tokenizer + forward function for one task; safe to call from many threads."""
 
     task: str
-    tokenizer: Tokenizer
+    tokenizer: TextEncoder
     forward: Forward
     device: torch.device
     labels: Sequence[str] = ()
-    # One forward at a time: torch already uses every core for one batch, and the
-    # tokenizer's padding/truncation settings are shared state.
+    sentence: SentenceHead = field(default_factory=SentenceHead)
+    multi_label: bool = False  # sigmoid per label instead of softmax over labels
+    score_activation: str = "sigmoid"  # reranking: CrossEncoder's activation_fn
+    tagger: Any = None  # token-classification: a transformers TokenClassificationPipeline
+    # One forward at a time: torch already uses every core for one batch.
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _encode(self, texts: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
-        batch = self.tokenizer.encode_batch(list(texts))
-        ids = torch.tensor([e.ids for e in batch], dtype=torch.long, device=self.device)
-        mask = torch.tensor([e.attention_mask for e in batch], dtype=torch.long, device=self.device)
-        types = torch.tensor([e.type_ids for e in batch], dtype=torch.long, device=self.device)
-        return ids, mask, types
+    def _run(self, features: dict[str, Tensor]) -> Tensor:
+        out = self.forward(features).float()
+        if self.device.type == "cuda" and features["input_ids"].numel() > _LARGE_BATCH_TOKENS:
+            torch.cuda.empty_cache()
+        return out
 
-    def embed(self, texts: Sequence[str]) -> Tensor:
-        """Mean-pooled, L2-normalised embeddings [n, dim] in float32 on the CPU."""
+    def _prompt(self, name: str | None) -> str:
+        name = name if name is not None else self.sentence.default_prompt_name
+        if name is None:
+            return ""
+        if name not in self.sentence.prompts:
+            known = ", ".join(sorted(self.sentence.prompts)) or "none"
+            raise BadRequest(
+                f"prompt_name {name!r} is not in config_sentence_transformers.json; "
+                f"known prompts: {known}"
+            )
+        return self.sentence.prompts[name]
+
+    def embed(self, texts: Sequence[str], options: Options = DEFAULTS) -> Tensor:
+        """Sentence embeddings [n, dim] in float32 on the CPU, as SentenceTransformer.encode."""
+        prompt = self._prompt(options.prompt_name)
+        texts = [prompt + t for t in texts]
+        if self.sentence.lowercase:
+            texts = [t.lower() for t in texts]
         with self._lock, torch.inference_mode():
-            ids, mask, types = self._encode(texts)
-            hidden = self.forward(ids, mask, types).float()
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            summed = (hidden * weights).sum(dim=1)
-            counts = weights.sum(dim=1).clamp(min=1e-9)
-            return F.normalize(summed / counts, p=2, dim=1).cpu()
+            features = self.tokenizer.encode(texts, None, options.truncate, self.device)
+            hidden = self._run(features)
+            prompt_length = 0
+            if prompt and not self.sentence.pooling.include_prompt:
+                ids = self.tokenizer.encode([prompt], None, True, self.device)["input_ids"][0]
+                # The prompt's own trailing [SEP]/</s> is not part of the text's prefix.
+                prompt_length = len(ids) - 1
+            vectors = pooling.pool(self.sentence.pooling, hidden,
+                                   features["attention_mask"], prompt_length)
+            for linear, activation in self.sentence.dense:
+                vectors = pooling.apply_activation(activation, linear(vectors))
+            if self.sentence.normalize:
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+            return vectors.cpu()
 
-    def classify(self, texts: Sequence[str]) -> tuple[list[str], list[float]]:
-        """The most likely label per text and its softmax probability."""
+    def rerank(self, queries: Sequence[str], documents: Sequence[str],
+               options: Options = DEFAULTS) -> list[float]:
+        """One relevance score per (query, document) pair, as CrossEncoder.predict."""
         with self._lock, torch.inference_mode():
-            ids, mask, types = self._encode(texts)
-            probs = torch.softmax(self.forward(ids, mask, types).float(), dim=-1).cpu()
-            scores, index = probs.max(dim=-1)
-            return [self.labels[i] for i in index.tolist()], [float(s) for s in scores.tolist()]
+            features = self.tokenizer.encode(queries, documents, options.truncate, self.device)
+            logits = self._run(features)
+        if logits.shape[-1] != 1:
+            raise BadRequest(
+                f"this model has {logits.shape[-1]} outputs per pair; reranking needs 1 "
+                "(a cross-encoder with num_labels=1)"
+            )
+        scores = pooling.apply_activation(self.score_activation, logits[:, 0]).cpu()
+        return [float(s) for s in scores.tolist()]
 
-    def run(self, texts: Sequence[str]) -> list[Output]:
+    def probabilities(self, texts: Sequence[str], options: Options = DEFAULTS) -> Tensor:
+        """[n, labels]: softmax, or sigmoid per label for multi-label models."""
+        with self._lock, torch.inference_mode():
+            logits = self._run(self.tokenizer.encode(texts, None, options.truncate, self.device))
+        return (torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)).cpu()
+
+    def classify(self, texts: Sequence[str],
+                 options: Options = DEFAULTS) -> tuple[list[str], list[float]]:
+        """The most likely label per text and its score."""
+        scores, index = self.probabilities(texts, options).max(dim=-1)
+        return [self.labels[i] for i in index.tolist()], [float(s) for s in scores.tolist()]
+
+    def ranked(self, texts: Sequence[str], top_k: int,
+               options: Options = DEFAULTS) -> list[list[tuple[str, float]]]:
+        """The top_k labels per text (0: all), best first, with scores."""
+        probs = self.probabilities(texts, options)
+        k = probs.shape[-1] if top_k == 0 else min(top_k, probs.shape[-1])
+        values, index = probs.topk(k, dim=-1)
+        return [[(self.labels[i], float(v)) for i, v in zip(row_i, row_v, strict=True)]
+                for row_i, row_v in zip(index.tolist(), values.tolist(), strict=True)]
+
+    def entities(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """Entities per text: entity_group, score, word, start, end (character offsets)."""
+        with self._lock, torch.inference_mode():
+            found = self.tagger(list(texts))
+        rows = [found] if texts and found and isinstance(found[0], dict) else found
+        return [[{"entity_group": str(e["entity_group"]), "score": float(e["score"]),
+                  "word": str(e["word"]), "start": int(e["start"]), "end": int(e["end"])}
+                 for e in row] for row in rows]
+
+    def warm(self, texts: Sequence[str]) -> None:
+        """One pass of the task over `texts` (warm-up)."""
+        if self.task == "reranking":
+            self.rerank(list(texts), list(texts))
+        else:
+            self.run(Inputs(None, list(texts), None, Options()))
+
+    def run(self, inputs: Inputs) -> list[Output]:
         """Run the task and shape the result as Open Inference Protocol outputs."""
-        n = len(texts)
+        texts, options, n = inputs.texts, inputs.options, len(inputs.texts)
         if self.task == "embedding":
-            vectors = self.embed(texts)
+            vectors = self.embed(texts, options)
             flat: list[float] = vectors.flatten().tolist()
             return [Output("embedding", "FP32", [n, int(vectors.shape[1])], flat)]
-        labels, scores = self.classify(texts)
-        return [Output("label", "BYTES", [n], labels), Output("score", "FP32", [n], scores)]
+        if self.task == "reranking":
+            assert inputs.queries is not None  # protocol.parse(pairs=True) guarantees it
+            return [Output("score", "FP32", [n], self.rerank(inputs.queries, texts, options))]
+        if self.task == "token-classification":
+            rows = [json.dumps(row) for row in self.entities(texts)]
+            return [Output("entities", "BYTES", [n], rows)]
+        if options.top_k is None:
+            labels, scores = self.classify(texts, options)
+            return [Output("label", "BYTES", [n], labels), Output("score", "FP32", [n], scores)]
+        ranked = self.ranked(texts, options.top_k, options)
+        k = len(ranked[0])
+        return [Output("label", "BYTES", [n, k], [lab for row in ranked for lab, _ in row]),
+                Output("score", "FP32", [n, k], [s for row in ranked for _, s in row])]

@@ -127,8 +127,12 @@ def _rules(schema: Schema) -> dict[str, str]:
         "blueGreen settings are only allowed with type BlueGreen",
         "rolling settings are only allowed with type Rolling",
         "maxSurge and maxUnavailable must not both be 0: no pod could be replaced",
-        "exactly one of label or embedding must be set",
+        "exactly one of label, labels, embedding, order or entities must be set",
         "validation.expected.label needs runtime.task text-classification",
+        "validation.expected.labels needs runtime.task text-classification",
+        "validation.expected.order needs runtime.task reranking",
+        "validation.expected.entities needs runtime.task token-classification",
+        "documents goes with expected.order (reranking) and only with it",
         "hostPath must be set when volume is hostPath",
         "stageDeadlineSeconds.warmup must be below progressDeadlineSeconds, "
         "or the progress deadline always passes first",
@@ -337,6 +341,15 @@ def test_a_valid_spec_passes_the_api_server_checks(schema: Schema) -> None:
     classifier = raw_spec(validation={"input": "great", "expected": {"label": "POSITIVE"}})
     classifier["runtime"]["task"] = "text-classification"
     assert api_server_errors(classifier, schema) == []
+    reranker = raw_spec(validation={
+        "input": "where is john", "documents": ["john is in paris", "a dog"],
+        "expected": {"order": [0, 1], "scores": [0.9, 0.1], "scoreTolerance": 0.05}})
+    reranker["runtime"]["task"] = "reranking"
+    assert api_server_errors(reranker, schema) == []
+    tagger = raw_spec(validation={"input": "John lives in Paris", "expected": {"entities": [
+        {"label": "PER", "start": 0, "end": 4}, {"label": "LOC", "start": 14, "end": 19}]}})
+    tagger["runtime"]["task"] = "token-classification"
+    assert api_server_errors(tagger, schema) == []
 
 
 def _server_path(field: str) -> str:

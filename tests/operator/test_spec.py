@@ -119,7 +119,31 @@ INVALID: list[tuple[str, Any, str, tuple[str, ...]]] = [
         "validation.expected",
         {"label": "POSITIVE", "embedding": [0.1]},
         "spec.validation.expected",
-        ("exactly one of label or embedding",),
+        ("exactly one of label, labels, embedding, order or entities",),
+    ),
+    (
+        "validation",
+        {"input": "q", "documents": ["a", "b"], "expected": {"order": [1, 0]}},
+        "spec.validation.expected.order",
+        ("needs runtime.task reranking", "'embedding'", "expected.embedding"),
+    ),
+    (
+        "validation",
+        {"input": "q", "expected": {"order": [0]}},
+        "spec.validation.documents",
+        ("validation.documents", "expected.order"),
+    ),
+    (
+        "validation",
+        {"input": "q", "expected": {"entities": [{"label": "PER", "start": 0, "end": 1}]}},
+        "spec.validation.expected.entities",
+        ("needs runtime.task token-classification",),
+    ),
+    (
+        "validation.expected",
+        {"labels": ["a"], "scores": [0.5]},
+        "spec.validation.expected.scores",
+        ("needs order",),
     ),
     (
         "validation.expected",

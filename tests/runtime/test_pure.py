@@ -56,8 +56,36 @@ def _body(**tensor: object) -> bytes:
 
 
 def test_a_well_formed_body_yields_its_texts() -> None:
-    assert protocol.parse_texts(_body(shape=[2], data=["a", "b"])) == (None, ["a", "b"])
-    assert protocol.parse_texts(_body(shape=[2, 1], data=[["a", "b"]]))[1] == ["a", "b"]
+    parsed = protocol.parse(_body(shape=[2], data=["a", "b"]), pairs=False)
+    assert (parsed.id, parsed.texts, parsed.queries) == (None, ["a", "b"], None)
+    assert protocol.parse(_body(shape=[2, 1], data=[["a", "b"]]), pairs=False).texts == ["a", "b"]
+    assert protocol.parse(_body(shape=[2, 1], data=[["a"], ["b"]]), pairs=False).texts == [
+        "a", "b"]
+
+
+def test_reranking_pairs_come_as_query_and_documents_or_as_n_by_2_rows() -> None:
+    two = json.dumps({"inputs": [
+        {"name": "query", "datatype": "BYTES", "shape": [1], "data": ["q"]},
+        {"name": "documents", "datatype": "BYTES", "shape": [2], "data": ["d1", "d2"]}]}).encode()
+    parsed = protocol.parse(two, pairs=True)
+    assert (parsed.queries, parsed.texts) == (["q", "q"], ["d1", "d2"])
+    rows = _body(shape=[2, 2], data=[["q1", "d1"], ["q2", "d2"]])
+    parsed = protocol.parse(rows, pairs=True)
+    assert (parsed.queries, parsed.texts) == (["q1", "q2"], ["d1", "d2"])
+    with pytest.raises(protocol.BadRequest, match="two BYTES inputs"):
+        protocol.parse(_body(shape=[2], data=["a", "b"]), pairs=True)
+
+
+@pytest.mark.parametrize(("params", "reason"), [
+    ({"truncate": "no"}, "parameters.truncate"),
+    ({"top_k": -1}, "parameters.top_k"),
+    ({"prompt_name": 3}, "parameters.prompt_name"),
+])
+def test_bad_parameters_are_rejected_naming_the_key(params: dict[str, object], reason: str) -> None:
+    body = json.dumps({"inputs": [{"name": "t", "datatype": "BYTES", "shape": [1], "data": ["x"]}],
+                       "parameters": params}).encode()
+    with pytest.raises(protocol.BadRequest, match=reason):
+        protocol.parse(body, pairs=False)
 
 
 @pytest.mark.parametrize(("body", "reason"), [
@@ -73,7 +101,7 @@ def test_a_well_formed_body_yields_its_texts() -> None:
 ])
 def test_malformed_bodies_are_rejected_with_a_reason(body: bytes, reason: str) -> None:
     with pytest.raises(protocol.BadRequest, match=None) as info:
-        protocol.parse_texts(body)
+        protocol.parse(body, pairs=False)
     assert reason in str(info.value)
 
 

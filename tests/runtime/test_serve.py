@@ -86,7 +86,7 @@ def test_status_reports_every_phase_time_to_ready_and_the_validation(
     assert status["error"] is None
 
 
-def test_infer_returns_normalised_embeddings_and_metadata(embedding_server: Any) -> None:
+def test_infer_returns_mean_pooled_embeddings_and_metadata(embedding_server: Any) -> None:
     s = embedding_server
     assert s.wait_until(lambda: s.get("/readyz")[0] == 200, timeout=90)
     status, body = s.request("POST", "/v2/models/tiny/infer", _infer(["hello world", "good"]))
@@ -94,8 +94,9 @@ def test_infer_returns_normalised_embeddings_and_metadata(embedding_server: Any)
     assert body["id"] == "r1" and body["model_name"] == "tiny" and body["model_version"] == "v1"
     (out,) = body["outputs"]
     assert out["name"] == "embedding" and out["datatype"] == "FP32" and out["shape"] == [2, 32]
+    # No modules.json: sentence-transformers' default, mean pooling without normalisation.
     first = out["data"][:32]
-    assert sum(x * x for x in first) == pytest.approx(1.0, abs=1e-4)
+    assert sum(x * x for x in first) > 1.5
     _, meta = s.get("/v2/models/tiny")
     assert meta["name"] == "tiny" and meta["versions"] == ["v1"]
     assert s.get("/v2/models/other")[0] == 404

@@ -44,7 +44,7 @@ class RuntimeClient:
         url = f"http://{ip}:{port}/v2/models/{model}/infer"
         try:
             response = self._http.post(
-                url, json=judge.infer_request(validation.input), timeout=validation.timeout_seconds
+                url, json=judge.validation_request(validation), timeout=validation.timeout_seconds
             )
         except httpx.HTTPError as exc:
             return False, f"no answer from {ip}:{port}: {type(exc).__name__}"

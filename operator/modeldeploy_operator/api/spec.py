@@ -9,9 +9,17 @@ an object that predates a schema change).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 from pydantic.config import JsonDict
 
 from modeldeploy_operator.api.pod import DisruptionSpec, EnvFromSource, EnvVarSource, PodSpec
@@ -163,7 +171,37 @@ class WarmupSpec(ApiModel):
     ] = 3
 
 
-class RuntimeSpec(ApiModel):
+class _OmitNewDefaults(ApiModel):
+    """Fields added after v0.1 leave the spec's dump while they hold their default, so an
+    operator upgrade does not change the template hash and re-roll every existing pod."""
+
+    _new_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in self._new_fields:
+                field = type(self).model_fields[name]
+                if getattr(self, name) == field.default:
+                    data.pop(field.alias if info.by_alias and field.alias else name, None)
+        return data
+
+
+TASKS = ("embedding", "reranking", "text-classification", "token-classification")
+# Which expected key fits which task (the contract's EXPECTED_KEYS, as CEL and messages).
+_EXPECTED_TASK = {
+    "label": "text-classification",
+    "labels": "text-classification",
+    "embedding": "embedding",
+    "order": "reranking",
+    "entities": "token-classification",
+}
+
+
+class RuntimeSpec(_OmitNewDefaults):
     """How the bundled runtime serves the model."""
 
     model_config = ConfigDict(
@@ -183,9 +221,16 @@ class RuntimeSpec(ApiModel):
         str,
         Field(description="Runtime container image.", min_length=1, max_length=1024),
     ] = "modeldeploy/runtime:0.1.0"
+    _new_fields = ("trust_remote_code",)
+
     task: Annotated[
-        Literal["embedding", "text-classification"],
-        Field(description="What the model does: embedding or text-classification."),
+        Literal["embedding", "reranking", "text-classification", "token-classification"],
+        Field(
+            description=(
+                "What the model does: embedding, reranking (cross-encoder scores of "
+                "query/document pairs), text-classification or token-classification (NER)."
+            )
+        ),
     ]
     device: Annotated[
         Literal["cpu", "cuda", "auto"],
@@ -198,6 +243,15 @@ class RuntimeSpec(ApiModel):
     allow_pickle: Annotated[
         bool,
         Field(description="Allow pickle (.bin) weights; off because unpickling runs code."),
+    ] = False
+    trust_remote_code: Annotated[
+        bool,
+        Field(
+            description=(
+                "Run Python code shipped in the model repository (config.json auto_map); "
+                "off because it runs that code in the pod."
+            )
+        ),
     ] = False
     resources: Annotated[ResourceSpec, Field(description="Container resources.")] = ResourceSpec()
     env: Annotated[
@@ -249,24 +303,65 @@ class RuntimeSpec(ApiModel):
         return self
 
 
-class ExpectedOutput(ApiModel):
-    """What the model must answer for the validation input: a label or an embedding."""
+class ExpectedEntity(ApiModel):
+    """One entity the token classifier must find."""
+
+    label: Annotated[
+        str, Field(description="Entity group without B-/I- prefix, e.g. PER.", min_length=1,
+                   max_length=128)
+    ]
+    start: Annotated[int, Field(description="Character offset where it starts.", ge=0)]
+    end: Annotated[int, Field(description="Character offset just past it.", ge=1)]
+
+
+_EXPECTED_KEYS = tuple(_EXPECTED_TASK)
+
+
+class ExpectedOutput(_OmitNewDefaults):
+    """What the model must answer for the validation input: exactly one of label, labels,
+    embedding, order or entities."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "has(self.label) != has(self.embedding)",
-                    "exactly one of label or embedding must be set",
-                )
+                    " + ".join(f"(has(self.{k}) ? 1 : 0)" for k in _EXPECTED_KEYS) + " == 1",
+                    "exactly one of label, labels, embedding, order or entities must be set",
+                ),
+                cel(
+                    "!has(self.scores) || has(self.order)",
+                    "scores needs order (reranking)",
+                    ".scores",
+                ),
+                cel(
+                    "!has(self.scores) || !has(self.order) "
+                    "|| size(self.scores) == size(self.order)",
+                    "scores needs one score per document of order",
+                    ".scores",
+                ),
             ]
         }
     )
+    _new_fields = ("labels", "label_threshold", "order", "scores", "score_tolerance",
+                   "entities")
 
     label: Annotated[
         str | None,
         Field(description="Exact label expected (text-classification).", max_length=256),
     ] = None
+    labels: Annotated[
+        list[Annotated[str, Field(max_length=256)]] | None,
+        Field(
+            description=(
+                "Every label scoring >= labelThreshold, no other (multi-label "
+                "text-classification)."
+            ),
+            max_length=64,
+        ),
+    ] = None
+    label_threshold: Annotated[
+        float, Field(description="Score at which a label counts as predicted.", gt=0.0, lt=1.0)
+    ] = 0.5
     embedding: Annotated[
         list[float] | None,
         Field(description="Expected embedding (embedding task).", min_length=1, max_length=8192),
@@ -275,25 +370,101 @@ class ExpectedOutput(ApiModel):
         float,
         Field(description="Pass when cosine(expected, actual) >= this.", gt=0.0, le=1.0),
     ] = 0.99
+    order: Annotated[
+        list[Annotated[int, Field(ge=0, le=63)]] | None,
+        Field(
+            description=(
+                "Reranking: indices of validation.documents, most relevant first."
+            ),
+            min_length=1,
+            max_length=64,
+        ),
+    ] = None
+    scores: Annotated[
+        list[float] | None,
+        Field(
+            description="Reranking: the expected score of each document, in input order.",
+            max_length=64,
+        ),
+    ] = None
+    score_tolerance: Annotated[
+        float, Field(description="Largest allowed |score - expected score|.", ge=0.0, le=1.0)
+    ] = 0.01
+    entities: Annotated[
+        list[ExpectedEntity] | None,
+        Field(description="Token-classification: every entity found, no other.",
+              max_length=256),
+    ] = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ExpectedOutput:
-        if (self.label is None) == (self.embedding is None):
+        given = [k for k in _EXPECTED_KEYS if getattr(self, k) is not None]
+        if len(given) != 1:
             raise ValueError(
-                "exactly one of label or embedding must be set: label for "
-                "text-classification, embedding for embedding"
+                "exactly one of label, labels, embedding, order or entities must be set "
+                f"(got {given or 'none'}): label(s) for text-classification, embedding for "
+                "embedding, order for reranking, entities for token-classification"
             )
+        if self.scores is not None and (self.order is None or
+                                        len(self.scores) != len(self.order)):
+            raise ValueError("scores: needs order, with one score per document")
+        if self.order is not None and sorted(self.order) != list(range(len(self.order))):
+            raise ValueError(f"order: must list each document index once, got {self.order}")
         return self
 
 
-class ValidationSpec(ApiModel):
+class ValidationSpec(_OmitNewDefaults):
     """A known input and the output a correct model gives for it."""
 
-    input: Annotated[str, Field(description="The known input.", min_length=1, max_length=8192)]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.documents) == has(self.expected.order)",
+                    "documents goes with expected.order (reranking) and only with it",
+                    ".documents",
+                ),
+                cel(
+                    "!has(self.documents) || !has(self.expected.order) "
+                    "|| size(self.documents) == size(self.expected.order)",
+                    "expected.order needs one index per document",
+                    ".expected.order",
+                ),
+            ]
+        }
+    )
+    _new_fields = ("documents",)
+
+    input: Annotated[
+        str,
+        Field(description="The known input (the query, for reranking).", min_length=1,
+              max_length=8192),
+    ]
+    documents: Annotated[
+        list[Annotated[str, Field(max_length=2048)]] | None,
+        Field(description="Reranking: documents scored against input.", min_length=1,
+              max_length=64),
+    ] = None
     expected: Annotated[ExpectedOutput, Field(description="The expected output.")]
     timeout_seconds: Annotated[
         int, Field(description="How long one validation may take.", ge=1, le=3600)
     ] = 60
+
+    @model_validator(mode="after")
+    def _documents_with_order(self) -> ValidationSpec:
+        order = self.expected.order
+        if (self.documents is None) != (order is None):
+            raise ValueError(
+                "documents: give validation.documents with expected.order (reranking), "
+                "and only then"
+            )
+        if self.documents is not None and order is not None and len(order) != len(
+                self.documents):
+            raise ValueError(
+                f"expected.order: {len(order)} indices for {len(self.documents)} documents; "
+                "give one index per document"
+            )
+        return self
 
 
 class CacheSpec(ApiModel):
@@ -401,17 +572,14 @@ class ModelDeploymentSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel(
-                    "!has(self.validation) || !has(self.validation.expected.label) "
-                    "|| self.runtime.task == 'text-classification'",
-                    "validation.expected.label needs runtime.task text-classification",
-                    ".validation.expected.label",
-                ),
-                cel(
-                    "!has(self.validation) || !has(self.validation.expected.embedding) "
-                    "|| self.runtime.task == 'embedding'",
-                    "validation.expected.embedding needs runtime.task embedding",
-                    ".validation.expected.embedding",
+                *(
+                    cel(
+                        f"!has(self.validation) || !has(self.validation.expected.{key}) "
+                        f"|| self.runtime.task == '{task}'",
+                        f"validation.expected.{key} needs runtime.task {task}",
+                        f".validation.expected.{key}",
+                    )
+                    for key, task in _EXPECTED_TASK.items()
                 ),
                 *_stage_within_progress_rules(),
             ]
@@ -478,15 +646,13 @@ class ModelDeploymentSpec(ApiModel):
         if self.validation is None:
             return self
         expected = self.validation.expected
-        if expected.label is not None and self.runtime.task != "text-classification":
+        key = next(k for k in _EXPECTED_KEYS if getattr(expected, k) is not None)
+        wanted = _EXPECTED_TASK[key]
+        if self.runtime.task != wanted:
+            fits = [k for k, t in _EXPECTED_TASK.items() if t == self.runtime.task]
             raise ValueError(
-                "validation.expected.label: a label needs runtime.task text-classification, "
-                f"got task {self.runtime.task!r}; give expected.embedding instead"
-            )
-        if expected.embedding is not None and self.runtime.task != "embedding":
-            raise ValueError(
-                "validation.expected.embedding: an embedding needs runtime.task embedding, "
-                f"got task {self.runtime.task!r}; give expected.label instead"
+                f"validation.expected.{key}: needs runtime.task {wanted}, got task "
+                f"{self.runtime.task!r}; give expected.{' or expected.'.join(fits)} instead"
             )
         return self
 

@@ -25,6 +25,7 @@ from modeldeploy_operator.api.spec import (
     API_VERSION,
     KIND,
     EnvVar,
+    ExpectedOutput,
     ModelDeploymentSpec,
     RuntimeSpec,
 )
@@ -117,19 +118,14 @@ def runtime_config(spec: ModelDeploymentSpec) -> contract.RuntimeConfig:
         )
     validation: contract.Validation | None = None
     if spec.validation is not None:
-        expected = spec.validation.expected
-        validation = contract.Validation(
-            input=spec.validation.input,
-            expected=(
-                contract.Expected(label=expected.label)
-                if expected.label is not None
-                else contract.Expected(
-                    embedding=list(expected.embedding or []),
-                    min_cosine_similarity=expected.min_cosine_similarity,
-                )
-            ),
-            timeout_seconds=spec.validation.timeout_seconds,
-        )
+        checks: dict[str, Any] = {
+            "input": spec.validation.input,
+            "expected": _expected(spec.validation.expected),
+            "timeout_seconds": spec.validation.timeout_seconds,
+        }
+        if spec.validation.documents is not None:
+            checks["documents"] = list(spec.validation.documents)
+        validation = contract.Validation(**checks)
     fields: dict[str, Any] = {
         "model": model,
         "task": spec.runtime.task,
@@ -142,9 +138,37 @@ def runtime_config(spec: ModelDeploymentSpec) -> contract.RuntimeConfig:
         "validation": validation,
         "cache": contract.CacheSettings(path=spec.cache.path),
     }
+    if spec.runtime.trust_remote_code:
+        fields["trust_remote_code"] = True
     if deadlines := _stage_deadlines(spec):
         fields["stage_deadline_seconds"] = contract.StageDeadlines.model_validate(deadlines)
     return contract.RuntimeConfig(**fields)
+
+
+def _expected(expected: ExpectedOutput) -> contract.Expected:
+    """The contract's Expected, with only the keys of the kind the user gave."""
+    if expected.label is not None:
+        return contract.Expected(label=expected.label)
+    if expected.embedding is not None:
+        return contract.Expected(
+            embedding=list(expected.embedding),
+            min_cosine_similarity=expected.min_cosine_similarity,
+        )
+    if expected.labels is not None:
+        return contract.Expected(
+            labels=list(expected.labels), label_threshold=expected.label_threshold
+        )
+    if expected.order is not None:
+        ranked: dict[str, Any] = {
+            "order": list(expected.order), "score_tolerance": expected.score_tolerance
+        }
+        if expected.scores is not None:
+            ranked["scores"] = list(expected.scores)
+        return contract.Expected(**ranked)
+    return contract.Expected(entities=[
+        contract.ExpectedEntity(label=e.label, start=e.start, end=e.end)
+        for e in expected.entities or []
+    ])
 
 
 def config_json(config: contract.RuntimeConfig) -> str:
