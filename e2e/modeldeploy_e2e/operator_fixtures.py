@@ -63,8 +63,23 @@ def op_cluster(cluster: Any) -> Cluster:
     handle = Cluster(Path(cluster.kubeconfig), cluster.client)
     handle.kubectl("apply", "--server-side", "--force-conflicts", "-f",
                    str(paths.REPO_ROOT / "crds"))
-    handle.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                   "crd/modeldeployments.modeldeploy.dev")
+    # Established, and the resource answering: `kubectl wait` right after the create can
+    # race the CRD's own status (seen once on a loaded machine, issue 16).
+    crd_path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/" \
+        "modeldeployments.modeldeploy.dev"
+
+    def served() -> bool:
+        try:
+            conditions = handle.client.get(crd_path).get("status", {}).get("conditions", [])
+            if not any(c.get("type") == "Established" and c.get("status") == "True"
+                       for c in conditions):
+                return False
+            handle.client.get("/apis/modeldeploy.dev/v1alpha1/modeldeployments", limit="1")
+        except KubeError:
+            return False
+        return True
+
+    workload.wait_until(served, 60, "the ModelDeployment CRD established and served")
     return handle
 
 

@@ -176,3 +176,38 @@ def test_a_gpu_pool_deployment_schedules_scales_and_is_protected_from_eviction(
         lambda s: s.get("ready") == "1/1" and s.get("phase") == "Available", 120, "back to 1/1",
     )
     assert [(h["templateHash"], h["outcome"]) for h in status["history"]] == history
+
+
+def test_a_horizontal_pod_autoscaler_drives_the_replica_count(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    # The autoscaler controller of the real kube-controller-manager, through the scale
+    # subresource. No metrics server runs here: minReplicas above the current count is
+    # the one decision it makes without metrics, and it is enough to see who drives whom.
+    client = op_cluster.client
+    op_cluster.apply(workload.minilm_manifest(
+        NAME, md_namespace, version="v1", endpoint=minilm_s3.endpoint, replicas=1,
+        validation=False))
+    workload.wait_for_status(client, md_namespace, NAME, workload.available_at("v1"), 300,
+                             "v1 Available at 1 replica")
+    op_cluster.apply({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": NAME, "namespace": md_namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "modeldeploy.dev/v1alpha1",
+                               "kind": "ModelDeployment", "name": NAME},
+            "minReplicas": 2,
+            "maxReplicas": 3,
+            "metrics": [{"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}],
+        },
+    })
+    status = workload.wait_for_status(
+        client, md_namespace, NAME,
+        lambda s: s.get("ready") == "2/2" and s.get("phase") == "Available", 300,
+        "2/2 ready, scaled by the autoscaler")
+    md = client.get(workload.md_path(md_namespace, NAME))
+    assert md["spec"]["replicas"] == 2
+    assert status["currentVersion"] == "v1"
+    assert [h["outcome"] for h in status["history"]] == ["Promoted"], "scaling is no rollout"
