@@ -11,14 +11,14 @@ import yaml
 from modeldeploy_contract.config import RuntimeConfig
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.spec import ModelDeploymentSpec, parse_spec
-from modeldeploy_operator.planning import builders
+from modeldeploy_operator.planning import builders, runtime_config
 
 OWNER = builders.Owner(name="minilm", namespace="models", uid="1234-abcd")
 
 
 def written(spec: ModelDeploymentSpec) -> dict[str, Any]:
     """The runtime.json document the operator writes for `spec`."""
-    document: dict[str, Any] = json.loads(builders.config_json(builders.runtime_config(spec)))
+    document: dict[str, Any] = json.loads(runtime_config.to_json(runtime_config.build(spec)))
     return document
 
 

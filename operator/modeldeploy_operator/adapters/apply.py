@@ -22,7 +22,7 @@ from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.errors import PermanentError
 from modeldeploy_operator.api.spec import InvalidSpecError, ModelDeploymentSpec, parse_spec
 from modeldeploy_operator.api.status import ModelDeploymentStatus
-from modeldeploy_operator.planning import builders, observe
+from modeldeploy_operator.planning import builders, observe, runtime_config
 from modeldeploy_operator.planning.actions import (
     Action,
     DeleteDeployment,
@@ -153,7 +153,7 @@ def _run_validation(
 ) -> ValidationResult | None:
     """Check every ready pod of the template; None when there is nothing to check yet."""
     spec = target.spec
-    validation = builders.runtime_config(spec).validation
+    validation = runtime_config.build(spec).validation
     if validation is None:
         return None
     ready = observe.ready_pods(pods, action.template_hash)

@@ -17,18 +17,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from modeldeploy_contract import config as contract
-
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.schema import DEFAULT_GPU_RESOURCE
 from modeldeploy_operator.api.spec import (
     API_VERSION,
     KIND,
     EnvVar,
-    ExpectedOutput,
     ModelDeploymentSpec,
     RuntimeSpec,
 )
+from modeldeploy_operator.planning import runtime_config
 
 Manifest = dict[str, Any]
 
@@ -68,120 +66,6 @@ def effective_image(spec: ModelDeploymentSpec, default_image: str | None = None)
     return spec.runtime.image
 
 
-def runtime_config(spec: ModelDeploymentSpec) -> contract.RuntimeConfig:
-    """The runtime's config, in the contract's model (the schema the runtime parses).
-
-    Only the keys set here are written (`config_json`): a runtime image older than the
-    operator refuses keys it does not know, and the config's bytes shape the pod template.
-    """
-    source = spec.model.source
-    if source.s3 is not None:
-        s3 = source.s3
-        # New keys only when set: existing specs keep byte-identical runtime.json.
-        s3_extra: dict[str, Any] = {
-            key: value
-            for key, value in (
-                ("anonymous", s3.anonymous),
-                ("addressing_style", s3.addressing_style),
-                ("retry_mode", s3.retry_mode),
-            )
-            if value is not None
-        }
-        model_source = contract.Source(
-            s3=contract.S3Source(
-                bucket=s3.bucket,
-                prefix=s3.prefix,
-                endpoint=s3.endpoint,
-                region=s3.region,
-                **s3_extra,
-            )
-        )
-    else:
-        assert source.hugging_face is not None  # parse_spec guarantees exactly one
-        hub = source.hugging_face
-        model_source = contract.Source(
-            hugging_face=contract.HuggingFaceSource(
-                repo=hub.repo,
-                revision=hub.revision,
-                include=list(hub.include),
-                exclude=list(hub.exclude),
-                **({"offline": hub.offline} if hub.offline is not None else {}),
-            )
-        )
-    model = contract.ModelRef(name=spec.model.name, version=spec.model.version, source=model_source)
-    if spec.model.sha256:
-        model = contract.ModelRef(
-            name=spec.model.name,
-            version=spec.model.version,
-            source=model_source,
-            sha256=dict(spec.model.sha256),
-        )
-    validation: contract.Validation | None = None
-    if spec.validation is not None:
-        checks: dict[str, Any] = {
-            "input": spec.validation.input,
-            "expected": _expected(spec.validation.expected),
-            "timeout_seconds": spec.validation.timeout_seconds,
-        }
-        if spec.validation.documents is not None:
-            checks["documents"] = list(spec.validation.documents)
-        validation = contract.Validation(**checks)
-    fields: dict[str, Any] = {
-        "model": model,
-        "task": spec.runtime.task,
-        "device": spec.runtime.device,
-        "dtype": spec.runtime.dtype,
-        "allow_pickle": spec.runtime.allow_pickle,
-        "warmup": contract.Warmup(
-            inputs=list(spec.runtime.warmup.inputs), iterations=spec.runtime.warmup.iterations
-        ),
-        "validation": validation,
-        "cache": contract.CacheSettings(path=spec.cache.path),
-    }
-    if spec.runtime.trust_remote_code:
-        fields["trust_remote_code"] = True
-    if deadlines := _stage_deadlines(spec):
-        fields["stage_deadline_seconds"] = contract.StageDeadlines.model_validate(deadlines)
-    return contract.RuntimeConfig(**fields)
-
-
-def _expected(expected: ExpectedOutput) -> contract.Expected:
-    """The contract's Expected, with only the keys of the kind the user gave."""
-    if expected.label is not None:
-        return contract.Expected(label=expected.label)
-    if expected.embedding is not None:
-        return contract.Expected(
-            embedding=list(expected.embedding),
-            min_cosine_similarity=expected.min_cosine_similarity,
-        )
-    if expected.labels is not None:
-        return contract.Expected(
-            labels=list(expected.labels), label_threshold=expected.label_threshold
-        )
-    if expected.order is not None:
-        ranked: dict[str, Any] = {
-            "order": list(expected.order), "score_tolerance": expected.score_tolerance
-        }
-        if expected.scores is not None:
-            ranked["scores"] = list(expected.scores)
-        return contract.Expected(**ranked)
-    return contract.Expected(entities=[
-        contract.ExpectedEntity(label=e.label, start=e.start, end=e.end)
-        for e in expected.entities or []
-    ])
-
-
-def config_json(config: contract.RuntimeConfig) -> str:
-    """The `runtime.json` text: the keys `runtime_config` set, camelCase, sorted."""
-    document = config.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    return json.dumps(document, indent=2, sort_keys=True)
-
-
-def _stage_deadlines(spec: ModelDeploymentSpec) -> dict[str, int]:
-    """The stage deadlines that are set, camelCase; {} when none is."""
-    return spec.stage_deadline_seconds.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
 def _digest(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -196,7 +80,7 @@ def template_hash(spec: ModelDeploymentSpec, default_image: str | None = None) -
     shaping["runtime"]["image"] = effective_image(spec, default_image)
     _drop_unset_identity_fields(shaping)
     # Only when set, so upgrading the operator does not re-roll every existing pod.
-    if deadlines := _stage_deadlines(spec):
+    if deadlines := runtime_config.stage_deadlines(spec):
         shaping["stageDeadlineSeconds"] = deadlines
     _pod_fields_only_when_set(spec, shaping)
     return _digest(shaping)[:HASH_LENGTH]
@@ -294,7 +178,7 @@ def config_map(owner: Owner, spec: ModelDeploymentSpec, hash_: str) -> Manifest:
             "annotations": {naming.ANNOTATION_SPEC_SNAPSHOT: spec_snapshot(spec)},
         },
         "immutable": True,
-        "data": {CONFIG_FILE: config_json(runtime_config(spec))},
+        "data": {CONFIG_FILE: runtime_config.to_json(runtime_config.build(spec))},
     }
 
 
