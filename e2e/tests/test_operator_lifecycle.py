@@ -46,8 +46,9 @@ def test_create_becomes_available_and_answers_through_the_service(
 
     table = op_cluster.kubectl("get", "md", NAME, "-n", md_namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "VERSION", "TARGET", "LKG", "READY", "PHASE",
-                                "STRATEGY", "AGE"]
-    assert table[1].split()[:7] == [NAME, "v1", "v1", "v1", "1/1", "Available", "Rolling"]
+                                "REASON", "STRATEGY", "AGE"]
+    assert table[1].split()[:8] == [NAME, "v1", "v1", "v1", "1/1", "Available",
+                                    "RolloutComplete", "Rolling"]
 
     events = op_cluster.kubectl("describe", "md", NAME, "-n", md_namespace).stdout
     assert "RolloutComplete" in events

@@ -250,8 +250,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
         memo: Any, **_: Any
     ) -> None:
         kind = str(body.get("kind") or "")
-        if kind:
-            memo.workers.store.observe(kind, body, deleted=type == "DELETED")
+        news = memo.workers.store.observe(kind, body, deleted=type == "DELETED") if kind else True
         owner = labels.get(naming.LABEL_MODEL_DEPLOYMENT)
-        if owner:
+        # kopf lists every object again when a watch reconnects: a copy we already hold
+        # wakes nobody, or every resource would reconcile every few minutes for nothing.
+        if owner and news:
             memo.workers.poke((namespace or "", owner))

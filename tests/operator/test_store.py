@@ -59,3 +59,13 @@ def test_writes_through_the_store_are_seen_before_their_watch_event() -> None:
     assert store.get("Deployment", "ns", "a") is not None
     writes.delete("Deployment", "ns", "a")
     assert store.get("Deployment", "ns", "a") is None
+
+
+def test_a_relisted_copy_is_no_news_but_a_change_or_a_delete_is() -> None:
+    store = ChildStore()
+    assert store.observe("Deployment", obj("a", "1", replicas=1)) is True
+    assert store.observe("Deployment", obj("a", "1", replicas=1)) is False  # watch relist
+    assert store.observe("Deployment", obj("a", "2", replicas=2)) is True
+    assert store.observe("Deployment", obj("a", "1", replicas=1)) is False  # older
+    assert store.observe("Deployment", obj("a", "3"), deleted=True) is True
+    assert store.observe("Deployment", obj("a", "3"), deleted=True) is False

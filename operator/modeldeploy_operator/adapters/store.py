@@ -48,15 +48,23 @@ class ChildStore:
         old, new = _version(known), _version(obj)
         return old is None or new is None or new >= old
 
-    def observe(self, kind: str, obj: Mapping[str, Any], deleted: bool = False) -> None:
-        """One watch event: the object as it is now, or gone."""
+    def observe(self, kind: str, obj: Mapping[str, Any], deleted: bool = False) -> bool:
+        """One watch event: the object as it is now, or gone. Whether it is news: a watch
+        that reconnects lists every object again, and an unchanged copy must wake nobody."""
         meta = obj.get("metadata", {})
         key = (kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
         with self._lock:
             if deleted:
-                self._objects.pop(key, None)
-            elif self._newer(key, dict(obj)):
-                self._objects[key] = copy.deepcopy(dict(obj))
+                return self._objects.pop(key, None) is not None
+            known = self._objects.get(key)
+            if known is not None and _version(known) is not None and (
+                _version(known) == _version(obj)
+            ):
+                return False
+            if not self._newer(key, dict(obj)):
+                return False
+            self._objects[key] = copy.deepcopy(dict(obj))
+            return True
 
     def seed(
         self, kind: str, namespace: str, selector: Mapping[str, str], items: list[Manifest]
