@@ -165,7 +165,7 @@ def bench_overhead(config: Path, client: KubeClient, s3: MinioServer, upgrades: 
 
 
 def bench_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
-                workdir: Path, quiet_seconds: float) -> None:
+                workdir: Path, quiet_seconds: float, settle_seconds: float) -> None:
     namespace = setup_namespace(config, s3)
     port = free_port()
     metrics_url = f"http://127.0.0.1:{port}/metrics"
@@ -173,7 +173,7 @@ def bench_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
                                extra_args=[f"--metrics-port={port}", "--metrics-host=127.0.0.1"])
     try:
         measured = _measure_scale(config, client, s3, count, quiet_seconds, namespace,
-                                  operator, metrics_url)
+                                  operator, metrics_url, settle_seconds)
     finally:
         kubectl(config, "delete", "namespace", namespace, "--wait=false")
     cpu0, rss0, n0, a0, cpu1, rss1, n1, a1, cpu2, rss2, n2, a2, burst = measured
@@ -196,7 +196,7 @@ def bench_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
 
 def _measure_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
                    quiet_seconds: float, namespace: str, operator: OperatorProcess,
-                   metrics_url: str) -> tuple[float, ...]:
+                   metrics_url: str, settle_seconds: float) -> tuple[float, ...]:
     with operator:
         assert operator.pid is not None
         pid = operator.pid
@@ -220,8 +220,9 @@ def _measure_scale(config: Path, client: KubeClient, s3: MinioServer, count: int
 
         workload.wait_until(all_settled, 900, f"{count} ModelDeployments settled", interval=1.0)
         burst = time.monotonic() - started
-        # Let the last writes' echoes and requeues pass before the quiet period starts.
-        time.sleep(10)
+        # Let the burst's tail (queued passes, their 1 s look-agains) drain before the quiet
+        # period starts: "settled" above only means every resource has a phase.
+        time.sleep(settle_seconds)
         cpu1, rss1, n1, a1 = sample()
         time.sleep(quiet_seconds)
         cpu2, rss2, n2, a2 = sample()
@@ -233,6 +234,8 @@ def main() -> int:
     parser.add_argument("--upgrades", type=int, default=5)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--quiet-seconds", type=float, default=300.0)
+    parser.add_argument("--settle-seconds", type=float, default=120.0,
+                        help="wait after every resource has a phase, before measuring rest")
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
@@ -248,7 +251,8 @@ def main() -> int:
             if not args.skip_overhead:
                 bench_overhead(config, client, s3, args.upgrades, workdir)
             if not args.skip_scale:
-                bench_scale(config, client, s3, args.count, workdir, args.quiet_seconds)
+                bench_scale(config, client, s3, args.count, workdir, args.quiet_seconds,
+                            args.settle_seconds)
     return 0
 
 
