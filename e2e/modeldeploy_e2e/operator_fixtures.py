@@ -97,19 +97,28 @@ def minilm_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]
         server.stop()
 
 
+@contextlib.contextmanager
+def fresh_namespace(op_cluster: Cluster, prefix: str) -> Iterator[str]:
+    """A new namespace; afterwards its ModelDeployments are deleted, then the namespace."""
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    op_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        for item in op_cluster.client.get(workload.md_path(name)).get("items", []):
+            with contextlib.suppress(KubeError):
+                op_cluster.client.delete(workload.md_path(name, item["metadata"]["name"]))
+        op_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 @pytest.fixture
 def md_namespace(op_cluster: Cluster, minilm_s3: MinioServer) -> Iterator[str]:
     """A fresh namespace holding the S3 credentials Secret; deleted afterwards."""
-    name = f"md-e2e-{secrets.token_hex(3)}"
-    op_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    op_cluster.apply(
-        workload.s3_secret(name, SECRET, minilm_s3.access_key, minilm_s3.secret_key)
-    )
-    yield name
-    for item in op_cluster.client.get(workload.md_path(name)).get("items", []):
-        with contextlib.suppress(KubeError):
-            op_cluster.client.delete(workload.md_path(name, item["metadata"]["name"]))
-    op_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(op_cluster, "md-e2e") as name:
+        op_cluster.apply(
+            workload.s3_secret(name, SECRET, minilm_s3.access_key, minilm_s3.secret_key)
+        )
+        yield name
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ bucket reported as such.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +19,8 @@ from typing import Any
 import pytest
 from modeldeploy_e2e import faults, workload
 from modeldeploy_e2e.irsa import ROLE_ANNOTATION, PodIdentityWebhook, allow_issuer_discovery
-from modeldeploy_e2e.kube import KubeError
 from modeldeploy_e2e.oidc import minio_openid_env, role_arn
-from modeldeploy_e2e.operator_fixtures import Cluster
+from modeldeploy_e2e.operator_fixtures import Cluster, fresh_namespace
 from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
 
@@ -64,13 +61,8 @@ def sts_s3(op_cluster: Cluster, cluster: Any,
 @pytest.fixture
 def ns(op_cluster: Cluster) -> Iterator[str]:
     """A fresh namespace with no Secret at all."""
-    name = f"md-irsa-{secrets.token_hex(3)}"
-    op_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    for item in op_cluster.client.get(workload.md_path(name)).get("items", []):
-        with contextlib.suppress(KubeError):
-            op_cluster.client.delete(workload.md_path(name, item["metadata"]["name"]))
-    op_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(op_cluster, "md-irsa") as name:
+        yield name
 
 
 @pytest.fixture
