@@ -19,12 +19,12 @@ import http.server
 import json
 import re
 import subprocess
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from modeldeploy_e2e import loopback
 from modeldeploy_e2e.s3 import LOOPBACK, MinioServer
 
 AUDIENCE = "sts.amazonaws.com"  # what the EKS webhook puts in the projected token
@@ -111,8 +111,7 @@ class LocalIssuer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = loopback.serve(Handler)
         return self
 
     def token(self, subject: str, lifetime: float = 3600, audience: str = AUDIENCE,
@@ -129,8 +128,7 @@ class LocalIssuer:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            loopback.stop(self._server)
             self._server = None
 
     def __enter__(self) -> LocalIssuer:

@@ -12,13 +12,13 @@ import hashlib
 import http.server
 import json
 import os
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from modeldeploy_e2e import loopback
 
 REPO = "acme/tiny-bert"
 COMMIT = hashlib.sha1(b"tiny-bert at main").hexdigest()
@@ -87,17 +87,14 @@ class LocalHub:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = loopback.serve(Handler)
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        loopback.stop(self.server)
 
 
 @pytest.fixture

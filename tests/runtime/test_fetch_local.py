@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from modeldeploy_contract.config import RuntimeConfig
+from modeldeploy_e2e import loopback
 from modeldeploy_runtime import cache
 from modeldeploy_runtime.errors import IntegrityError
 from modeldeploy_runtime.fetch import Downloaded, fetch
@@ -94,7 +95,6 @@ def test_hub_fetch_goes_to_hf_endpoint_and_a_missing_repo_leaves_no_entry(
     helpers: Any, write_config: Any, tmp_path: Path,
 ) -> None:
     import http.server
-    import threading as th
 
     seen: list[str] = []
 
@@ -114,8 +114,7 @@ def test_hub_fetch_goes_to_hf_endpoint_and_a_missing_repo_leaves_no_entry(
         def log_message(self, *args: Any) -> None:
             pass
 
-    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    th.Thread(target=hub.serve_forever, daemon=True).start()
+    hub = loopback.serve(NotFound)
     try:
         env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{hub.server_port}",
                    HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="0")
@@ -126,7 +125,7 @@ def test_hub_fetch_goes_to_hf_endpoint_and_a_missing_repo_leaves_no_entry(
         result = helpers.run_cli("fetch", "--config", str(write_config(doc)), "--cache-root",
                                  str(tmp_path / "cache"), "--termination-log", str(log), env=env)
     finally:
-        hub.shutdown()
+        loopback.stop(hub)
     assert result.returncode == 1
     assert any(path.startswith("/api/models/org/absent") for path in seen), seen
     assert "check the repo id, revision, HF_ENDPOINT and HF_TOKEN" in log.read_text()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modeldeploy_e2e import loopback
 from modeldeploy_e2e.s3 import MinioServer
 
 pytestmark = pytest.mark.s3
@@ -127,9 +128,7 @@ class FaultProxy:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = loopback.serve(Handler)
 
     @property
     def endpoint(self) -> str:
@@ -140,8 +139,7 @@ class FaultProxy:
                 and (action is None or s.action == action)]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        loopback.stop(self.server)
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from modeldeploy_e2e import loopback
 from modeldeploy_e2e.oidc import LocalIssuer, minio_openid_env, role_arn
 from modeldeploy_e2e.s3 import MinioServer, create_bucket
 
@@ -125,8 +125,7 @@ def test_container_credentials_as_eks_pod_identity_serves_them(
         def log_message(self, *args: Any) -> None:
             pass
 
-    agent = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Agent)
-    threading.Thread(target=agent.serve_forever, daemon=True).start()
+    agent = loopback.serve(Agent)
     try:
         env = _bare_env(
             tmp_path,
@@ -135,8 +134,7 @@ def test_container_credentials_as_eks_pod_identity_serves_them(
         )
         code, reason, output = _fetch(helpers, write_config, tmp_path, env, server.endpoint)
     finally:
-        agent.shutdown()
-        agent.server_close()
+        loopback.stop(agent)
     assert code == 0, reason + output
     assert asked and asked[0] == auth
     assert creds["SecretAccessKey"] not in output and creds["SessionToken"] not in output
