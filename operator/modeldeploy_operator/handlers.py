@@ -4,10 +4,14 @@ Each ModelDeployment has one asyncio worker that runs `reconcile` (in a thread) 
 it is woken, or when the planner's requeue time comes. Handlers only feed the store and
 wake workers: create/update/resume start one, events on child Deployments, Pods and
 Services go into the `ChildStore` and wake their owner (so progress is seen as it
-happens, without busy polling or list calls), delete stops it. A worker's first pass, and
-one every resync period, reads from the API server instead ("fresh"), which heals a
-missed watch event. No finalizer is involved, so a stopped operator never blocks
-`kubectl delete`; owner references garbage-collect the children.
+happens, without busy polling or list calls), delete stops it. A settled resource with
+no event costs nothing: no pass, no API call. What heals a missed watch event is the
+resync: once per period (with jitter) each watched namespace is relisted, one list call
+per kind for all its resources, and only the resources whose objects differ from what
+the store held are reconciled. A worker's first pass waits for its namespace's first
+relist, so a restart costs a handful of lists, not a few per resource. No finalizer is
+involved, so a stopped operator never blocks `kubectl delete`; owner references
+garbage-collect the children.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ from typing import Any
 import kopf
 
 from modeldeploy_operator import metrics
+from modeldeploy_operator.adapters import store as child_store
 from modeldeploy_operator.adapters.store import ChildStore
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.errors import PermanentError, TransientError
@@ -35,9 +41,12 @@ from modeldeploy_operator.reconcile import Context, Gone, reconcile
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-# Read everything from the API server at least this often, even when nothing happens (a
+# Relist everything from the API server at least this often, even when nothing happens (a
 # missed watch event heals); `--resync-seconds` sets it.
 RESYNC_SECONDS = 600.0
+# Each period is drawn within ±this fraction, so replicas of the operator (or restarts
+# in step) do not relist in lockstep.
+RESYNC_JITTER = 0.1
 # Events arriving within this window are folded into one reconcile.
 DEBOUNCE_SECONDS = 0.1
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -53,8 +62,9 @@ class Worker:
     task: asyncio.Task[None] | None = None
     # (generation, annotations that matter) last seen on a watch event.
     signature: tuple[Any, ...] | None = None
-    # When this worker last read from the API server (monotonic); None: not yet.
-    fresh_at: float | None = None
+    # The next pass reads from the API server itself: after an error, the store may be
+    # what was wrong.
+    fresh: bool = False
 
     @property
     def task_done(self) -> bool:
@@ -62,8 +72,16 @@ class Worker:
         return self.task is None or self.task.done()
 
 
+Relist = Callable[[Context, ChildStore, str], set[str]]
+
+
+def relist_namespace(ctx: Context, store: ChildStore, namespace: str) -> set[str]:
+    """The resync of one namespace (see `adapters.store.relist`)."""
+    return child_store.relist(ctx.kube, store, namespace)
+
+
 class Workers:
-    """The running workers, by (namespace, name)."""
+    """The running workers, by (namespace, name), and the resync that relists for them."""
 
     def __init__(
         self,
@@ -71,11 +89,16 @@ class Workers:
         reconcile_fn: Callable[[Context, str, str, observe.Memory, bool], Any] = reconcile,
         resync_seconds: float = RESYNC_SECONDS,
         store: ChildStore | None = None,
+        relist_fn: Relist = relist_namespace,
     ) -> None:
         self._context_factory = context_factory
         self._context: Context | None = None
         self._reconcile = reconcile_fn
+        self._relist = relist_fn
         self._workers: dict[Key, Worker] = {}
+        # The first relist of each namespace, awaited by its workers' first passes.
+        self._synced: dict[str, asyncio.Task[None]] = {}
+        self._resync_task: asyncio.Task[None] | None = None
         self.resync_seconds = resync_seconds
         self.store = store if store is not None else ChildStore()
 
@@ -92,6 +115,8 @@ class Workers:
 
     def poke(self, key: Key) -> None:
         """Start the worker of `key` if needed and wake it."""
+        if self._resync_task is None or self._resync_task.done():
+            self._resync_task = asyncio.create_task(self._resync_loop(), name="resync")
         worker = self._workers.get(key)
         if worker is None or worker.task_done:
             worker = Worker(key)
@@ -115,26 +140,65 @@ class Workers:
             await asyncio.gather(worker.task, return_exceptions=True)
 
     async def stop_all(self) -> None:
-        """Stop every worker (operator shutdown)."""
+        """Stop every worker and the resync (operator shutdown)."""
+        tasks = [self._resync_task, *self._synced.values()]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
+        self._resync_task = None
+        self._synced.clear()
         for key in list(self._workers):
             await self.stop(key)
+
+    async def relist(self, namespace: str) -> None:
+        """Relist `namespace` into the store; wake each resource whose objects changed."""
+        changed = await asyncio.to_thread(self._relist, self.context, self.store, namespace)
+        for name in sorted(changed):
+            key = (namespace, name)
+            if key in self._workers or self.store.get(
+                child_store.MODEL_DEPLOYMENT, namespace, name
+            ) is not None:
+                self.poke(key)
+
+    async def _first_relist(self, namespace: str) -> bool:
+        """Wait for `namespace`'s first relist; False when it failed (read fresh instead)."""
+        task = self._synced.get(namespace)
+        if task is None or (task.done() and (task.cancelled() or task.exception())):
+            task = asyncio.create_task(self.relist(namespace), name=f"relist {namespace}")
+            self._synced[namespace] = task
+        try:
+            await asyncio.shield(task)
+        except Exception as exc:
+            log.warning("relisting %s failed: %s; reading from the API server", namespace, exc)
+            return False
+        return True
+
+    async def _resync_loop(self) -> None:
+        while True:
+            jitter = random.uniform(1 - RESYNC_JITTER, 1 + RESYNC_JITTER)
+            await asyncio.sleep(self.resync_seconds * jitter)
+            for namespace in sorted({ns for ns, _ in self._workers}):
+                try:
+                    await self.relist(namespace)
+                except Exception as exc:
+                    log.warning("resync of %s failed: %s", namespace, exc)
 
     async def _run(self, worker: Worker) -> None:
         namespace, name = worker.key
         failures = 0
+        worker.fresh = not await self._first_relist(namespace)
         while True:
             await asyncio.sleep(DEBOUNCE_SECONDS)
             worker.wake.clear()
             started = time.monotonic()
-            fresh = worker.fresh_at is None or started - worker.fresh_at >= self.resync_seconds
             delay: float | None
             try:
                 outcome = await asyncio.to_thread(
-                    self._reconcile, self.context, namespace, name, worker.memory, fresh
+                    self._reconcile, self.context, namespace, name, worker.memory, worker.fresh
                 )
                 failures = 0
-                if fresh:
-                    worker.fresh_at = started
+                worker.fresh = False
                 delay = getattr(outcome, "requeue_after", None)
                 metrics.observe_reconcile(
                     time.monotonic() - started, getattr(outcome, "result", "changed")
@@ -158,11 +222,10 @@ class Workers:
                 delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
                 failures += 1
                 log.exception("%s/%s: reconcile failed; retrying in %.0fs", namespace, name, delay)
-            # After an error the next pass reads fresh: the store may be what was wrong.
-            if delay is not None and failures:
-                worker.fresh_at = None
-            resync = self.resync_seconds
-            timeout = resync if delay is None else max(0.0, min(delay, resync))
+            if failures:
+                worker.fresh = True
+            # No requeue: only an event or the resync wakes a settled resource.
+            timeout = None if delay is None else max(0.0, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(worker.wake.wait(), timeout=timeout)
 

@@ -77,8 +77,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--resync-seconds",
         type=float,
         default=handlers.RESYNC_SECONDS,
-        help="read each resource and its children from the API server at least this often "
-        "(between, watch events keep the operator current)",
+        help="relist each watched namespace from the API server about this often, one list "
+        "per kind for all resources (between, watch events keep the operator current)",
     )
     args = parser.parse_args(argv)
     if args.resync_seconds <= 0:

@@ -3,8 +3,9 @@
 Blocking (the Kubernetes client and httpx are synchronous); the handlers run it in a
 thread. Level-based: it acts on the whole current state every time, so a restarted
 operator resumes exactly where the recorded status and the children say. That state comes
-from the watch-fed `ChildStore` (no API reads), or, on a `fresh` pass (the first after
-start and each resync), from the API server itself, which also refreshes the store.
+from the watch-fed `ChildStore` (no API reads; the handlers' resync relists it), or, on a
+`fresh` pass (after an error, or when the namespace's relist failed), from the API server
+itself, which also refreshes the store.
 The plan is the whole decision; this module only sequences its writes and feeds what
 they learned (validation results) back into the next plan.
 """

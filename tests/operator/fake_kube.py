@@ -94,6 +94,18 @@ class FakeKube:
                 found.append(copy.deepcopy(obj))
         return found
 
+    def list_labelled(self, kind: str, namespace: str) -> tuple[list[Manifest], int | None]:
+        self.calls.append(("list_labelled", kind))
+        if kind == "ModelDeployment":
+            return ([copy.deepcopy(self.md)] if self.md is not None else []), None
+        found = [
+            copy.deepcopy(obj) for (k, _), obj in self.objects.items()
+            if k == kind and "modeldeploy.dev/modeldeployment" in (
+                obj["metadata"].get("labels") or {}
+            )
+        ]
+        return found, None
+
     def post_event(self, owner: Any, type_: str, reason: str, message: str, now: str) -> None:
         self.calls.append(("post_event", reason))
         self.events.append((type_, reason, message))

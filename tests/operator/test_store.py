@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy_operator.adapters.store import ChildStore, WriteThrough
+from modeldeploy_operator.adapters.store import (
+    RELISTED_KINDS,
+    ChildStore,
+    WriteThrough,
+    relist,
+)
 
 from tests.operator.fake_kube import FakeKube
 
@@ -69,3 +74,48 @@ def test_a_relisted_copy_is_no_news_but_a_change_or_a_delete_is() -> None:
     assert store.observe("Deployment", obj("a", "1", replicas=1)) is False  # older
     assert store.observe("Deployment", obj("a", "3"), deleted=True) is True
     assert store.observe("Deployment", obj("a", "3"), deleted=True) is False
+
+
+def test_a_relist_names_the_resources_whose_objects_the_watch_missed() -> None:
+    store = ChildStore()
+    store.observe("Deployment", obj("a-v1", "1", owner="a"))
+    store.observe("Deployment", obj("b-v1", "2", owner="b", replicas=1))
+    store.observe("Deployment", obj("c-v1", "3", owner="c"))
+    listed = [obj("a-v1", "1", owner="a"), obj("b-v1", "5", owner="b", replicas=3),
+              obj("d-v1", "4", owner="d")]
+    changed = store.replace("Deployment", "ns", listed, listed_at=6)
+    # a: unchanged; b: changed; c: deleted unseen; d: created unseen.
+    assert changed == {"b", "c", "d"}
+    assert store.get("Deployment", "ns", "c-v1") is None
+    assert store.get("Deployment", "ns", "b-v1")["spec"]["replicas"] == 3  # type: ignore[index]
+    assert store.replace("Deployment", "ns", listed, listed_at=6) == set()
+
+
+def test_a_relist_keeps_what_a_watch_delivered_after_the_list_was_read() -> None:
+    store = ChildStore()
+    store.observe("Deployment", obj("new", "9", owner="n"))
+    store.observe("Deployment", obj("upd", "8", owner="u", replicas=2))
+    changed = store.replace("Deployment", "ns", [obj("upd", "4", owner="u", replicas=1)],
+                            listed_at=5)
+    assert changed == set()
+    assert store.get("Deployment", "ns", "new") is not None
+    assert store.get("Deployment", "ns", "upd")["spec"]["replicas"] == 2  # type: ignore[index]
+
+
+def test_a_relist_of_model_deployments_names_them_by_their_own_name() -> None:
+    store = ChildStore()
+    md = {"metadata": {"name": "m", "namespace": "ns", "resourceVersion": "3"}}
+    assert store.replace("ModelDeployment", "ns", [md], listed_at=3) == {"m"}
+    assert store.replace("ModelDeployment", "ns", [], listed_at=4) == {"m"}
+
+
+def test_relist_reads_each_kind_once_for_every_resource_of_the_namespace() -> None:
+    kube = FakeKube()
+    for owner in ("a", "b"):
+        kube.apply(obj(f"{owner}-v1", "1", owner=owner))
+    store = ChildStore()
+    assert relist(kube, store, "ns") == {"a", "b"}  # type: ignore[arg-type]
+    assert [c for c in kube.calls if c[0] == "list_labelled"] == [
+        ("list_labelled", kind) for kind in RELISTED_KINDS
+    ]
+    assert relist(kube, store, "ns") == set()  # type: ignore[arg-type]

@@ -26,8 +26,31 @@ class Recorder:
         return Outcome(self.requeue, "Available", False, 0)
 
 
-def workers(recorder: Recorder) -> handlers.Workers:
-    return handlers.Workers(lambda store: None, reconcile_fn=recorder)  # type: ignore[arg-type,return-value]
+class Relister:
+    """Stands in for the API server's lists: records each relist, names what changed."""
+
+    def __init__(self, changed: set[str] | None = None, fail: bool = False) -> None:
+        self.calls: list[str] = []
+        self.changed = changed or set()
+        self.fail = fail
+
+    def __call__(self, ctx: Any, store: Any, namespace: str) -> set[str]:
+        self.calls.append(namespace)
+        if self.fail:
+            raise OSError("connection refused")
+        changed, self.changed = self.changed, set()
+        return changed
+
+
+def workers(
+    recorder: Recorder, relister: Relister | None = None, resync_seconds: float = 600.0
+) -> handlers.Workers:
+    return handlers.Workers(
+        lambda store: None,  # type: ignore[arg-type,return-value]
+        reconcile_fn=recorder,
+        resync_seconds=resync_seconds,
+        relist_fn=relister or Relister(),
+    )
 
 
 async def test_a_poke_runs_one_reconcile_and_a_burst_of_pokes_is_folded() -> None:
@@ -75,13 +98,63 @@ async def test_echoes_of_our_own_status_writes_do_not_wake_the_worker() -> None:
     await w.stop_all()
 
 
-async def test_the_first_pass_and_one_per_resync_period_read_fresh_the_rest_the_store() -> None:
-    recorder = Recorder(requeue=0.05)
-    w = handlers.Workers(lambda store: None, reconcile_fn=recorder,  # type: ignore[arg-type,return-value]
-                         resync_seconds=0.5)
-    w.poke(("ns", "a"))
-    await asyncio.sleep(1.3)
+async def test_first_passes_wait_for_one_relist_of_their_namespace_and_read_the_store() -> None:
+    recorder, relister = Recorder(), Relister()
+    w = workers(recorder, relister)
+    for name in ("a", "b", "c"):
+        w.poke(("ns", name))
+    w.poke(("other", "d"))
+    await asyncio.sleep(handlers.DEBOUNCE_SECONDS * 4)
     await w.stop_all()
-    fresh = recorder.fresh
-    assert fresh[0] is True, fresh
-    assert fresh.count(False) > fresh.count(True) >= 2, fresh
+    assert sorted(relister.calls) == ["ns", "other"]
+    assert sorted(recorder.calls) == [("ns", "a"), ("ns", "b"), ("ns", "c"), ("other", "d")]
+    assert recorder.fresh == [False] * 4
+
+
+async def test_a_failed_first_relist_makes_the_first_pass_read_from_the_api_server() -> None:
+    recorder = Recorder()
+    w = workers(recorder, Relister(fail=True))
+    w.poke(("ns", "a"))
+    await asyncio.sleep(handlers.DEBOUNCE_SECONDS * 3)
+    await w.stop_all()
+    assert recorder.fresh == [True]
+
+
+async def test_the_resync_relists_each_namespace_once_and_wakes_only_what_changed() -> None:
+    recorder, relister = Recorder(), Relister()
+    w = workers(recorder, relister, resync_seconds=0.4)
+    for name in ("a", "b", "c"):
+        w.poke(("ns", name))
+    await asyncio.sleep(handlers.DEBOUNCE_SECONDS * 3)
+    assert len(recorder.calls) == 3
+    relister.changed = {"b"}  # what a missed watch event left out of the store
+    await asyncio.sleep(0.6)
+    await w.stop_all()
+    assert relister.calls.count("ns") >= 2
+    assert recorder.calls[3:] == [("ns", "b")]
+
+
+async def test_a_settled_resource_is_not_reconciled_without_an_event() -> None:
+    recorder = Recorder(requeue=None)
+    w = workers(recorder, resync_seconds=0.3)
+    w.poke(("ns", "a"))
+    await asyncio.sleep(1.0)
+    await w.stop_all()
+    assert recorder.calls == [("ns", "a")]
+
+
+async def test_after_an_error_the_next_pass_reads_from_the_api_server() -> None:
+    class Failing(Recorder):
+        def __call__(self, ctx: Any, namespace: str, name: str, memory: observe.Memory,
+                     fresh: bool) -> Outcome:
+            outcome = super().__call__(ctx, namespace, name, memory, fresh)
+            if len(self.calls) == 1:
+                raise OSError("reset by peer")
+            return outcome
+
+    recorder = Failing()
+    w = workers(recorder)
+    w.poke(("ns", "a"))
+    await asyncio.sleep(handlers.ERROR_BACKOFF[0] + handlers.DEBOUNCE_SECONDS * 4)
+    await w.stop_all()
+    assert recorder.fresh[:2] == [False, True]

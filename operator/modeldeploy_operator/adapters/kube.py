@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modeldeploy_operator import metrics
 from modeldeploy_operator.api.errors import OperatorError, PermanentError, TransientError
+from modeldeploy_operator.api.naming import LABEL_MODEL_DEPLOYMENT
 from modeldeploy_operator.api.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,15 @@ FIELD_MANAGER = "modeldeploy-operator"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 Manifest = dict[str, Any]
+# A list call's items and the resourceVersion it was read at (None: not an integer).
+Listed = tuple[list[Manifest], int | None]
 T = TypeVar("T")
 
 # (verb, api group, resource) of every call below; the chart's Role must grant them.
 API_CALLS: frozenset[tuple[str, str, str]] = frozenset(
     {
         ("get", GROUP, PLURAL),
+        ("list", GROUP, PLURAL),
         ("patch", GROUP, f"{PLURAL}/status"),
         ("list", "apps", "deployments"),
         ("patch", "apps", "deployments"),
@@ -302,6 +306,25 @@ class Kube:
         )
         items: list[Manifest] = result.get("items", [])
         return items
+
+    def list_labelled(self, kind: str, namespace: str) -> Listed:
+        """Every ModelDeployment, or every `kind` object carrying the ModelDeployment label,
+        in `namespace`, with the list's resourceVersion (None when not an integer)."""
+        if kind == "ModelDeployment":
+            path, query = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}", {}
+        else:
+            path = (f"/api/v1/namespaces/{namespace}/pods" if kind == "Pod"
+                    else self._path(kind, namespace))
+            query = {"labelSelector": LABEL_MODEL_DEPLOYMENT}
+        result = retrying(
+            lambda: self._call("GET", path, query=query, what=f"list {kind} in {namespace}")
+        )
+        version = result.get("metadata", {}).get("resourceVersion")
+        try:
+            listed_at = int(version) if version is not None else None
+        except (TypeError, ValueError):
+            listed_at = None
+        return result.get("items", []), listed_at
 
     # -- events -------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 The kopf handlers feed every watch event of the children (Deployments, Pods, Services with
 the ModelDeployment label) into one `ChildStore`; a reconcile reads its world from it and
-makes no list call. A missed event cannot leave it wrong for long: a resync (and the first
-reconcile of a resource after start) lists from the API server and `seed`s the store.
+makes no list call. A missed event cannot leave it wrong for long: as an informer relists,
+`relist` reads each kind once per namespace (one list call for all resources, not one per
+resource) and `replace`s what the store holds, naming the resources whose objects changed.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from modeldeploy_operator.adapters.kube import KubeWrites
+from modeldeploy_operator.adapters.kube import Kube, KubeWrites
+from modeldeploy_operator.api import naming
 
 Manifest = dict[str, Any]
 Key = tuple[str, str, str]  # kind, namespace, name
+MODEL_DEPLOYMENT = "ModelDeployment"
+# What a resync relists: the resources themselves and every child kind a reconcile reads.
+RELISTED_KINDS = (MODEL_DEPLOYMENT, "Deployment", "Pod", "Service", "PodDisruptionBudget")
 
 
 def _version(obj: Mapping[str, Any]) -> int | None:
@@ -27,6 +32,13 @@ def _version(obj: Mapping[str, Any]) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def _owner(kind: str, obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    if kind == MODEL_DEPLOYMENT:
+        return str(meta.get("name", ""))
+    return str((meta.get("labels") or {}).get(naming.LABEL_MODEL_DEPLOYMENT, ""))
 
 
 def _matches(obj: Mapping[str, Any], selector: Mapping[str, str]) -> bool:
@@ -82,6 +94,35 @@ class ChildStore:
                 if self._newer(key, obj):
                     self._objects[key] = copy.deepcopy(obj)
 
+    def replace(
+        self, kind: str, namespace: str, items: list[Manifest], listed_at: int | None
+    ) -> set[str]:
+        """Every object of `kind` in `namespace` as one list read at resourceVersion
+        `listed_at` saw them; the names of the ModelDeployments whose objects changed.
+
+        An object the store got from a watch event newer than the list is kept: it was
+        created or changed after the list was read, not missed by the watch.
+        """
+        listed = {(kind, namespace, str(i["metadata"]["name"])): i for i in items}
+        changed: set[str] = set()
+        with self._lock:
+            for key, known in list(self._objects.items()):
+                if key[0] != kind or key[1] != namespace or key in listed:
+                    continue
+                version = _version(known)
+                if listed_at is None or version is None or version <= listed_at:
+                    del self._objects[key]
+                    changed.add(_owner(kind, known))
+            for key, obj in listed.items():
+                held = self._objects.get(key)
+                if held is not None and _version(held) == _version(obj):
+                    continue
+                if self._newer(key, obj):
+                    self._objects[key] = copy.deepcopy(obj)
+                    changed.add(_owner(kind, obj))
+        changed.discard("")
+        return changed
+
     def list(self, kind: str, namespace: str, selector: Mapping[str, str]) -> list[Manifest]:
         """Copies of the objects of `kind` in `namespace` whose labels match `selector`."""
         with self._lock:
@@ -96,6 +137,16 @@ class ChildStore:
         with self._lock:
             obj = self._objects.get((kind, namespace, name))
             return copy.deepcopy(obj) if obj is not None else None
+
+
+def relist(kube: Kube, store: ChildStore, namespace: str) -> set[str]:
+    """Read every relisted kind of `namespace` from the API server into `store`; the
+    ModelDeployments whose objects the watches had not delivered (to be reconciled)."""
+    changed: set[str] = set()
+    for kind in RELISTED_KINDS:
+        items, listed_at = kube.list_labelled(kind, namespace)
+        changed |= store.replace(kind, namespace, items, listed_at)
+    return changed
 
 
 class WriteThrough:
