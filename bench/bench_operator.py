@@ -33,6 +33,7 @@ from modeldeploy_e2e import paths, workload
 from modeldeploy_e2e.kube import KubeClient
 from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer, create_bucket, free_port, upload_directory
+from timeline import OPERATOR_STEPS, STEPS, Timeline
 
 BUCKET = "models"
 SECRET = "modeldeploy-s3"
@@ -111,6 +112,8 @@ def bench_overhead(config: Path, client: KubeClient, s3: MinioServer, upgrades: 
         return md
 
     rows = []
+    splits: list[dict[str, float]] = []
+    timeline = Timeline(client, namespace)
     with OperatorProcess(config, [namespace], workdir / "operator-overhead.log"):
         kubectl(config, "apply", "-f", "-", input=json.dumps(manifest("b0")))
         workload.wait_for_status(client, namespace, name, workload.available_at("b0"), 300,
@@ -136,7 +139,8 @@ def bench_overhead(config: Path, client: KubeClient, s3: MinioServer, upgrades: 
                 if workload.served_versions(client, namespace, name, "minilm") == {version}:
                     break
                 time.sleep(0.05)
-            total = time.monotonic() - started
+            answered = time.monotonic()
+            total = answered - started
             ready = [workload.runtime_status(ip, port).get("timeToReadySeconds") or 0.0
                      for ip, port in workload.service_endpoints(client, namespace, name)]
             slowest = max(float(r) for r in ready)
@@ -145,7 +149,9 @@ def bench_overhead(config: Path, client: KubeClient, s3: MinioServer, upgrades: 
             rows.append((version, total, slowest, total - slowest, switch, react))
             workload.wait_for_status(client, namespace, name, workload.available_at(version),
                                      120, f"{version} Available")
+            splits.append(timeline.steps(name, version, started, answered))
     kubectl(config, "delete", "namespace", namespace, "--wait=false")
+    print_split(splits)
     print("\n== operator overhead per blue-green upgrade (1 replica, validation on)")
     print(f"{'version':>8} {'apply->serving':>15} {'pod ready':>10} {'overhead':>9} "
           f"{'apply->Deployment':>18} {'ready->serving':>15}   (seconds)")
@@ -164,20 +170,41 @@ def bench_overhead(config: Path, client: KubeClient, s3: MinioServer, upgrades: 
           "(the operator noticing, validating through the preview, switching the Service)")
 
 
+def print_split(splits: list[dict[str, float]]) -> None:
+    """The upgrade step by step: median time from the previous step, from the watches."""
+    print("\n== upgrade step by step (median over the upgrades; from watch events on arrival)")
+    previous = None
+    for step in STEPS:
+        deltas = [s[step] - (s[previous] if previous else 0.0) for s in splits
+                  if step in s and (previous is None or previous in s)]
+        shown = f"{statistics.median(deltas):6.2f}s" if deltas else "   n/a"
+        print(f"  {step:<34} +{shown}")
+        previous = step
+    own = [sum(s[b] - s[a] for a, b in OPERATOR_STEPS) for s in splits
+           if all(a in s and b in s for a, b in OPERATOR_STEPS)]
+    if own:
+        median = statistics.median(own)
+        print(f"operator's own steps (noticing the spec change; noticing readiness, validating, "
+              f"switching): median {median:.2f}s vs target 0.5s: ratio {median / 0.5:.2f}")
+
+
 def bench_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
-                workdir: Path, quiet_seconds: float, settle_seconds: float) -> None:
+                workdir: Path, quiet_seconds: float, settle_seconds: float,
+                resync_seconds: float) -> None:
     namespace = setup_namespace(config, s3)
     port = free_port()
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     operator = OperatorProcess(config, [namespace], workdir / "operator-scale.log",
-                               extra_args=[f"--metrics-port={port}", "--metrics-host=127.0.0.1"])
+                               extra_args=[f"--metrics-port={port}", "--metrics-host=127.0.0.1",
+                                           f"--resync-seconds={resync_seconds}"])
     try:
         measured = _measure_scale(config, client, s3, count, quiet_seconds, namespace,
                                   operator, metrics_url, settle_seconds)
     finally:
         kubectl(config, "delete", "namespace", namespace, "--wait=false")
     cpu0, rss0, n0, a0, cpu1, rss1, n1, a1, cpu2, rss2, n2, a2, burst = measured
-    print(f"\n== cost with {count} ModelDeployments (replicas 0: children, no pods)")
+    print(f"\n== cost with {count} ModelDeployments (replicas 0: children, no pods; "
+          f"resync every {resync_seconds:.0f}s)")
     burst_n = max(n1 - n0, 1)
     print(f"burst: {count} created and settled in {burst:.1f}s; {n1 - n0:.0f} reconciles, "
           f"{cpu1 - cpu0:.1f} CPU s ({1000 * (cpu1 - cpu0) / burst_n:.1f} ms per reconcile), "
@@ -236,6 +263,8 @@ def main() -> int:
     parser.add_argument("--quiet-seconds", type=float, default=300.0)
     parser.add_argument("--settle-seconds", type=float, default=120.0,
                         help="wait after every resource has a phase, before measuring rest")
+    parser.add_argument("--resync-seconds", type=float, default=600.0,
+                        help="the operator's --resync-seconds (shorter: more resyncs at rest)")
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
@@ -252,7 +281,7 @@ def main() -> int:
                 bench_overhead(config, client, s3, args.upgrades, workdir)
             if not args.skip_scale:
                 bench_scale(config, client, s3, args.count, workdir, args.quiet_seconds,
-                            args.settle_seconds)
+                            args.settle_seconds, args.resync_seconds)
     return 0
 
 

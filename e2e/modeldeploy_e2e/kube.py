@@ -14,6 +14,7 @@ import ssl
 import tempfile
 import threading
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,25 @@ class KubeClient:
     def delete(self, path: str, body: JsonDict | None = None) -> JsonDict:
         """DELETE the object at `path` with optional DeleteOptions."""
         return self.request("DELETE", path, body)
+
+    def watch(
+        self, path: str, handle: Callable[[str, JsonDict], None], seconds: int = 1800
+    ) -> None:
+        """Stream the watch of the collection at `path` into `handle(type, object)` for up
+        to `seconds` (blocking; run it in a thread). Its own connection."""
+        query = urllib.parse.urlencode({"watch": "1", "timeoutSeconds": str(seconds)})
+        headers = {"Accept": "application/json"}
+        if self.endpoint.token:
+            headers["Authorization"] = f"Bearer {self.endpoint.token}"
+        conn = http.client.HTTPSConnection(
+            self._host, self._port, context=self._context, timeout=seconds + 30)
+        try:
+            conn.request("GET", f"{self._prefix}{path}?{query}", headers=headers)
+            response = conn.getresponse()
+            if response.status >= 400:
+                raise KubeError("GET", path, response.status, response.read())
+            while line := response.readline():
+                event = json.loads(line)
+                handle(str(event.get("type")), event.get("object") or {})
+        finally:
+            conn.close()

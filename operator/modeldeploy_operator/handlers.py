@@ -47,6 +47,8 @@ RESYNC_SECONDS = 600.0
 # Each period is drawn within ±this fraction, so replicas of the operator (or restarts
 # in step) do not relist in lockstep.
 RESYNC_JITTER = 0.1
+# The API server ends each watch request after this long; kopf resumes it.
+WATCH_SERVER_SECONDS = 300
 # Events arriving within this window are folded into one reconcile.
 DEBOUNCE_SECONDS = 0.1
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -261,7 +263,13 @@ def register(registry: kopf.OperatorRegistry) -> None:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
         # Our Events tell the rollout's story; kopf's "handler succeeded" ones would bury it.
         settings.posting.level = logging.WARNING
-        settings.watching.server_timeout = 300
+        settings.watching.server_timeout = WATCH_SERVER_SECONDS
+        # kopf's default (70 s) reconnects every quiet watch stream that often: seven
+        # requests a minute on an idle cluster. The API server ends each watch after
+        # WATCH_SERVER_SECONDS anyway (kopf then resumes from the last resourceVersion); a
+        # connection that dies silently is caught this much later, and what it may have
+        # missed is healed by the resync's relist.
+        settings.watching.inactivity_timeout = WATCH_SERVER_SECONDS + 30
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
