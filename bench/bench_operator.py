@@ -236,8 +236,10 @@ def _measure_scale(config: Path, client: KubeClient, s3: MinioServer, count: int
                                           endpoint=s3.endpoint, replicas=0, validation=False)
                  for i in range(count)]
         started = time.monotonic()
-        kubectl(config, "apply", "-f", "-",
-                input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        # In chunks: one kubectl apply of 1000 objects outlasts its timeout on a busy machine.
+        for chunk in range(0, count, 100):
+            kubectl(config, "apply", "-f", "-", input=json.dumps(
+                {"apiVersion": "v1", "kind": "List", "items": items[chunk:chunk + 100]}))
 
         def all_settled() -> bool:
             listing = client.get(workload.md_path(namespace))

@@ -119,3 +119,18 @@ def test_relist_reads_each_kind_once_for_every_resource_of_the_namespace() -> No
         ("list_labelled", kind) for kind in RELISTED_KINDS
     ]
     assert relist(kube, store, "ns") == set()  # type: ignore[arg-type]
+
+
+def test_the_store_keeps_no_other_clients_bookkeeping() -> None:
+    store = ChildStore()
+    held = obj("a", "1")
+    held["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    held["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+        "modeldeploy.dev/promote": "true",
+    }
+    store.observe("Deployment", held)
+    kept = store.get("Deployment", "ns", "a")
+    assert kept is not None and "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["annotations"] == {"modeldeploy.dev/promote": "true"}
+    assert "managedFields" in held["metadata"]  # the caller's object is left alone
