@@ -58,6 +58,7 @@ class Reason(StrEnum):
     CRASH_LOOP = "CrashLoop"
     LOAD_FAILED = "LoadFailed"
     FETCH_FAILED = "FetchFailed"
+    CACHE_FULL = "CacheFull"
     OOM_KILLED = "OOMKilled"
     FETCH_DEADLINE_EXCEEDED = "FetchDeadlineExceeded"
     LOAD_DEADLINE_EXCEEDED = "LoadDeadlineExceeded"

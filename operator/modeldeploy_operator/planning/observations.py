@@ -48,6 +48,7 @@ class FailureKind(StrEnum):
     VALIDATION_FAILED = "ValidationFailed"
     LOAD_FAILED = "LoadFailed"
     FETCH_FAILED = "FetchFailed"
+    CACHE_FULL = "CacheFull"
     CRASH_LOOP = "CrashLoop"
     OOM_KILLED = "OOMKilled"
     FETCH_DEADLINE_EXCEEDED = "FetchDeadlineExceeded"

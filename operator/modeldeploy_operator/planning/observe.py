@@ -107,6 +107,7 @@ RUNTIME_REASONS: dict[Reason, FailureKind | None] = {
     Reason.LISTEN_FAILED: None,
     Reason.RUNTIME_FAILED: None,
     Reason.FETCH_FAILED: FailureKind.FETCH_FAILED,
+    Reason.CACHE_FULL: FailureKind.CACHE_FULL,
     Reason.LOAD_FAILED: FailureKind.LOAD_FAILED,
     Reason.VALIDATION_FAILED: FailureKind.VALIDATION_FAILED,
     Reason.FETCH_DEADLINE_EXCEEDED: FailureKind.FETCH_DEADLINE_EXCEEDED,
