@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from modeldeploy_contract.cache import NodeInventory
+
 from modeldeploy_operator.api.status import LoadSeconds
 
 
@@ -118,6 +120,8 @@ class Observed:
     # Values of the modeldeploy.dev/promote and modeldeploy.dev/retry annotations.
     promote_annotation: str | None = None
     retry_annotation: str | None = None
+    # What the nodes' cache collectors report holding of this model (shared caches).
+    cache_reports: tuple[NodeInventory, ...] = ()
 
     def deployment(self, template_hash: str | None) -> DeploymentView | None:
         """The child Deployment running `template_hash`, if any."""

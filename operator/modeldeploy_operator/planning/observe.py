@@ -17,6 +17,7 @@ from modeldeploy_contract.reasons import Reason, split_message
 
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.status import LoadSeconds, ModelDeploymentStatus, Phase
+from modeldeploy_operator.planning import cache_refs
 from modeldeploy_operator.planning.observations import (
     DeploymentView,
     FailureKind,
@@ -378,6 +379,7 @@ def build_observed(
         since_abort_seconds=seconds_since(rollout.aborted_at, now),
         promote_annotation=annotations.get(naming.ANNOTATION_PROMOTE),
         retry_annotation=annotations.get(naming.ANNOTATION_RETRY),
+        cache_reports=cache_refs.inventories(annotations),
     )
 
 
