@@ -110,6 +110,12 @@ class CacheSpec(ApiModel):
                     "claimName must be set when volume is persistentVolumeClaim",
                     ".claimName",
                 ),
+                cel(
+                    "!has(self.prefetch) || !self.prefetch || self.volume != 'emptyDir'",
+                    "prefetch needs a shared cache: set volume to hostPath or "
+                    "persistentVolumeClaim, or remove prefetch",
+                    ".prefetch",
+                ),
             ]
         }
     )
@@ -153,6 +159,16 @@ class CacheSpec(ApiModel):
         ),
     ] = None
 
+    prefetch: Annotated[
+        bool,
+        Field(
+            description=(
+                "Shared caches only: on a version change, fetch the new version onto the "
+                "nodes of the current pods first (step Prefetching), then start its pods."
+            )
+        ),
+    ] = False
+
     @property
     def size_limit_bytes(self) -> int | None:
         """sizeLimit in bytes; None when unset."""
@@ -165,6 +181,11 @@ class CacheSpec(ApiModel):
 
     @model_validator(mode="after")
     def _volume_settings(self) -> CacheSpec:
+        if self.prefetch and self.volume == "emptyDir":
+            raise ValueError(
+                "prefetch: true needs a shared cache (an emptyDir lives and dies with its "
+                "pod); set volume to hostPath or persistentVolumeClaim, or remove prefetch"
+            )
         if self.size_limit is not None:
             try:
                 limit = quantity.to_bytes(self.size_limit)

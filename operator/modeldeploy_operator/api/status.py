@@ -48,6 +48,7 @@ class Reason(StrEnum):
     CREATED = "Created"
     NEW_VERSION = "NewVersion"
     ROLLING_OUT = "RollingOut"
+    PREFETCHING = "Prefetching"
     WAITING_FOR_READY = "WaitingForReady"
     VALIDATING = "Validating"
     VALIDATION_PASSED = "ValidationPassed"

@@ -60,6 +60,16 @@ class FailureKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class PrefetchPod:
+    """A pod fetching `template_hash` onto `node`; phase as Kubernetes reports it."""
+
+    name: str
+    template_hash: str
+    node: str
+    phase: str
+
+
+@dataclass(frozen=True)
 class FailureSignal:
     """A pod of `template_hash` failed in a way that will not heal by waiting."""
 
@@ -120,6 +130,10 @@ class Observed:
     # Values of the modeldeploy.dev/promote and modeldeploy.dev/retry annotations.
     promote_annotation: str | None = None
     retry_annotation: str | None = None
+    # (template hash, node) of every scheduled, non-terminating serving pod.
+    pod_nodes: tuple[tuple[str, str], ...] = ()
+    # Pods fetching a version onto a node before its rollout starts (spec.cache.prefetch).
+    prefetch_pods: tuple[PrefetchPod, ...] = ()
     # What the nodes' cache collectors report holding of this model (shared caches).
     cache_reports: tuple[NodeInventory, ...] = ()
 

@@ -29,7 +29,7 @@ from modeldeploy_operator.api.status import (
     Phase,
     RolloutState,
 )
-from modeldeploy_operator.planning import bluegreen, cache_refs, draft, rolling
+from modeldeploy_operator.planning import bluegreen, cache_refs, draft, prefetch, rolling
 from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
     DeleteDisruptionBudget,
@@ -68,6 +68,7 @@ def plan(
     else:
         rolling.plan_rolling(d)
     _retire_old_deployments(d)
+    prefetch.retire(d, started=d.desired in {v.template_hash for v in observed.deployments})
     _disruption_budget(d)
     return _assemble(d)
 
