@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,10 +167,128 @@ def test_a_version_that_cannot_fit_the_size_limit_fails_with_cache_full(
         op_cluster.client, md_namespace, NAME,
         lambda s: any(c.get("reason") == "CacheFull" for c in s.get("conditions", [])),
         300, "a CacheFull condition")
-    message = next(c["message"] for c in status["conditions"] if c["reason"] == "CacheFull")
+    message = status["message"]
     assert "cache.sizeLimit is 1000000 bytes" in message and "raise spec.cache.sizeLimit" \
         in message, message
+    assert status["phase"] == "Failed"
+    # Refused before writing a byte: no entry, no temporary directory.
     assert on_disk(host_dir) == set()
     leftovers = [p.name for p in (host_dir / NAME).iterdir() if p.name.startswith(".tmp-")]
     assert leftovers == []
-    time.sleep(0)  # nothing to wait for: the fetch refused before writing a byte
+
+
+# -- prefetch ---------------------------------------------------------------------------
+
+
+class PodTimeline:
+    """First and last moments (time.time()) each version's serving pods were seen, and when
+    each was first seen terminating, polled every 0.1 s while a rollout runs."""
+
+    def __init__(self, op_cluster: Cluster, namespace: str, name: str) -> None:
+        self.client, self.namespace, self.name = op_cluster.client, namespace, name
+        self.created: dict[str, float] = {}
+        self.terminating: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        selector = f"modeldeploy.dev/modeldeployment={self.name}"
+        while not self.stop.is_set():
+            now = time.time()
+            pods = self.client.get(f"/api/v1/namespaces/{self.namespace}/pods",
+                                   labelSelector=selector).get("items", [])
+            for pod in pods:
+                version = pod["metadata"]["labels"].get("modeldeploy.dev/version", "")
+                self.created.setdefault(version, now)
+                if pod["metadata"].get("deletionTimestamp"):
+                    self.terminating.setdefault(version, now)
+            time.sleep(0.1)
+
+    def __enter__(self) -> PodTimeline:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def overlap(self, old: str, new: str) -> float:
+        """Seconds from the first pod of `new` to the old version's pod starting to drain."""
+        return self.terminating[old] - self.created[new]
+
+
+def first_pod_created(op_cluster: Cluster, namespace: str, name: str, version: str) -> float:
+    pods = op_cluster.client.get(
+        f"/api/v1/namespaces/{namespace}/pods",
+        labelSelector=f"modeldeploy.dev/modeldeployment={name},modeldeploy.dev/version={version}",
+    ).get("items", [])
+    stamps = [pod["metadata"]["creationTimestamp"] for pod in pods]
+    return min(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() for s in stamps)
+
+
+def rollout_v1_to_v2(op_cluster: Cluster, namespace: str, endpoint: str, host_dir: Path,
+                     prefetch: bool) -> tuple[PodTimeline, list[str]]:
+    def manifest(version: str) -> dict[str, Any]:
+        m = hostpath_manifest(namespace, version, endpoint, host_dir, prefetch=prefetch)
+        m["metadata"]["name"] = md_name(prefetch)
+        return m
+
+    name = md_name(prefetch)
+    op_cluster.apply(manifest("v1"))
+    workload.wait_for_status(op_cluster.client, namespace, name, workload.available_at("v1"),
+                             400, f"{name} v1 Available")
+    steps: list[str] = []
+    with PodTimeline(op_cluster, namespace, name) as timeline:
+        op_cluster.apply(manifest("v2"))
+
+        def available() -> bool:
+            status = workload.status_of(op_cluster.client, namespace, name)
+            step = next((c["reason"] for c in status.get("conditions", [])
+                         if c["type"] == "Progressing"), "")
+            if not steps or steps[-1] != step:
+                steps.append(step)
+            return workload.available_at("v2")(status) and "v1" in timeline.terminating
+
+        workload.wait_until(available, 400, f"{name} v2 Available, v1 draining", interval=0.2)
+    return timeline, steps
+
+
+def md_name(prefetch: bool) -> str:
+    return "prefetched" if prefetch else "plain"
+
+
+def test_prefetch_puts_the_files_on_the_node_before_the_first_pod_and_shortens_the_overlap(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str,
+    operator_proc: OperatorProcess, tmp_path: Path,
+) -> None:
+    windows = {}
+    for prefetch in (False, True):
+        host_dir = tmp_path / f"cache-{md_name(prefetch)}"
+        host_dir.mkdir()
+        timeline, steps = rollout_v1_to_v2(op_cluster, md_namespace, minilm_s3.endpoint,
+                                           host_dir, prefetch)
+        windows[prefetch] = timeline.overlap("v1", "v2")
+        print(f"{md_name(prefetch)}: steps {steps}; old and new versions overlapped "
+              f"{windows[prefetch]:.1f} s")
+        if prefetch:
+            assert "Prefetching" in steps, steps
+            files_ready = (host_dir / NAME / "v2" / ".modeldeploy-manifest.json").stat().st_mtime
+            created = first_pod_created(op_cluster, md_namespace, md_name(True), "v2")
+            seen = timeline.created["v2"]
+            print(f"v2 files complete on the node at {files_ready:.2f}; first v2 serving pod "
+                  f"created at {created:.0f} (API, whole seconds), first seen at {seen:.2f}")
+            # creationTimestamp has whole seconds: the pod came at least a second later,
+            # or within the second the files were renamed into place.
+            assert files_ready < created + 1.0
+            assert files_ready < seen
+            (pod,) = op_cluster.client.get(
+                f"/api/v1/namespaces/{md_namespace}/pods",
+                labelSelector="modeldeploy.dev/modeldeployment=prefetched,"
+                "modeldeploy.dev/version=v2").get("items", [])
+            fetch_log = op_cluster.kubectl("logs", pod["metadata"]["name"], "-c", "fetch",
+                                           "-n", md_namespace).stdout
+            assert fetch_log.startswith("hit "), fetch_log
+        else:
+            assert "Prefetching" not in steps, steps
+    print(f"overlap window without prefetch {windows[False]:.1f} s, "
+          f"with prefetch {windows[True]:.1f} s")

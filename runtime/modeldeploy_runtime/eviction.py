@@ -14,7 +14,7 @@ import fcntl
 import logging
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,9 +180,18 @@ def collect(root: Path, refs: ReferenceSet, min_age: float) -> list[Removed]:
     return removed
 
 
-def make_room(root: Path, name: str, version: str, needed: int, limit: int) -> list[Removed]:
+# How long a fetch waits for pods still draining an unreferenced version to let go of it.
+RELEASE_WAIT_SECONDS = 60.0
+
+
+def make_room(
+    root: Path, name: str, version: str, needed: int, limit: int,
+    release_wait: float = RELEASE_WAIT_SECONDS, sleep: Callable[[float], None] = time.sleep,
+) -> list[Removed]:
     """Evict least-recently-used unreferenced versions until `needed` bytes fit in `limit`.
 
+    An unreferenced version a pod still has open (one draining after a rollout) is waited
+    for, up to `release_wait` seconds, before the fetch gives up with CacheFull.
     Without a reference set (no collector on this node) every other version counts as
     referenced: evicting blindly could remove a last-known-good version.
     """
@@ -192,18 +201,25 @@ def make_room(root: Path, name: str, version: str, needed: int, limit: int) -> l
         refs = ReferenceSet(guarded_names=sorted({e.name for e in entries}))
     removed: list[Removed] = []
     busy: set[tuple[str, str]] = set()
+    deadline = time.monotonic() + release_wait
     while True:
         gone = {(r.name, r.version) for r in removed}
         left = [e for e in entries if (e.name, e.version) not in gone]
         try:
             chosen = room_for(left, refs, needed, limit, frozenset(busy))
         except CacheFull as error:
+            if busy and time.monotonic() < deadline:
+                log.info("waiting for pods to release %s before evicting",
+                         ", ".join(f"{n}/{v}" for n, v in sorted(busy)))
+                sleep(1.0)
+                busy.clear()
+                continue
             raise CacheFull(f"cannot fetch {name}/{version} into {root}: {error}") from None
         if not chosen:
             return removed
         for entry in chosen:
             if not remove(entry, 0.0):
-                # Opened since the decision: it stays; decide again with it kept.
+                # Open in a pod: it stays for now; decide again with it kept.
                 busy.add((entry.name, entry.version))
                 break
             log.info("evicted %s/%s (least recently used, unreferenced) to keep "

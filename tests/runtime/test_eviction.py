@@ -196,3 +196,32 @@ def test_a_cache_hit_counts_as_a_use_for_eviction_order(tmp_path: Path) -> None:
     before = cache.last_used(entry)
     assert fetch(_config("v1"), tmp_path, _writes(10, [])).hit
     assert cache.last_used(entry) > before + 3000
+
+
+def test_a_fetch_waits_for_a_draining_pod_to_release_an_unreferenced_version(
+    tmp_path: Path,
+) -> None:
+    entry = _put(tmp_path, "m", "v1", 100, time.time() - 300)
+    eviction.write_references(tmp_path, _refs(("m", "v2")))
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from modeldeploy_runtime import cache\n"
+         "with cache.in_use(Path(sys.argv[1])):\n"
+         "    print('open', flush=True); time.sleep(2)", str(entry)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        removed = eviction.make_room(tmp_path, "m", "v2", needed=100, limit=150)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [r.version for r in removed] == ["v1"]
+
+
+def test_a_version_held_open_past_the_wait_is_cache_full(tmp_path: Path) -> None:
+    entry = _put(tmp_path, "m", "v1", 100, time.time() - 300)
+    eviction.write_references(tmp_path, _refs(("m", "v2")))
+    with cache.in_use(entry), pytest.raises(CacheFull, match=r"m/v1 \(100 bytes\)"):
+        eviction.make_room(tmp_path, "m", "v2", needed=100, limit=150, release_wait=0.5,
+                           sleep=lambda s: time.sleep(0.1))
+    assert _on_disk(tmp_path) == ["m/v1"]
