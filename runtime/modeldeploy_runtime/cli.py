@@ -81,8 +81,9 @@ def _cache_gc(args: argparse.Namespace) -> int:
             return collector.run_pass(api, root, node, args.min_age, args.host_path)
 
     if args.loop:
-        collector.loop(step, args.interval)
-    step()
+        collector.loop(step, args.interval)  # returns only by a signal
+    else:
+        step()
     return 0
 
 
