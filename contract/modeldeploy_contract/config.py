@@ -188,6 +188,10 @@ class CacheSettings(_Model):
     """Where the model cache lives inside the container."""
 
     path: str = "/var/cache/modeldeploy"
+    size_limit_bytes: int | None = Field(
+        default=None, gt=0,
+        description="Most bytes the cache may hold; unreferenced versions are evicted first.",
+    )
 
 
 Task = Literal["embedding", "reranking", "text-classification", "token-classification"]

@@ -20,6 +20,7 @@ class Reason(enum.StrEnum):
 
     CONFIG_INVALID = "ConfigInvalid"
     FETCH_FAILED = "FetchFailed"
+    CACHE_FULL = "CacheFull"
     LOAD_FAILED = "LoadFailed"
     VALIDATION_FAILED = "ValidationFailed"
     LISTEN_FAILED = "ListenFailed"

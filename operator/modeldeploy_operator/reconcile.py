@@ -204,6 +204,10 @@ def _reconcile_once(
     annotations = meta.get("annotations") or {}
     memory.start_epoch(generation, annotations.get(naming.ANNOTATION_RETRY))
     world = fetch_world(ctx.kube, ctx.store, namespace, name, fresh)
+    if spec.cache.prefetch:
+        # Not watched (a few short-lived pods per rollout): listed while prefetch is on.
+        world = replace(world, prefetch_pods=ctx.kube.list(
+            "Pod", namespace, {naming.LABEL_PREFETCH_FOR: name}))
     observed = observe.build_observed(
         md, before, desired, world, memory, now, _runtime_status(ctx)
     )

@@ -4,6 +4,11 @@ A version directory is written as `<root>/<name>/.tmp-<version>-<random>/`, veri
 renamed. Rename within one directory is atomic on POSIX, so a reader either sees no entry or
 a complete one; an interrupted fetch leaves only a `.tmp-*` directory, which the next fetch
 removes. A `flock` on `<root>/<name>/.<version>.lock` makes pods sharing a hostPath take turns.
+
+Lifecycle marks beside each entry, for the cache collector (`eviction`): a serving process
+holds a shared `flock` on `<root>/<name>/.<version>.inuse` for as long as it runs (so a
+version a pod has open is never removed), and every fetch or start touches
+`<root>/<name>/.<version>.used`, whose mtime orders least-recently-used eviction.
 """
 
 from __future__ import annotations
@@ -131,6 +136,68 @@ def locked(entry: Path) -> Iterator[float]:
             yield time.monotonic() - started
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _mark(entry: Path, suffix: str) -> Path:
+    return entry.parent / f".{entry.name}.{suffix}"
+
+
+@contextlib.contextmanager
+def in_use(entry: Path) -> Iterator[None]:
+    """Hold a shared lock saying a process has `entry` open; the collector skips it."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with _mark(entry, "inuse").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def try_exclusive(entry: Path) -> Iterator[bool]:
+    """Try, without waiting, to hold both the fetch lock and the in-use lock exclusively.
+
+    Yields False when a fetch is writing the entry or a process has it open: then it must
+    not be removed.
+    """
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        for suffix in ("lock", "inuse"):
+            handle = stack.enter_context(_mark(entry, suffix).open("a"))
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            stack.callback(fcntl.flock, handle.fileno(), fcntl.LOCK_UN)
+        yield True
+
+
+def touch_used(entry: Path) -> None:
+    """Record that `entry` was just fetched or opened (least-recently-used eviction)."""
+    mark = _mark(entry, "used")
+    mark.touch()
+    os.utime(mark)
+
+
+def last_used(entry: Path) -> float:
+    """When `entry` was last fetched or opened (epoch seconds); its mtime if never marked."""
+    for path in (_mark(entry, "used"), entry):
+        with contextlib.suppress(OSError):
+            return path.stat().st_mtime
+    return 0.0
+
+
+def discard(entry: Path) -> None:
+    """Remove a complete entry: renamed out of sight first, so no reader sees half of it.
+
+    Call only inside `try_exclusive(entry)` that yielded True.
+    """
+    trash = Path(tempfile.mkdtemp(prefix=f".tmp-{entry.name}-gc-", dir=entry.parent))
+    os.rename(entry, trash / entry.name)
+    shutil.rmtree(trash, ignore_errors=True)
+    _mark(entry, "used").unlink(missing_ok=True)
 
 
 def clean_leftovers(entry: Path) -> None:

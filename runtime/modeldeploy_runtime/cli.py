@@ -1,4 +1,5 @@
-"""`modeldeploy-runtime fetch|serve`: the entry point of both containers of a serving pod."""
+"""`modeldeploy-runtime fetch|serve|cache gc`: the entry point of both containers of a
+serving pod, and of the per-node cache collector."""
 
 from __future__ import annotations
 
@@ -39,7 +40,51 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int,
                        default=int(os.environ.get("MODELDEPLOY_PORT", DEFAULT_PORT)),
                        help="port (env MODELDEPLOY_PORT)")
+    cache_cmd = sub.add_parser("cache", help="manage a shared model cache")
+    cache_sub = cache_cmd.add_subparsers(dest="cache_command", required=True)
+    gc = cache_sub.add_parser(
+        "gc", help="remove versions no ModelDeployment references and report what is left")
+    gc.add_argument("--root", default=os.environ.get("MODELDEPLOY_CACHE_ROOT",
+                                                     "/var/cache/modeldeploy"),
+                    help="the cache directory as mounted here (env MODELDEPLOY_CACHE_ROOT)")
+    gc.add_argument("--node", default=os.environ.get("NODE_NAME", ""),
+                    help="this node's name, for reports (env NODE_NAME)")
+    gc.add_argument("--host-path", default=os.environ.get("MODELDEPLOY_CACHE_HOST_PATH"),
+                    help="the node directory mounted at --root; only ModelDeployments "
+                         "caching there get this node's report (env MODELDEPLOY_CACHE_HOST_PATH)")
+    gc.add_argument("--min-age", type=float, default=300.0,
+                    help="seconds a version must have gone unused before it is removed")
+    gc.add_argument("--loop", action="store_true", help="run a pass every --interval seconds")
+    gc.add_argument("--interval", type=float, default=60.0, help="seconds between passes")
+    gc.add_argument("--references", type=Path, default=None,
+                    help="read the reference set from this JSON file instead of the API server")
     return parser
+
+
+def _cache_gc(args: argparse.Namespace) -> int:
+    from modeldeploy_runtime import collector
+
+    root = Path(args.root)
+    if args.references is not None:
+        def step() -> object:
+            removed = collector.run_offline(root, args.references, args.min_age)
+            for item in removed:
+                print(f"removed {item.name}/{item.version} ({item.bytes} bytes)", flush=True)
+            return removed
+    else:
+        from modeldeploy_runtime.kubeapi import InCluster
+
+        api = InCluster()
+        node = args.node or os.uname().nodename
+
+        def step() -> object:
+            return collector.run_pass(api, root, node, args.min_age, args.host_path)
+
+    if args.loop:
+        collector.loop(step, args.interval)  # returns only by a signal
+    else:
+        step()
+    return 0
 
 
 def _process_age() -> float:
@@ -77,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from modeldeploy_runtime.config import load_config
     from modeldeploy_runtime.errors import RuntimeFailure
 
+    if args.command == "cache":
+        try:
+            return _cache_gc(args)
+        except RuntimeFailure as error:
+            log.error("cache gc failed: %s", error)
+            return 1
     try:
         config = load_config(args.config)
         root = Path(args.cache_root or config.cache.path)
@@ -95,10 +146,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{'hit' if result.hit else 'fetched'} {result.entry} "
                   f"({result.bytes} bytes, {result.seconds:.2f} s{revision})", flush=True)
             return 0
+        from modeldeploy_runtime import cache
         from modeldeploy_runtime.runner import serve
 
         assert imports is not None
-        code = serve(config, root, args.host, args.port, args.termination_log, started, imports)
+        entry = cache.entry_dir(root, config.model.name, config.model.version)
+        # Held until the process exits: the cache collector never removes an open version.
+        with cache.in_use(entry):
+            cache.touch_used(entry)
+            code = serve(config, root, args.host, args.port, args.termination_log, started,
+                         imports)
     except RuntimeFailure as error:
         return _fail(args, termination.message(error.reason, str(error)))
     logging.shutdown()

@@ -38,6 +38,13 @@ class IntegrityError(FetchError):
     """A downloaded file has the wrong size or sha256."""
 
 
+class CacheFull(FetchError):
+    """The cache cannot hold the version within cache.sizeLimit without removing a version
+    that is still referenced; nothing was downloaded."""
+
+    reason: ClassVar[str] = Reason.CACHE_FULL
+
+
 class SourceUnavailable(FetchError):
     """Transient: the source kept failing (throttling, 5xx, broken connections) after every
     retry, or changed mid-download; the same fetch may succeed later."""

@@ -55,6 +55,28 @@ class Snapshot:
     commit: str
 
 
+def total_bytes(source: HuggingFaceSource, env: Mapping[str, str] = os.environ) -> int:
+    """Bytes of the matching files at the revision: the hub's listing, or offline the
+    pre-populated hub cache's snapshot (nothing is copied)."""
+    import huggingface_hub
+
+    where = f"huggingFace repo {source.repo!r} at revision {source.revision!r}"
+    try:
+        if is_offline(source, env):
+            folder = Path(huggingface_hub.snapshot_download(
+                source.repo, revision=source.revision, allow_patterns=source.include or None,
+                ignore_patterns=source.exclude or None, local_files_only=True,
+            ))
+            return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        info = huggingface_hub.HfApi().model_info(
+            source.repo, revision=source.revision, files_metadata=True)
+    except Exception as error:  # the hub client raises many unrelated types
+        raise FetchError(f"sizing {where} for cache.sizeLimit failed: "
+                         f"{type(error).__name__}; check the repo id and revision") from None
+    sizes = {s.rfilename: s.size or 0 for s in (info.siblings or [])}
+    return sum(sizes[n] for n in select(list(sizes), source.include, source.exclude))
+
+
 def download(source: HuggingFaceSource, staging: Path,
              env: Mapping[str, str] = os.environ) -> Snapshot:
     """Download the matching files of the resolved commit into `staging`.

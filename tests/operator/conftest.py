@@ -23,10 +23,12 @@ from modeldeploy_operator.planning import planner
 from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
     DeleteDisruptionBudget,
+    DeletePrefetchPod,
     DeleteService,
     EmitEvent,
     EnsureDeployment,
     EnsureDisruptionBudget,
+    EnsurePrefetchPod,
     EnsureService,
     Plan,
     RunValidation,
@@ -37,6 +39,7 @@ from modeldeploy_operator.planning.observations import (
     FailureKind,
     FailureSignal,
     Observed,
+    PrefetchPod,
     Unschedulable,
     ValidationResult,
 )
@@ -52,9 +55,12 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 # preview_bad - ready, but the operator's validation through the preview fails
 # late_bad    - ready, passes the preview check, fails through the stable Service
 # unschedulable - never scheduled; the scheduler says why (SCHEDULER_MESSAGE)
+# prefetch_bad - its prefetch pods fail to fetch it (FetchFailed)
 Behaviour = Literal[
-    "good", "crash", "wrong", "stuck", "preview_bad", "late_bad", "unschedulable"
+    "good", "crash", "wrong", "stuck", "preview_bad", "late_bad", "unschedulable",
+    "prefetch_bad",
 ]
+NODE = "node-1"
 SCHEDULER_MESSAGE = (
     "0/1 nodes are available: 1 node(s) had untolerated taint {nvidia.com/gpu: present}. "
     "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
@@ -122,6 +128,11 @@ class Cluster:
     # Hashes the planner has seen fully ready, and seen pass the preview validation.
     seen_ready: set[str] = field(default_factory=set)
     seen_passed: set[str] = field(default_factory=set)
+    # Prefetch pods: name -> (template hash, node, phase).
+    prefetch_pods: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # Every prefetch pod ever created, in order, and which template each Deployment first
+    # ran when (so a test can tell which came first).
+    prefetch_log: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def spec(self) -> ModelDeploymentSpec:
@@ -159,6 +170,10 @@ class Cluster:
     def advance(self, seconds: float) -> None:
         """Time passes: pods of versions that can become ready do."""
         self.clock += seconds
+        for name, (template_hash, node, phase) in list(self.prefetch_pods.items()):
+            if phase == "Pending":
+                bad = self.behaviour(template_hash) == "prefetch_bad"
+                self.prefetch_pods[name] = (template_hash, node, "Failed" if bad else "Succeeded")
         for dep in self.deployments.values():
             if self.behaviour(dep.template_hash) in READY_BEHAVIOURS:
                 dep.ready = dep.replicas
@@ -192,6 +207,10 @@ class Cluster:
             for d in self.deployments.values()
             if d.replicas > 0 and (b := self.behaviour(d.template_hash)) in ("crash", "wrong")
         )
+        failures += tuple(
+            FailureSignal(h, FailureKind.FETCH_FAILED, "S3 says NoSuchKey for minilm/v2/")
+            for h, _, phase in self.prefetch_pods.values() if phase == "Failed"
+        )
         unschedulable = tuple(
             Unschedulable(d.template_hash, d.replicas, SCHEDULER_MESSAGE)
             for d in self.deployments.values()
@@ -221,6 +240,10 @@ class Cluster:
             since_abort_seconds=since(rollout.aborted_at),
             promote_annotation=self.promote,
             retry_annotation=self.retry,
+            pod_nodes=tuple(sorted({(d.template_hash, NODE) for d in self.deployments.values()
+                                    if d.replicas > 0})),
+            prefetch_pods=tuple(PrefetchPod(name, h, node, phase)
+                                for name, (h, node, phase) in sorted(self.prefetch_pods.items())),
         )
 
     def apply(self, plan: Plan) -> None:
@@ -229,6 +252,7 @@ class Cluster:
             if isinstance(action, EnsureDeployment):
                 dep = self.deployments.get(action.name)
                 if dep is None or dep.template_hash != action.template_hash:
+                    self.prefetch_log.append(("pods", action.template_hash))
                     self.deployments[action.name] = FakeDeployment(
                         action.name, action.template_hash,
                         action.template_hash.split("x")[0], action.replicas
@@ -253,6 +277,12 @@ class Cluster:
                 self.disruption_budget = action
             elif isinstance(action, DeleteDisruptionBudget):
                 self.disruption_budget = None
+            elif isinstance(action, EnsurePrefetchPod):
+                name = naming.prefetch_pod_name(NAME, action.template_hash, action.node)
+                self.prefetch_pods.setdefault(name, (action.template_hash, action.node, "Pending"))
+                self.prefetch_log.append(("prefetch", action.template_hash))
+            elif isinstance(action, DeletePrefetchPod):
+                self.prefetch_pods.pop(action.name, None)
             else:
                 self.events.append(action)
 

@@ -43,3 +43,24 @@ app.kubernetes.io/component: operator
 {{- define "modeldeploy.image" -}}
 {{- printf "%s/%s:%s" .Values.image.registry .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/* Name of the per-node cache collector's objects. */}}
+{{- define "modeldeploy.cacheGCName" -}}
+{{- printf "%s-cache-gc" (include "modeldeploy.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels the cache collector's DaemonSet selects its pods by. */}}
+{{- define "modeldeploy.cacheGCSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "modeldeploy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: cache-gc
+{{- end }}
+
+{{/* Standard labels of the cache collector's objects. */}}
+{{- define "modeldeploy.cacheGCLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "modeldeploy.cacheGCSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modeldeploy
+{{- end }}

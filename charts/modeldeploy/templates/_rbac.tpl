@@ -21,9 +21,10 @@ here grants less, or more, than that; `helm test` asks the API server for each o
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "create", "patch", "delete"]
+# Pods are created only for the prefetch step (spec.cache.prefetch); Deployments make the rest.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

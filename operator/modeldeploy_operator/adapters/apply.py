@@ -22,15 +22,17 @@ from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.errors import PermanentError
 from modeldeploy_operator.api.spec import InvalidSpecError, ModelDeploymentSpec, parse_spec
 from modeldeploy_operator.api.status import ModelDeploymentStatus
-from modeldeploy_operator.planning import builders, observe, runtime_config
+from modeldeploy_operator.planning import builders, observe, prefetch, runtime_config
 from modeldeploy_operator.planning.actions import (
     Action,
     DeleteDeployment,
     DeleteDisruptionBudget,
+    DeletePrefetchPod,
     DeleteService,
     EmitEvent,
     EnsureDeployment,
     EnsureDisruptionBudget,
+    EnsurePrefetchPod,
     EnsureService,
     RunValidation,
     ScaleDeployment,
@@ -230,6 +232,15 @@ def apply_actions(
             result = _run_validation(validator, world.pods, target, action)
             if result is not None:
                 learned.append(result)
+        elif isinstance(action, EnsurePrefetchPod):
+            # Its runtime config first: the pod mounts it.
+            kube.apply(builders.config_map(owner, target.spec, action.template_hash))
+            kube.apply(prefetch.prefetch_pod(owner, target.spec, action.template_hash,
+                                             action.node, target.default_image))
+            writes += 2
+        elif isinstance(action, DeletePrefetchPod):
+            kube.delete("Pod", owner.namespace, action.name)
+            writes += 1
         elif isinstance(action, EmitEvent):
             continue  # posted by post_events, before the status that records them
         else:  # pragma: no cover - the Action union is closed

@@ -45,6 +45,10 @@ API_CALLS: frozenset[tuple[str, str, str]] = frozenset(
         ("create", "apps", "deployments"),
         ("delete", "apps", "deployments"),
         ("list", "", "pods"),
+        # Prefetch pods (spec.cache.prefetch): created by server-side apply, then deleted.
+        ("patch", "", "pods"),
+        ("create", "", "pods"),
+        ("delete", "", "pods"),
         ("list", "", "services"),
         ("patch", "", "services"),
         ("create", "", "services"),
@@ -66,6 +70,7 @@ _RESOURCES = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "Service": ("/api/v1", "services"),
     "ConfigMap": ("/api/v1", "configmaps"),
+    "Pod": ("/api/v1", "pods"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
 }
 

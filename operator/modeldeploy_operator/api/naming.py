@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from modeldeploy_operator.api.schema import ANNOTATION_PROMOTE, ANNOTATION_RETRY, GROUP
@@ -13,6 +14,7 @@ __all__ = [
     "FETCH_CONTAINER",
     "GROUP",
     "LABEL_MODEL_DEPLOYMENT",
+    "LABEL_PREFETCH_FOR",
     "LABEL_TEMPLATE_HASH",
     "LABEL_VERSION",
     "PORT_NAME",
@@ -29,6 +31,9 @@ __all__ = [
 LABEL_TEMPLATE_HASH = f"{GROUP}/template-hash"
 LABEL_VERSION = f"{GROUP}/version"
 LABEL_MODEL_DEPLOYMENT = f"{GROUP}/modeldeployment"
+# Prefetch pods carry this instead of LABEL_MODEL_DEPLOYMENT, so no Service, Deployment,
+# disruption budget or scale selector of the serving pods ever picks them.
+LABEL_PREFETCH_FOR = f"{GROUP}/prefetch-for"
 ANNOTATION_SPEC_SNAPSHOT = f"{GROUP}/spec-snapshot"
 # The serving container's port name: Services target it by name, so each pod's own
 # runtime.port is used whatever version the Service currently selects.
@@ -62,6 +67,12 @@ def disruption_budget_name(md_name: str) -> str:
 def config_map_name(md_name: str, template_hash: str) -> str:
     """The runtime config of one template; immutable, so a flip back finds it unchanged."""
     return f"{md_name}-config-{template_hash}"
+
+
+def prefetch_pod_name(md_name: str, template_hash: str, node: str) -> str:
+    """The pod that fetches `template_hash` onto `node` before a rollout starts its pods."""
+    digest = hashlib.sha256(node.encode()).hexdigest()[:8]
+    return f"{md_name[:200]}-prefetch-{template_hash}-{digest}"
 
 
 def pod_selector(md_name: str) -> str:

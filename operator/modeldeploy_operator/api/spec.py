@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
+from modeldeploy_operator.api import quantity
 from modeldeploy_operator.api.pod import DisruptionSpec, PodSpec
 from modeldeploy_operator.api.rollout import BlueGreenSpec, RollingSpec, StrategySpec
 from modeldeploy_operator.api.runtime import (
@@ -109,6 +110,12 @@ class CacheSpec(ApiModel):
                     "claimName must be set when volume is persistentVolumeClaim",
                     ".claimName",
                 ),
+                cel(
+                    "!has(self.prefetch) || !self.prefetch || self.volume != 'emptyDir'",
+                    "prefetch needs a shared cache: set volume to hostPath or "
+                    "persistentVolumeClaim, or remove prefetch",
+                    ".prefetch",
+                ),
             ]
         }
     )
@@ -120,6 +127,16 @@ class CacheSpec(ApiModel):
     size: Annotated[
         str | None,
         Field(description="Size limit of an emptyDir cache, e.g. 10Gi.", pattern=QUANTITY),
+    ] = None
+    size_limit: Annotated[
+        str | None,
+        Field(
+            description=(
+                "Most bytes the model cache may hold, e.g. 20Gi: a fetch evicts least-recently-"
+                "used unreferenced versions to stay under it, or fails with CacheFull."
+            ),
+            pattern=QUANTITY,
+        ),
     ] = None
     path: Annotated[
         str,
@@ -142,8 +159,40 @@ class CacheSpec(ApiModel):
         ),
     ] = None
 
+    prefetch: Annotated[
+        bool,
+        Field(
+            description=(
+                "Shared caches only: on a version change, fetch the new version onto the "
+                "nodes of the current pods first (step Prefetching), then start its pods."
+            )
+        ),
+    ] = False
+
+    @property
+    def size_limit_bytes(self) -> int | None:
+        """sizeLimit in bytes; None when unset."""
+        return None if self.size_limit is None else quantity.to_bytes(self.size_limit)
+
+    @property
+    def shared(self) -> bool:
+        """True when versions outlive a pod (hostPath, PVC): the cache has a lifecycle."""
+        return self.volume != "emptyDir"
+
     @model_validator(mode="after")
     def _volume_settings(self) -> CacheSpec:
+        if self.prefetch and self.volume == "emptyDir":
+            raise ValueError(
+                "prefetch: true needs a shared cache (an emptyDir lives and dies with its "
+                "pod); set volume to hostPath or persistentVolumeClaim, or remove prefetch"
+            )
+        if self.size_limit is not None:
+            try:
+                limit = quantity.to_bytes(self.size_limit)
+            except ValueError as error:
+                raise ValueError(f"sizeLimit: {error}") from None
+            if limit <= 0:
+                raise ValueError(f"sizeLimit: {self.size_limit!r} must be more than 0 bytes")
         if self.volume == "hostPath" and not self.host_path:
             raise ValueError("hostPath: required when volume is hostPath; set a node directory")
         if self.volume == "persistentVolumeClaim" and not self.claim_name:

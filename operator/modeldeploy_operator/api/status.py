@@ -13,6 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
+from modeldeploy_contract.cache import CacheReference
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -47,6 +48,7 @@ class Reason(StrEnum):
     CREATED = "Created"
     NEW_VERSION = "NewVersion"
     ROLLING_OUT = "RollingOut"
+    PREFETCHING = "Prefetching"
     WAITING_FOR_READY = "WaitingForReady"
     VALIDATING = "Validating"
     VALIDATION_PASSED = "ValidationPassed"
@@ -58,6 +60,7 @@ class Reason(StrEnum):
     CRASH_LOOP = "CrashLoop"
     LOAD_FAILED = "LoadFailed"
     FETCH_FAILED = "FetchFailed"
+    CACHE_FULL = "CacheFull"
     OOM_KILLED = "OOMKilled"
     FETCH_DEADLINE_EXCEEDED = "FetchDeadlineExceeded"
     LOAD_DEADLINE_EXCEEDED = "LoadDeadlineExceeded"
@@ -179,6 +182,28 @@ class RolloutState(_Model):
     ] = None
 
 
+class CachedVersion(_Model):
+    """One version of this model on the nodes' shared caches, as their collectors report."""
+
+    version: Annotated[str, Field(description="Model version.")]
+    nodes: Annotated[int, Field(description="Nodes holding a complete copy.")]
+    bytes: Annotated[int, Field(description="Size of one copy, in bytes.")]
+    size: Annotated[str, Field(description="bytes, for people (e.g. 90.9MB).")]
+    node_names: Annotated[list[str], Field(description="The nodes holding it.")] = []
+
+
+class CacheStatus(_Model):
+    """The shared cache's lifecycle: what must stay, and what the nodes hold."""
+
+    references: Annotated[
+        list[CacheReference],
+        Field(description="Versions the nodes' cache collectors must keep; the rest go."),
+    ] = []
+    versions: Annotated[
+        list[CachedVersion], Field(description="Versions cached on nodes, newest report first.")
+    ] = []
+
+
 class ModelDeploymentStatus(_Model):
     """Observed state of a ModelDeployment."""
 
@@ -235,6 +260,10 @@ class ModelDeploymentStatus(_Model):
         list[Revision], Field(description="Recent rollouts, newest last.", max_length=20)
     ] = []
     rollout: Annotated[RolloutState, Field(description="Rollout bookkeeping.")] = RolloutState()
+    cache: Annotated[
+        CacheStatus | None,
+        Field(description="Shared caches (hostPath, PVC) only: referenced and cached versions."),
+    ] = None
 
     def to_dict(self) -> dict[str, object]:
         """The status as it goes into a patch: camelCase, no unset optionals."""

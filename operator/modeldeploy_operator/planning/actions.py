@@ -89,6 +89,21 @@ class RunValidation:
 
 
 @dataclass(frozen=True)
+class EnsurePrefetchPod:
+    """Create the pod that fetches `template_hash` onto `node` (and its runtime config)."""
+
+    template_hash: str
+    node: str
+
+
+@dataclass(frozen=True)
+class DeletePrefetchPod:
+    """Delete a prefetch pod if present."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class EmitEvent:
     """Post a Kubernetes Event on the ModelDeployment."""
 
@@ -106,6 +121,8 @@ Action = (
     | EnsureDisruptionBudget
     | DeleteDisruptionBudget
     | RunValidation
+    | EnsurePrefetchPod
+    | DeletePrefetchPod
     | EmitEvent
 )
 

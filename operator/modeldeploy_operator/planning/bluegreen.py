@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.status import Phase, Reason
-from modeldeploy_operator.planning import draft
+from modeldeploy_operator.planning import draft, prefetch
 from modeldeploy_operator.planning.actions import (
     DeleteService,
     EmitEvent,
@@ -80,6 +80,8 @@ def _bg_rollout(d: draft.Draft, serving: DeploymentView | None) -> None:
     if failure is not None:
         draft.fail(d, *failure)
         draft.blocked_verdict(d, serving)
+        return
+    if prefetch.holds(d, view is not None, d.stable, serving):
         return
     _ensure_bg(d, d.desired)
     if d.replicas == 0:

@@ -79,6 +79,11 @@ def template_hash(spec: ModelDeploymentSpec, default_image: str | None = None) -
     )
     shaping["runtime"]["image"] = effective_image(spec, default_image)
     _drop_unset_identity_fields(shaping)
+    # How a rollout proceeds, not what a pod is: toggling it re-rolls nothing.
+    shaping["cache"].pop("prefetch", None)
+    if shaping["cache"].get("sizeLimit") is None:
+        # Came after the first release: unset, it must leave existing hashes as they were.
+        shaping["cache"].pop("sizeLimit", None)
     # Only when set, so upgrading the operator does not re-roll every existing pod.
     if deadlines := runtime_config.stage_deadlines(spec):
         shaping["stageDeadlineSeconds"] = deadlines

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from modeldeploy_contract.cache import NodeInventory
+
 from modeldeploy_operator.api.status import LoadSeconds
 
 
@@ -48,12 +50,23 @@ class FailureKind(StrEnum):
     VALIDATION_FAILED = "ValidationFailed"
     LOAD_FAILED = "LoadFailed"
     FETCH_FAILED = "FetchFailed"
+    CACHE_FULL = "CacheFull"
     CRASH_LOOP = "CrashLoop"
     OOM_KILLED = "OOMKilled"
     FETCH_DEADLINE_EXCEEDED = "FetchDeadlineExceeded"
     LOAD_DEADLINE_EXCEEDED = "LoadDeadlineExceeded"
     WARMUP_DEADLINE_EXCEEDED = "WarmupDeadlineExceeded"
     VALIDATION_DEADLINE_EXCEEDED = "ValidationDeadlineExceeded"
+
+
+@dataclass(frozen=True)
+class PrefetchPod:
+    """A pod fetching `template_hash` onto `node`; phase as Kubernetes reports it."""
+
+    name: str
+    template_hash: str
+    node: str
+    phase: str
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,12 @@ class Observed:
     # Values of the modeldeploy.dev/promote and modeldeploy.dev/retry annotations.
     promote_annotation: str | None = None
     retry_annotation: str | None = None
+    # (template hash, node) of every scheduled, non-terminating serving pod.
+    pod_nodes: tuple[tuple[str, str], ...] = ()
+    # Pods fetching a version onto a node before its rollout starts (spec.cache.prefetch).
+    prefetch_pods: tuple[PrefetchPod, ...] = ()
+    # What the nodes' cache collectors report holding of this model (shared caches).
+    cache_reports: tuple[NodeInventory, ...] = ()
 
     def deployment(self, template_hash: str | None) -> DeploymentView | None:
         """The child Deployment running `template_hash`, if any."""

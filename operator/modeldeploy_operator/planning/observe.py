@@ -17,11 +17,13 @@ from modeldeploy_contract.reasons import Reason, split_message
 
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.status import LoadSeconds, ModelDeploymentStatus, Phase
+from modeldeploy_operator.planning import cache_refs
 from modeldeploy_operator.planning.observations import (
     DeploymentView,
     FailureKind,
     FailureSignal,
     Observed,
+    PrefetchPod,
     Unschedulable,
     ValidationResult,
 )
@@ -107,6 +109,7 @@ RUNTIME_REASONS: dict[Reason, FailureKind | None] = {
     Reason.LISTEN_FAILED: None,
     Reason.RUNTIME_FAILED: None,
     Reason.FETCH_FAILED: FailureKind.FETCH_FAILED,
+    Reason.CACHE_FULL: FailureKind.CACHE_FULL,
     Reason.LOAD_FAILED: FailureKind.LOAD_FAILED,
     Reason.VALIDATION_FAILED: FailureKind.VALIDATION_FAILED,
     Reason.FETCH_DEADLINE_EXCEEDED: FailureKind.FETCH_DEADLINE_EXCEEDED,
@@ -332,6 +335,8 @@ class World:
     stable_service: Manifest | None
     preview_service: Manifest | None
     disruption_budget: Manifest | None = None
+    # Listed only when spec.cache.prefetch is on (label LABEL_PREFETCH_FOR).
+    prefetch_pods: list[Manifest] = field(default_factory=list)
 
 
 def build_observed(
@@ -348,7 +353,8 @@ def build_observed(
     annotations = meta.get("annotations") or {}
     views = tuple(v for v in (deployment_view(d) for d in world.deployments) if v is not None)
     failures: list[FailureSignal] = []
-    for pod in world.pods:
+    # A prefetch pod's failure is its version's: FetchFailed before any pod of it exists.
+    for pod in [*world.pods, *world.prefetch_pods]:
         if pod.get("metadata", {}).get("deletionTimestamp"):
             continue
         signal = pod_failure(pod)
@@ -377,7 +383,38 @@ def build_observed(
         since_abort_seconds=seconds_since(rollout.aborted_at, now),
         promote_annotation=annotations.get(naming.ANNOTATION_PROMOTE),
         retry_annotation=annotations.get(naming.ANNOTATION_RETRY),
+        cache_reports=cache_refs.inventories(annotations),
+        pod_nodes=pod_nodes(world.pods),
+        prefetch_pods=tuple(prefetch_view(p) for p in world.prefetch_pods),
     )
+
+
+def pod_nodes(pods: list[Manifest]) -> tuple[tuple[str, str], ...]:
+    """(template hash, node) of the scheduled serving pods that are not going away."""
+    found = set()
+    for pod in pods:
+        meta = pod.get("metadata", {})
+        template_hash = (meta.get("labels") or {}).get(naming.LABEL_TEMPLATE_HASH)
+        node = (pod.get("spec") or {}).get("nodeName")
+        if template_hash and node and not meta.get("deletionTimestamp"):
+            found.add((str(template_hash), str(node)))
+    return tuple(sorted(found))
+
+
+def prefetch_view(pod: Manifest) -> PrefetchPod:
+    """A prefetch pod as the planner sees it."""
+    meta = pod.get("metadata", {})
+    labels = meta.get("labels") or {}
+    affinity = (pod.get("spec") or {}).get("affinity") or {}
+    terms = (affinity.get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution", {}).get("nodeSelectorTerms") or [{}]
+    fields = terms[0].get("matchFields") or [{}]
+    node = (fields[0].get("values") or [(pod.get("spec") or {}).get("nodeName", "")])[0]
+    phase = (pod.get("status") or {}).get("phase") or "Pending"
+    if meta.get("deletionTimestamp"):
+        phase = "Terminating"
+    return PrefetchPod(str(meta.get("name", "")), str(labels.get(naming.LABEL_TEMPLATE_HASH, "")),
+                       str(node), str(phase))
 
 
 def _newest_served(

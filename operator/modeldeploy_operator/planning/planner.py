@@ -29,7 +29,7 @@ from modeldeploy_operator.api.status import (
     Phase,
     RolloutState,
 )
-from modeldeploy_operator.planning import bluegreen, draft, rolling
+from modeldeploy_operator.planning import bluegreen, cache_refs, draft, prefetch, rolling
 from modeldeploy_operator.planning.actions import (
     DeleteDeployment,
     DeleteDisruptionBudget,
@@ -68,6 +68,7 @@ def plan(
     else:
         rolling.plan_rolling(d)
     _retire_old_deployments(d)
+    prefetch.retire(d, started=d.desired in {v.template_hash for v in observed.deployments})
     _disruption_budget(d)
     return _assemble(d)
 
@@ -191,7 +192,16 @@ def _assemble(d: draft.Draft) -> Plan:
         history=d.history[-draft.HISTORY_LIMIT :],
         rollout=d.rollout,
     )
+    since_promotion = (0.0 if d.rollout.promoted_at != before.rollout.promoted_at
+                       else d.observed.since_promotion_seconds)
+    status = status.model_copy(update={"cache": cache_refs.cache_status(
+        d.spec, status, since_promotion, d.observed.cache_reports)})
+    previous = cache_refs.previous_in_window(d.spec, status, since_promotion)
     requeue = list(d.requeue)
+    if previous is not None and since_promotion is not None:
+        # The previous version stops being referenced when its window closes: say so then.
+        requeue.append(d.spec.strategy.blue_green_settings.scale_down_delay_seconds
+                       - since_promotion + 1.0)
     if status != before:
         # Timers derived from the status being written (a promotion's scale-down delay,
         # say) only show up in the next observation: look again soon.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.status import Phase, Reason
-from modeldeploy_operator.planning import draft
+from modeldeploy_operator.planning import draft, prefetch
 from modeldeploy_operator.planning.actions import EnsureDeployment, EnsureService
 from modeldeploy_operator.planning.observations import DeploymentView
 
@@ -47,6 +47,11 @@ def plan_rolling(d: draft.Draft) -> None:
             # The flip back: the Deployment's template returns to the LKG's.
             _ensure_rolling(d, d.lkg)
         draft.blocked_verdict(d, None)
+        return
+    serving_hash = view.template_hash if view else None
+    if prefetch.holds(d, on_desired is not None, serving_hash, view):
+        if d.lkg and d.lkg_version:
+            _ensure_rolling(d, d.lkg)
         return
     _ensure_rolling(d, d.desired)
     if d.replicas == 0:

@@ -84,7 +84,9 @@ def build(spec: ModelDeploymentSpec) -> contract.RuntimeConfig:
             inputs=list(spec.runtime.warmup.inputs), iterations=spec.runtime.warmup.iterations
         ),
         "validation": validation,
-        "cache": contract.CacheSettings(path=spec.cache.path),
+        "cache": contract.CacheSettings(path=spec.cache.path) if spec.cache.size_limit is None
+        else contract.CacheSettings(path=spec.cache.path,
+                                    size_limit_bytes=spec.cache.size_limit_bytes),
     }
     if spec.runtime.trust_remote_code:
         fields["trust_remote_code"] = True
