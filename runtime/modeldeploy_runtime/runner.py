@@ -21,6 +21,7 @@ from modeldeploy_contract.reasons import Reason
 from modeldeploy_contract.status import SKIPPED, ValidationResult
 
 from modeldeploy_runtime import cache, deadlines, knobs, loader, termination
+from modeldeploy_runtime.batching import Batcher
 from modeldeploy_runtime.errors import LoadError, RuntimeFailure, ValidationFailed
 from modeldeploy_runtime.metrics import Metrics
 from modeldeploy_runtime.preload import Imports
@@ -77,6 +78,10 @@ def _prepare(
     if result.passed is None:
         log.warning("validation is not configured; the model goes Ready unchecked")
     clock.finish()
+    if delay := knobs.forward_delay():
+        log.warning("test knob %s: each forward pass sleeps %.1f s", knobs.FORWARD_DELAY_ENV,
+                    delay)
+        pipeline = knobs.slowed(pipeline, delay)
     slot.pipeline = pipeline
     state.move(Phase.READY)
     snap = state.snapshot()
@@ -145,7 +150,8 @@ def serve(
     entry = cache.entry_dir(cache_root, config.model.name, config.model.version)
     state = RuntimeState(config.model.name, config.model.version, config.task, started)
     slot, metrics = ModelSlot(), Metrics()
-    app = build_app(state, slot, metrics)
+    batcher = Batcher(config.batching, metrics)
+    app = build_app(state, slot, metrics, batcher)
     server = uvicorn.Server(uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
         timeout_graceful_shutdown=30,
@@ -181,6 +187,7 @@ def serve(
     log.info("serving %s/%s on http://%s:%d (phase Loading)", config.model.name,
              config.model.version, host, port)
     server.run()
+    batcher.close()
     if failed.is_set():
         return 1
     if not server.started:
