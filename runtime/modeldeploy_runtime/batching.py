@@ -15,6 +15,7 @@ The queue is bounded (`QueueFull`: a 503 with Retry-After) and every request has
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from modeldeploy_runtime.tokenizer import Row
 
 T = TypeVar("T")
+log = logging.getLogger("modeldeploy.runtime")
 # Pad tokens worth one more forward pass: a sub-batch is cut where stretching it to the next
 # (longer) row would add more padding than this. A forward pass of a small encoder costs
 # about as much as a few hundred tokens of compute, so fewer cuts would pad more than they
@@ -212,8 +214,12 @@ class Batcher:
                     return
                 self._gather()
                 batch = self._take()
-            if batch:
+            try:
                 self._run(batch)
+            except Exception as error:  # never let the one forward thread die
+                log.exception("batch failed")
+                for pending in batch:
+                    pending.settle(error=error)
 
     def _gather(self) -> None:
         """Wait (lock held) up to max_wait after the oldest arrival while the batch is short."""
@@ -256,6 +262,8 @@ class Batcher:
         self._queued_tokens -= pending.work.tokens if pending.work is not None else 0
 
     def _run(self, batch: list[_Pending]) -> None:
+        if not batch:
+            return
         started = self._clock()
         first = batch[0]
         if first.work is None:
