@@ -193,9 +193,10 @@ class CacheSettings(_Model):
 class Batching(_Model):
     """How the runtime batches concurrent requests into shared forward passes."""
 
-    max_batch_tokens: int = Field(
-        default=8192, ge=16, le=1 << 20,
-        description="Tokens (padded) in one forward pass; a single longer input runs alone.")
+    max_batch_tokens: int | None = Field(
+        default=None, ge=16, le=1 << 20,
+        description="Tokens (padded) in one forward pass; a single longer input runs alone. "
+                    "Unset: 2048 on a CPU, 16384 on a GPU.")
     max_wait_milliseconds: Seconds = Field(
         default=0, ge=0, le=1000,
         description="How long the oldest queued request may wait for others to join its "

@@ -40,6 +40,11 @@ log = logging.getLogger("modeldeploy.runtime")
 # save, and more cuts would pay the per-pass overhead for little padding.
 SPLIT_PADDING_TOKENS = 256
 _RETRY_AFTER_MAX = 60
+# Unset max_batch_tokens: on a CPU a pass of 2048 tokens already keeps every core busy (a
+# pass of 32 texts of 200 tokens answered nobody for seconds on a loaded 2-core machine, all
+# at once); a GPU needs larger passes to be used at all.
+CPU_BATCH_TOKENS = 2048
+GPU_BATCH_TOKENS = 16384
 
 
 class QueueFull(Exception):
@@ -136,6 +141,7 @@ class Batcher:
         self._queued_texts = 0
         self._queued_tokens = 0
         self._rate = 0.0  # texts per second of forward time, smoothed
+        self.max_batch_tokens = self.settings.max_batch_tokens or CPU_BATCH_TOKENS
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -193,6 +199,12 @@ class Batcher:
             f"{limit} (it waited {waited:.2f} s): the server is overloaded; retry, send "
             "fewer texts per request, raise requestTimeoutSeconds or add replicas")
 
+    def fit(self, device_type: str) -> None:
+        """Take the token budget of the model's device when the settings leave it unset."""
+        if self.settings.max_batch_tokens is None:
+            self.max_batch_tokens = GPU_BATCH_TOKENS if device_type == "cuda" else (
+                CPU_BATCH_TOKENS)
+
     def close(self) -> None:
         """Stop the forward thread after the batch in progress."""
         with self._cond:
@@ -225,7 +237,7 @@ class Batcher:
         """Wait (lock held) up to max_wait after the oldest arrival while the batch is short."""
         wait = self.settings.max_wait_milliseconds / 1000
         until = self._queue[0].enqueued + wait
-        while (self._queued_tokens < self.settings.max_batch_tokens and not self._closed
+        while (self._queued_tokens < self.max_batch_tokens and not self._closed
                and (left := until - self._clock()) > 0):
             self._cond.wait(left)
 
@@ -245,7 +257,7 @@ class Batcher:
             head = taken[0].work if taken else None
             work = pending.work
             if taken and (head is None or work is None or work.key != head.key
-                          or tokens + work.tokens > self.settings.max_batch_tokens):
+                          or tokens + work.tokens > self.max_batch_tokens):
                 kept.append(pending)
                 continue
             taken.append(pending)
@@ -284,7 +296,7 @@ class Batcher:
             rows.extend((pending, i) for i in range(len(pending.work.rows)))
         lengths = [len(p.work.rows[i]["input_ids"]) for p, i in rows if p.work is not None]
         compute = first.work.compute
-        for sub in plan(lengths, self.settings.max_batch_tokens):
+        for sub in plan(lengths, self.max_batch_tokens):
             members = [rows[i] for i in sub]
             live = [(p, i) for p, i in members if p.missing > 0 and not p.future.done()]
             if not live:

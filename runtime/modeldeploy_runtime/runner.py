@@ -36,7 +36,7 @@ log = logging.getLogger("modeldeploy.runtime")
 
 def _prepare(
     config: RuntimeConfig, entry: Path, state: RuntimeState, slot: ModelSlot,
-    metrics: Metrics, imports: Imports, clock: deadlines.StageClock,
+    metrics: Metrics, imports: Imports, clock: deadlines.StageClock, batcher: Batcher,
 ) -> None:
     def record(name: str, seconds: float) -> None:
         state.record(name, seconds)
@@ -57,6 +57,7 @@ def _prepare(
         )
     state.set_revision(cache.read_manifest(entry).revision)
     pipeline = loader.load(config, entry, record)
+    batcher.fit(pipeline.device.type)
 
     clock.enter("warmup")
     state.move(Phase.WARMING_UP)
@@ -164,7 +165,7 @@ def serve(
 
     def prepare() -> None:
         try:
-            _prepare(config, entry, state, slot, metrics, imports, clock)
+            _prepare(config, entry, state, slot, metrics, imports, clock, batcher)
         except Exception as error:
             clock.finish()
             if isinstance(error, RuntimeFailure):

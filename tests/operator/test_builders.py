@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from modeldeploy_contract.config import Batching, RuntimeConfig
+from modeldeploy_contract.config import RuntimeConfig
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.spec import ModelDeploymentSpec, parse_spec
 from modeldeploy_operator.planning import builders, runtime_config
@@ -102,7 +102,7 @@ def test_batching_settings_reach_the_runtime_only_when_set() -> None:
     parsed = RuntimeConfig.model_validate_json(
         builders.config_map(OWNER, spec, "abc")["data"][builders.CONFIG_FILE])
     assert (parsed.batching.max_wait_milliseconds, parsed.batching.max_queued_texts,
-            parsed.batching.max_batch_tokens) == (5, 64, Batching().max_batch_tokens)
+            parsed.batching.max_batch_tokens) == (5, 64, None)
     assert "batching" not in written(make_spec())
     assert builders.template_hash(make_spec()) == builders.template_hash(
         make_spec(runtime={"task": "embedding", "batching": None}))

@@ -175,3 +175,13 @@ def test_a_failing_pass_fails_its_requests_and_the_next_one_is_served() -> None:
         batcher.close()
 
     asyncio.run(scenario())
+
+
+def test_an_unset_token_budget_follows_the_device_and_a_set_one_stays() -> None:
+    unset = Batcher(Batching())
+    assert unset.max_batch_tokens == batching.CPU_BATCH_TOKENS
+    unset.fit("cuda")
+    assert unset.max_batch_tokens == batching.GPU_BATCH_TOKENS
+    chosen = Batcher(Batching(max_batch_tokens=512))
+    chosen.fit("cuda")
+    assert chosen.max_batch_tokens == 512

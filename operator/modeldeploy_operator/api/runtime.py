@@ -111,8 +111,9 @@ class BatchingSpec(ApiModel):
 
     max_batch_tokens: Annotated[
         int | None,
-        Field(description="Tokens (padded) in one forward pass; unset: 8192.", ge=16,
-              le=1048576),
+        Field(description=(
+            "Tokens (padded) in one forward pass; unset: 2048 on a CPU, 16384 on a GPU."),
+            ge=16, le=1048576),
     ] = None
     max_wait_milliseconds: Annotated[
         int | None,
