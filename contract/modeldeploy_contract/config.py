@@ -194,6 +194,26 @@ class CacheSettings(_Model):
     )
 
 
+class Batching(_Model):
+    """How the runtime batches concurrent requests into shared forward passes."""
+
+    max_batch_tokens: int | None = Field(
+        default=None, ge=16, le=1 << 20,
+        description="Tokens (padded) in one forward pass; a single longer input runs alone. "
+                    "Unset: 2048 on a CPU, 16384 on a GPU.")
+    max_wait_milliseconds: Seconds = Field(
+        default=0, ge=0, le=1000,
+        description="How long the oldest queued request may wait for others to join its "
+                    "batch; 0: a batch takes whatever queued while the model was busy.")
+    max_queued_texts: int = Field(
+        default=1024, ge=1, le=1 << 20,
+        description="Texts waiting for the model before requests are refused (503, "
+                    "Retry-After).")
+    request_timeout_seconds: Seconds = Field(
+        default=30, gt=0, le=3600,
+        description="A request not answered within this gets an error, never a late answer.")
+
+
 Task = Literal["embedding", "reranking", "text-classification", "token-classification"]
 
 
@@ -211,6 +231,7 @@ class RuntimeConfig(_Model):
     validation: Validation | None = None
     cache: CacheSettings = Field(default_factory=CacheSettings)
     stage_deadline_seconds: StageDeadlines = Field(default_factory=StageDeadlines)
+    batching: Batching = Field(default_factory=Batching)
 
     @model_validator(mode="after")
     def _validation_fits_task(self) -> RuntimeConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import TYPE_CHECKING
 
 from modeldeploy_runtime.errors import ConfigError
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 LOAD_DELAY_ENV = "MODELDEPLOY_DEBUG_LOAD_DELAY_SECONDS"
 WRONG_AFTER_READY_ENV = "MODELDEPLOY_DEBUG_WRONG_AFTER_READY_SECONDS"
+FORWARD_DELAY_ENV = "MODELDEPLOY_DEBUG_FORWARD_DELAY_SECONDS"
 
 
 def _seconds(name: str) -> float | None:
@@ -52,3 +54,20 @@ def drifted(pipeline: Pipeline) -> Pipeline:
         return -forward(features)
 
     return dataclasses.replace(pipeline, forward=negated)
+
+
+def forward_delay() -> float:
+    """Seconds each forward pass sleeps once Ready (MODELDEPLOY_DEBUG_FORWARD_DELAY_SECONDS;
+    0 when unset): a busy model, so the queue's bound and deadlines can be seen at work."""
+    return _seconds(FORWARD_DELAY_ENV) or 0.0
+
+
+def slowed(pipeline: Pipeline, seconds: float) -> Pipeline:
+    """The same model, each forward pass `seconds` slower."""
+    forward = pipeline.forward
+
+    def slow(features: dict[str, Tensor]) -> Tensor:
+        time.sleep(seconds)
+        return forward(features)
+
+    return dataclasses.replace(pipeline, forward=slow)

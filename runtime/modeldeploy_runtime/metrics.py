@@ -8,7 +8,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    """Load-phase durations, readiness and request count/latency."""
+    """Load-phase durations, readiness, request count/latency and the batching queue."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -35,6 +35,25 @@ class Metrics:
             "modeldeploy_request_duration_seconds", "HTTP request latency by route.",
             ["route"], registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+        self.queue_depth = Gauge(
+            "modeldeploy_batch_queue_texts", "Texts waiting in the batching queue.",
+            registry=self.registry,
+        )
+        self.queue_seconds = Histogram(
+            "modeldeploy_batch_queue_seconds",
+            "Seconds a request waited in the batching queue before its batch started.",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self.batch_texts = Histogram(
+            "modeldeploy_batch_size_texts", "Texts in one forward pass.",
+            registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+        )
+        self.batch_tokens = Histogram(
+            "modeldeploy_batch_size_tokens", "Tokens (padded) in one forward pass.",
+            registry=self.registry,
+            buckets=(64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536),
         )
 
     def render(self) -> bytes:

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from modeldeploy_runtime.protocol import MAX_BATCH, MAX_BODY_BYTES, BadRequest, Options
 
 if TYPE_CHECKING:
+    from modeldeploy_runtime.batching import Batcher
     from modeldeploy_runtime.tasks import Pipeline
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -73,8 +74,10 @@ def _b64(vector: list[float]) -> str:
 def routes(
     name: str, task: str, pipeline: Callable[[], Pipeline | None],
     not_ready: Callable[[], Response], timed: Callable[[str, Handler], Handler],
+    batcher: Batcher,
 ) -> list[Route]:
-    """The /v1 routes over the slot's pipeline (`pipeline()` is None until Ready)."""
+    """The /v1 routes over the slot's pipeline (`pipeline()` is None until Ready), computed
+    through the model's `batcher`."""
 
     def refuse(body: _Body, wanted: str) -> Response | None:
         if body.model is not None and body.model != name:
@@ -101,11 +104,12 @@ def routes(
         if current is None:
             return not_ready()
         options = Options(truncate=body.truncate, prompt_name=body.prompt_name)
-        vectors = await run_in_threadpool(current.embed, texts, options)
+        work = await run_in_threadpool(current.embedding_work, texts, options)
+        vectors = await batcher.submit(work)
         if body.dimensions is not None and body.dimensions != vectors.shape[1]:
             raise BadRequest(f"dimensions is {body.dimensions}; this model gives "
                              f"{vectors.shape[1]}: leave it unset or send {vectors.shape[1]}")
-        tokens = await run_in_threadpool(current.tokenizer.count, texts)
+        tokens = work.tokens
         rows: list[list[float]] = vectors.tolist()
         data = [{"object": "embedding", "index": i,
                  "embedding": _b64(row) if body.encoding_format == "base64" else row}
@@ -123,8 +127,9 @@ def routes(
         current = pipeline()
         if current is None:
             return not_ready()
-        scores = await run_in_threadpool(current.rerank, [body.query] * len(documents),
-                                         documents, Options(truncate=body.truncate))
+        work = await run_in_threadpool(current.logits_work, [body.query] * len(documents),
+                                       documents, Options(truncate=body.truncate))
+        scores = current.scores(await batcher.submit(work))
         order = list(range(len(scores)))
         if body.sort:
             order.sort(key=lambda i: (-scores[i], i))

@@ -21,6 +21,7 @@ from modeldeploy_contract.reasons import Reason
 from modeldeploy_contract.status import SKIPPED, ValidationResult
 
 from modeldeploy_runtime import cache, deadlines, knobs, loader, termination
+from modeldeploy_runtime.batching import Batcher
 from modeldeploy_runtime.errors import LoadError, RuntimeFailure, ValidationFailed
 from modeldeploy_runtime.metrics import Metrics
 from modeldeploy_runtime.preload import Imports
@@ -35,7 +36,7 @@ log = logging.getLogger("modeldeploy.runtime")
 
 def _prepare(
     config: RuntimeConfig, entry: Path, state: RuntimeState, slot: ModelSlot,
-    metrics: Metrics, imports: Imports, clock: deadlines.StageClock,
+    metrics: Metrics, imports: Imports, clock: deadlines.StageClock, batcher: Batcher,
 ) -> None:
     def record(name: str, seconds: float) -> None:
         state.record(name, seconds)
@@ -56,6 +57,7 @@ def _prepare(
         )
     state.set_revision(cache.read_manifest(entry).revision)
     pipeline = loader.load(config, entry, record)
+    batcher.fit(pipeline.device.type)
 
     clock.enter("warmup")
     state.move(Phase.WARMING_UP)
@@ -77,6 +79,10 @@ def _prepare(
     if result.passed is None:
         log.warning("validation is not configured; the model goes Ready unchecked")
     clock.finish()
+    if delay := knobs.forward_delay():
+        log.warning("test knob %s: each forward pass sleeps %.1f s", knobs.FORWARD_DELAY_ENV,
+                    delay)
+        pipeline = knobs.slowed(pipeline, delay)
     slot.pipeline = pipeline
     state.move(Phase.READY)
     snap = state.snapshot()
@@ -145,7 +151,8 @@ def serve(
     entry = cache.entry_dir(cache_root, config.model.name, config.model.version)
     state = RuntimeState(config.model.name, config.model.version, config.task, started)
     slot, metrics = ModelSlot(), Metrics()
-    app = build_app(state, slot, metrics)
+    batcher = Batcher(config.batching, metrics)
+    app = build_app(state, slot, metrics, batcher)
     server = uvicorn.Server(uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
         timeout_graceful_shutdown=30,
@@ -158,7 +165,7 @@ def serve(
 
     def prepare() -> None:
         try:
-            _prepare(config, entry, state, slot, metrics, imports, clock)
+            _prepare(config, entry, state, slot, metrics, imports, clock, batcher)
         except Exception as error:
             clock.finish()
             if isinstance(error, RuntimeFailure):
@@ -181,6 +188,7 @@ def serve(
     log.info("serving %s/%s on http://%s:%d (phase Loading)", config.model.name,
              config.model.version, host, port)
     server.run()
+    batcher.close()
     if failed.is_set():
         return 1
     if not server.started:

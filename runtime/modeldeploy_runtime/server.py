@@ -9,13 +9,13 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modeldeploy_runtime import openai, protocol
+from modeldeploy_runtime.batching import Batcher, DeadlineExceeded, QueueFull
 from modeldeploy_runtime.metrics import CONTENT_TYPE, Metrics
 from modeldeploy_runtime.state import Phase, RuntimeState
 
@@ -58,6 +58,12 @@ def error_response(error: Exception) -> JSONResponse:
     """The answer for an exception a handler raised: never an uncounted 500."""
     if isinstance(error, protocol.BadRequest):
         return JSONResponse({"error": str(error)}, status_code=400)
+    if isinstance(error, QueueFull):
+        return JSONResponse({"error": str(error), "reason": "QueueFull"}, status_code=503,
+                            headers={"Retry-After": str(error.retry_after)})
+    if isinstance(error, DeadlineExceeded):
+        return JSONResponse({"error": str(error), "reason": "DeadlineExceeded"},
+                            status_code=503, headers={"Retry-After": "1"})
     if _out_of_memory(error):
         _release_cached_memory()
         log.warning("out of memory during a request: %s", error)
@@ -77,8 +83,11 @@ class ModelSlot:
         self.pipeline: Pipeline | None = None
 
 
-def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics) -> Starlette:
-    """The ASGI application for one model."""
+def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics,
+              batcher: Batcher | None = None) -> Starlette:
+    """The ASGI application for one model; inference goes through `batcher` (the model's
+    queue: default settings when None)."""
+    batcher = batcher or Batcher(metrics=metrics)
     status0 = state.snapshot()
     name, version, task = status0.model.name, status0.model.version, status0.task
 
@@ -159,7 +168,7 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics) -> Starlet
                 status_code=413,
             )
         inputs = protocol.parse(await request.body(), pairs=task == "reranking")
-        outputs = await run_in_threadpool(pipeline.run, inputs)
+        outputs = await pipeline.infer(inputs, batcher)
         body: dict[str, object] = {
             "model_name": name, "model_version": version,
             "outputs": [asdict(o) for o in outputs],
@@ -180,7 +189,7 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics) -> Starlet
         Route("/v2/models/{name}/ready", timed("/v2/models/{name}/ready", model_ready)),
         Route("/v2/models/{name}/infer", timed("/v2/models/{name}/infer", infer),
               methods=["POST"]),
-        *openai.routes(name, task, ready_pipeline, not_ready, timed),
+        *openai.routes(name, task, ready_pipeline, not_ready, timed, batcher),
     ]
 
     async def unrouted(request: Request, error: Exception) -> Response:

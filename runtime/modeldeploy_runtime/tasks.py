@@ -11,15 +11,18 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
+from starlette.concurrency import run_in_threadpool
 from torch import Tensor
 
 from modeldeploy_runtime import pooling
+from modeldeploy_runtime.batching import Batcher, Work
 from modeldeploy_runtime.pooling import PoolingSettings
 from modeldeploy_runtime.protocol import BadRequest, Inputs, Options
-from modeldeploy_runtime.tokenizer import TextEncoder
+from modeldeploy_runtime.tokenizer import Row, TextEncoder
 
 # Model inputs (input_ids, attention_mask[, token_type_ids]) -> last hidden states [B, T, H]
 # (embedding) or logits [B, labels] (classification, reranking).
@@ -65,7 +68,8 @@ class Pipeline:
     multi_label: bool = False  # sigmoid per label instead of softmax over labels
     score_activation: str = "sigmoid"  # reranking: CrossEncoder's activation_fn
     tagger: Any = None  # token-classification: a transformers TokenClassificationPipeline
-    # One forward at a time: torch already uses every core for one batch.
+    # One forward at a time (the batcher's thread, or warm-up and validation before it):
+    # torch already uses every core for one batch.
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _run(self, features: dict[str, Tensor]) -> Tensor:
@@ -86,58 +90,98 @@ class Pipeline:
             )
         return self.sentence.prompts[name]
 
-    def embed(self, texts: Sequence[str], options: Options = DEFAULTS) -> Tensor:
-        """Sentence embeddings [n, dim] in float32 on the CPU, as SentenceTransformer.encode."""
+    # Building work (tokenisation: any thread) and computing it (the forward thread).
+
+    def embedding_work(self, texts: Sequence[str], options: Options = DEFAULTS) -> Work:
+        """Texts tokenised for `embed`; rows of equal prompt length share forward passes."""
         prompt = self._prompt(options.prompt_name)
         texts = [prompt + t for t in texts]
         if self.sentence.lowercase:
             texts = [t.lower() for t in texts]
-        with self._lock, torch.inference_mode():
-            features = self.tokenizer.encode(texts, None, options.truncate, self.device)
-            hidden = self._run(features)
-            prompt_length = 0
-            if prompt and not self.sentence.pooling.include_prompt:
-                ids = self.tokenizer.encode([prompt], None, True, self.device)["input_ids"][0]
-                # The prompt's own trailing [SEP]/</s> is not part of the text's prefix.
-                prompt_length = len(ids) - 1
-            vectors = pooling.pool(self.sentence.pooling, hidden,
-                                   features["attention_mask"], prompt_length)
-            for linear, activation in self.sentence.dense:
-                vectors = pooling.apply_activation(activation, linear(vectors))
-            if self.sentence.normalize:
-                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-            return vectors.cpu()
+        rows = self.tokenizer.rows(texts, None, options.truncate)
+        prompt_length = 0
+        if prompt and not self.sentence.pooling.include_prompt:
+            # The prompt's own trailing [SEP]/</s> is not part of the text's prefix.
+            prompt_length = len(self.tokenizer.rows([prompt], None, True)[0]["input_ids"]) - 1
 
-    def rerank(self, queries: Sequence[str], documents: Sequence[str],
-               options: Options = DEFAULTS) -> list[float]:
-        """One relevance score per (query, document) pair, as CrossEncoder.predict."""
+        def compute(batch: Sequence[Row]) -> Tensor:
+            with self._lock, torch.inference_mode():
+                features = self.tokenizer.collate(batch, self.device)
+                hidden = self._run(features)
+                vectors = pooling.pool(self.sentence.pooling, hidden,
+                                       features["attention_mask"], prompt_length)
+                for linear, activation in self.sentence.dense:
+                    vectors = pooling.apply_activation(activation, linear(vectors))
+                if self.sentence.normalize:
+                    vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+                return vectors.cpu()
+
+        return Work((id(self), "embedding", prompt_length), rows, compute)
+
+    def logits_work(self, texts: Sequence[str], pairs: Sequence[str] | None,
+                    options: Options = DEFAULTS) -> Work:
+        """Texts (or query/document pairs) tokenised for the classification head."""
+        return Work((id(self), "logits"), self.tokenizer.rows(texts, pairs, options.truncate),
+                    self._logits)
+
+    def _logits(self, batch: Sequence[Row]) -> Tensor:
         with self._lock, torch.inference_mode():
-            features = self.tokenizer.encode(queries, documents, options.truncate, self.device)
-            logits = self._run(features)
+            return self._run(self.tokenizer.collate(batch, self.device)).cpu()
+
+    def work(self, inputs: Inputs) -> Work:
+        """The request's rows, tokenised (raises BadRequest for a too-long input)."""
+        if self.task == "embedding":
+            return self.embedding_work(inputs.texts, inputs.options)
+        return self.logits_work(inputs.queries or inputs.texts,
+                                inputs.texts if inputs.queries is not None else None,
+                                inputs.options)
+
+    # From computed rows to answers.
+
+    def scores(self, logits: Tensor) -> list[float]:
+        """Reranking logits [n, 1] as CrossEncoder's scores (its activation applied)."""
         if logits.shape[-1] != 1:
             raise BadRequest(
                 f"this model has {logits.shape[-1]} outputs per pair; reranking needs 1 "
                 "(a cross-encoder with num_labels=1)"
             )
-        scores = pooling.apply_activation(self.score_activation, logits[:, 0]).cpu()
+        scores = pooling.apply_activation(self.score_activation, logits[:, 0])
         return [float(s) for s in scores.tolist()]
+
+    def _probabilities(self, logits: Tensor) -> Tensor:
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
+
+    def embed(self, texts: Sequence[str], options: Options = DEFAULTS) -> Tensor:
+        """Sentence embeddings [n, dim] in float32 on the CPU, as SentenceTransformer.encode."""
+        work = self.embedding_work(texts, options)
+        return work.compute(work.rows)
+
+    def rerank(self, queries: Sequence[str], documents: Sequence[str],
+               options: Options = DEFAULTS) -> list[float]:
+        """One relevance score per (query, document) pair, as CrossEncoder.predict."""
+        work = self.logits_work(queries, documents, options)
+        return self.scores(work.compute(work.rows))
 
     def probabilities(self, texts: Sequence[str], options: Options = DEFAULTS) -> Tensor:
         """[n, labels]: softmax, or sigmoid per label for multi-label models."""
-        with self._lock, torch.inference_mode():
-            logits = self._run(self.tokenizer.encode(texts, None, options.truncate, self.device))
-        return (torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)).cpu()
+        work = self.logits_work(texts, None, options)
+        return self._probabilities(work.compute(work.rows))
 
     def classify(self, texts: Sequence[str],
                  options: Options = DEFAULTS) -> tuple[list[str], list[float]]:
         """The most likely label per text and its score."""
-        scores, index = self.probabilities(texts, options).max(dim=-1)
+        return self._best(self.probabilities(texts, options))
+
+    def _best(self, probs: Tensor) -> tuple[list[str], list[float]]:
+        scores, index = probs.max(dim=-1)
         return [self.labels[i] for i in index.tolist()], [float(s) for s in scores.tolist()]
 
     def ranked(self, texts: Sequence[str], top_k: int,
                options: Options = DEFAULTS) -> list[list[tuple[str, float]]]:
         """The top_k labels per text (0: all), best first, with scores."""
-        probs = self.probabilities(texts, options)
+        return self._top(self.probabilities(texts, options), top_k)
+
+    def _top(self, probs: Tensor, top_k: int) -> list[list[tuple[str, float]]]:
         k = probs.shape[-1] if top_k == 0 else min(top_k, probs.shape[-1])
         values, index = probs.topk(k, dim=-1)
         return [[(self.labels[i], float(v)) for i, v in zip(row_i, row_v, strict=True)]
@@ -160,22 +204,38 @@ class Pipeline:
             self.run(Inputs(None, list(texts), None, Options()))
 
     def run(self, inputs: Inputs) -> list[Output]:
-        """Run the task and shape the result as Open Inference Protocol outputs."""
-        texts, options, n = inputs.texts, inputs.options, len(inputs.texts)
-        if self.task == "embedding":
-            vectors = self.embed(texts, options)
-            flat: list[float] = vectors.flatten().tolist()
-            return [Output("embedding", "FP32", [n, int(vectors.shape[1])], flat)]
-        if self.task == "reranking":
-            assert inputs.queries is not None  # protocol.parse(pairs=True) guarantees it
-            return [Output("score", "FP32", [n], self.rerank(inputs.queries, texts, options))]
+        """Run the task here and now (warm-up, tests) as Open Inference Protocol outputs."""
         if self.task == "token-classification":
-            rows = [json.dumps(row) for row in self.entities(texts)]
+            return self.shape(inputs, self.entities(inputs.texts))
+        work = self.work(inputs)
+        return self.shape(inputs, work.compute(work.rows))
+
+    async def infer(self, inputs: Inputs, batcher: Batcher) -> list[Output]:
+        """Run the task through the batcher: tokenised in the thread pool, computed on the
+        forward thread together with other requests, shaped here."""
+        if self.task == "token-classification":
+            # transformers' pipeline tokenises and aggregates itself: it runs alone.
+            found = await batcher.call(partial(self.entities, inputs.texts), len(inputs.texts))
+            return self.shape(inputs, found)
+        work = await run_in_threadpool(self.work, inputs)
+        return self.shape(inputs, await batcher.submit(work))
+
+    def shape(self, inputs: Inputs, result: Any) -> list[Output]:
+        """Computed rows (a Tensor; entity lists for token-classification) as OIP outputs."""
+        options, n = inputs.options, len(inputs.texts)
+        if self.task == "embedding":
+            flat: list[float] = result.flatten().tolist()
+            return [Output("embedding", "FP32", [n, int(result.shape[1])], flat)]
+        if self.task == "reranking":
+            return [Output("score", "FP32", [n], self.scores(result))]
+        if self.task == "token-classification":
+            rows = [json.dumps(row) for row in result]
             return [Output("entities", "BYTES", [n], rows)]
+        probs = self._probabilities(result)
         if options.top_k is None:
-            labels, scores = self.classify(texts, options)
+            labels, scores = self._best(probs)
             return [Output("label", "BYTES", [n], labels), Output("score", "FP32", [n], scores)]
-        ranked = self.ranked(texts, options.top_k, options)
+        ranked = self._top(probs, options.top_k)
         k = len(ranked[0])
         return [Output("label", "BYTES", [n, k], [lab for row in ranked for lab, _ in row]),
                 Output("score", "FP32", [n, k], [s for row in ranked for _, s in row])]

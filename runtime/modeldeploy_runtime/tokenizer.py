@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 
+# One tokenised input, unpadded: input_ids, attention_mask[, token_type_ids] as lists, so
+# rows from many requests can be sorted by length and padded together (`pad`).
+Row = dict[str, list[int]]
+
+
 class TooLong(BadRequest):
     """An input exceeds the model's length and the request asked not to truncate."""
 
@@ -47,6 +52,36 @@ class TextEncoder(Protocol):
         """Tokens in `texts` after truncation (for usage reports)."""
         ...
 
+    def rows(self, texts: Sequence[str], pairs: Sequence[str] | None,
+             truncate: bool) -> list[Row]:
+        """One unpadded row per text (or pair), truncated as `encode` does."""
+        ...
+
+    def collate(self, rows: Sequence[Row], device: torch.device) -> dict[str, Tensor]:
+        """Rows padded to the longest of them, as tensors on `device`."""
+        ...
+
+
+def pad(rows: Sequence[Row], pad_values: dict[str, int], left: bool = False) -> dict[
+        str, list[list[int]]]:
+    """Rows padded to the longest one: each key with its pad value (attention_mask 0)."""
+    longest = max((len(r["input_ids"]) for r in rows), default=0)
+    out: dict[str, list[list[int]]] = {}
+    for key in rows[0] if rows else ():
+        value = pad_values.get(key, 0)
+        out[key] = [
+            ([value] * (longest - len(r[key])) + r[key]) if left
+            else (r[key] + [value] * (longest - len(r[key])))
+            for r in rows
+        ]
+    return out
+
+
+def _tensors(padded: dict[str, list[list[int]]], device: torch.device) -> dict[str, Tensor]:
+    import torch
+
+    return {k: torch.tensor(v, dtype=torch.long, device=device) for k, v in padded.items()}
+
 
 @dataclass
 class CompactTokenizer:
@@ -55,6 +90,7 @@ class CompactTokenizer:
     tokenizer: Any
     max_length: int
     with_types: bool
+    pad_id: int = 0
 
     @classmethod
     def from_json(cls, text: str, tokenizer_config: dict[str, Any], max_length: int,
@@ -65,18 +101,14 @@ class CompactTokenizer:
         tok = tokenizers.Tokenizer.from_str(text)
         pad_token = str(tokenizer_config.get("pad_token") or "[PAD]")
         pad_id = tok.token_to_id(pad_token)
+        # No padding here: rows of many requests are padded together (`pad`, right side).
         tok.no_padding()
-        tok.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad_token)
         tok.no_truncation()
         tok.enable_truncation(max_length=max_length, strategy="longest_first")
-        return cls(tok, max_length, with_types)
+        return cls(tok, max_length, with_types, pad_id if pad_id is not None else 0)
 
-    def encode(
-        self, texts: Sequence[str], pairs: Sequence[str] | None, truncate: bool,
-        device: torch.device,
-    ) -> dict[str, Tensor]:
-        import torch
-
+    def rows(self, texts: Sequence[str], pairs: Sequence[str] | None,
+             truncate: bool) -> list[Row]:
         items: list[Any] = list(zip(texts, pairs, strict=True)) if pairs is not None else list(
             texts)
         batch = self.tokenizer.encode_batch(items)
@@ -86,15 +118,19 @@ class CompactTokenizer:
                 if enc.overflowing:
                     full = len(enc.ids) + sum(len(o.ids) for o in enc.overflowing)
                     raise _too_long(i, full, self.max_length)
-        out = {
-            "input_ids": torch.tensor([e.ids for e in batch], dtype=torch.long, device=device),
-            "attention_mask": torch.tensor([e.attention_mask for e in batch], dtype=torch.long,
-                                           device=device),
-        }
         if self.with_types:
-            out["token_type_ids"] = torch.tensor([e.type_ids for e in batch], dtype=torch.long,
-                                                 device=device)
-        return out
+            return [{"input_ids": e.ids, "attention_mask": e.attention_mask,
+                     "token_type_ids": e.type_ids} for e in batch]
+        return [{"input_ids": e.ids, "attention_mask": e.attention_mask} for e in batch]
+
+    def collate(self, rows: Sequence[Row], device: torch.device) -> dict[str, Tensor]:
+        return _tensors(pad(rows, {"input_ids": self.pad_id}), device)
+
+    def encode(
+        self, texts: Sequence[str], pairs: Sequence[str] | None, truncate: bool,
+        device: torch.device,
+    ) -> dict[str, Tensor]:
+        return self.collate(self.rows(texts, pairs, truncate), device)
 
     def count(self, texts: Sequence[str]) -> int:
         return sum(sum(e.attention_mask) for e in self.tokenizer.encode_batch(list(texts)))
@@ -108,21 +144,32 @@ class AutoTokenizerAdapter:
     max_length: int
     accepted: frozenset[str]
 
+    def rows(self, texts: Sequence[str], pairs: Sequence[str] | None,
+             truncate: bool) -> list[Row]:
+        encoded = self.tokenizer(
+            list(texts), list(pairs) if pairs is not None else None, padding=False,
+            truncation="longest_first" if truncate else False,
+            max_length=self.max_length if truncate else None,
+        )
+        keys = [k for k in encoded if k in self.accepted]
+        rows: list[Row] = [{k: list(encoded[k][i]) for k in keys} for i in range(len(texts))]
+        if not truncate:
+            for i, row in enumerate(rows):
+                if len(row["input_ids"]) > self.max_length:
+                    raise _too_long(i, len(row["input_ids"]), self.max_length)
+        return rows
+
+    def collate(self, rows: Sequence[Row], device: torch.device) -> dict[str, Tensor]:
+        tok = self.tokenizer
+        values = {"input_ids": tok.pad_token_id or 0,
+                  "token_type_ids": getattr(tok, "pad_token_type_id", 0)}
+        return _tensors(pad(rows, values, left=tok.padding_side == "left"), device)
+
     def encode(
         self, texts: Sequence[str], pairs: Sequence[str] | None, truncate: bool,
         device: torch.device,
     ) -> dict[str, Tensor]:
-        encoded = self.tokenizer(
-            list(texts), list(pairs) if pairs is not None else None, padding=True,
-            truncation="longest_first" if truncate else False,
-            max_length=self.max_length if truncate else None, return_tensors="pt",
-        )
-        if not truncate:
-            lengths = encoded["attention_mask"].sum(dim=1).tolist()
-            for i, length in enumerate(lengths):
-                if length > self.max_length:
-                    raise _too_long(i, int(length), self.max_length)
-        return {k: v.to(device) for k, v in encoded.items() if k in self.accepted}
+        return self.collate(self.rows(texts, pairs, truncate), device)
 
     def count(self, texts: Sequence[str]) -> int:
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)

@@ -94,6 +94,21 @@ def test_stage_deadlines_reach_the_runtime_config_in_its_own_schema() -> None:
     assert (limits.fetch, limits.load, limits.warmup, limits.validation) == (300, None, None, 20)
 
 
+def test_batching_settings_reach_the_runtime_only_when_set() -> None:
+    runtime = {"task": "embedding", "batching": {"maxWaitMilliseconds": 5, "maxQueuedTexts": 64}}
+    spec = make_spec(runtime=runtime)
+    # Only the keys the user set: the runtime's own defaults fill the rest.
+    assert written(spec)["batching"] == {"maxWaitMilliseconds": 5, "maxQueuedTexts": 64}
+    parsed = RuntimeConfig.model_validate_json(
+        builders.config_map(OWNER, spec, "abc")["data"][builders.CONFIG_FILE])
+    assert (parsed.batching.max_wait_milliseconds, parsed.batching.max_queued_texts,
+            parsed.batching.max_batch_tokens) == (5, 64, None)
+    assert "batching" not in written(make_spec())
+    assert builders.template_hash(make_spec()) == builders.template_hash(
+        make_spec(runtime={"task": "embedding", "batching": None}))
+    assert builders.template_hash(make_spec()) != builders.template_hash(spec)
+
+
 def test_runtime_json_matches_the_runtime_contract() -> None:
     config = written(make_spec())
     assert config["model"] == {

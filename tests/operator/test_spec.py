@@ -174,6 +174,12 @@ INVALID: list[tuple[str, Any, str, tuple[str, ...]]] = [
         "spec.stageDeadlineSeconds.load",
         ("600", "below progressDeadlineSeconds (600)", "raise progressDeadlineSeconds"),
     ),
+    (
+        "runtime.batching",
+        {"maxWaitMilliseconds": 5000},
+        "spec.runtime.batching.maxWaitMilliseconds",
+        ("5000", "<= 1000"),
+    ),
     ("replica", 3, "spec.replica", ("unknown field", "spelling")),
     ("model", DELETE, "spec.model", ("required", "set it")),
 ]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 from modeldeploy_contract.status import Phase
+from modeldeploy_runtime.batching import Batcher
 from modeldeploy_runtime.metrics import Metrics
 from modeldeploy_runtime.protocol import Inputs
 from modeldeploy_runtime.server import ModelSlot, build_app
@@ -24,7 +25,7 @@ class _Flaky:
     task: str = "embedding"
     failures: list[BaseException] = field(default_factory=list)
 
-    def run(self, inputs: Inputs) -> Sequence[Output]:
+    async def infer(self, inputs: Inputs, batcher: Batcher) -> Sequence[Output]:
         if self.failures:
             raise self.failures.pop(0)
         return [Output("embedding", "FP32", [1, 2], [0.6, 0.8])]

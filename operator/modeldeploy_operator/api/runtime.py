@@ -106,6 +106,35 @@ class WarmupSpec(ApiModel):
     ] = 3
 
 
+class BatchingSpec(ApiModel):
+    """How the runtime batches concurrent requests; unset fields keep the runtime's defaults."""
+
+    max_batch_tokens: Annotated[
+        int | None,
+        Field(description=(
+            "Tokens (padded) in one forward pass; unset: 2048 on a CPU, 16384 on a GPU."),
+            ge=16, le=1048576),
+    ] = None
+    max_wait_milliseconds: Annotated[
+        int | None,
+        Field(description=(
+            "How long the oldest queued request waits for others to join its batch; unset: "
+            "0 (a batch takes whatever queued while the model was busy)."), ge=0, le=1000),
+    ] = None
+    max_queued_texts: Annotated[
+        int | None,
+        Field(description=(
+            "Texts waiting for the model before requests get 503 with Retry-After; unset: "
+            "1024."), ge=1, le=1048576),
+    ] = None
+    request_timeout_seconds: Annotated[
+        int | None,
+        Field(description=(
+            "A request not answered within this gets a 503 (DeadlineExceeded), never a late "
+            "answer; unset: 30."), ge=1, le=3600),
+    ] = None
+
+
 class OmitNewDefaults(ApiModel):
     """Fields added after v0.1 leave the spec's dump while they hold their default, so an
     operator upgrade does not change the template hash and re-roll every existing pod."""
@@ -156,7 +185,7 @@ class RuntimeSpec(OmitNewDefaults):
         str,
         Field(description="Runtime container image.", min_length=1, max_length=1024),
     ] = "modeldeploy/runtime:0.1.0"
-    _new_fields = ("trust_remote_code",)
+    _new_fields = ("trust_remote_code", "batching")
 
     task: Annotated[
         Literal["embedding", "reranking", "text-classification", "token-classification"],
@@ -201,6 +230,10 @@ class RuntimeSpec(OmitNewDefaults):
         ),
     ] = []
     warmup: Annotated[WarmupSpec, Field(description="Warm-up before readiness.")] = WarmupSpec()
+    batching: Annotated[
+        BatchingSpec | None,
+        Field(description="Dynamic batching of concurrent requests; unset: the defaults."),
+    ] = None
     port: Annotated[
         int, Field(description="Port the runtime serves HTTP on.", ge=1024, le=65535)
     ] = 8080

@@ -90,6 +90,9 @@ def build(spec: ModelDeploymentSpec) -> contract.RuntimeConfig:
     }
     if spec.runtime.trust_remote_code:
         fields["trust_remote_code"] = True
+    if spec.runtime.batching is not None:
+        fields["batching"] = contract.Batching.model_validate(
+            spec.runtime.batching.model_dump(by_alias=True, exclude_none=True))
     if deadlines := stage_deadlines(spec):
         fields["stage_deadline_seconds"] = contract.StageDeadlines.model_validate(deadlines)
     return contract.RuntimeConfig(**fields)
