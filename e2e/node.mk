@@ -124,3 +124,11 @@ coredns: $(BIN_DIR)/.coredns-$(COREDNS_VERSION) ## build CoreDNS into .cache/bin
 
 .PHONY: node-binaries
 node-binaries: registry runc cni kubelet containerd coredns ## every binary of the real node (skips what is built)
+
+.PHONY: test-node
+test-node: venv node-binaries minio node-deps ## every real-node test: images, node binaries, node network (slow; not in make test)
+	$(PY) -m pytest -q e2e/node_tests
+
+.PHONY: node-down
+node-down: venv ## delete the node's network namespace (bridges and veths inside go with it)
+	$(PY) -m modeldeploy_e2e.nodenet down
