@@ -107,11 +107,12 @@ $(BIN_DIR)/.containerd-$(CONTAINERD_VERSION): e2e/go/containerd/go.mod e2e/go/co
 	cd e2e/go/containerd && $(GO_ENV) go build -trimpath -tags 'no_btrfs no_devmapper no_zfs' \
 		-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)" \
 		-o $(BIN_DIR)/ github.com/containerd/containerd/v2/cmd/containerd \
-		github.com/containerd/containerd/v2/cmd/ctr
+		github.com/containerd/containerd/v2/cmd/ctr \
+		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 	@rm -f $(BIN_DIR)/.containerd-*; touch $@
 
 .PHONY: containerd
-containerd: $(BIN_DIR)/.containerd-$(CONTAINERD_VERSION) ## build containerd and ctr (2.x) into .cache/bin
+containerd: $(BIN_DIR)/.containerd-$(CONTAINERD_VERSION) ## build containerd, its runc shim and ctr (2.x) into .cache/bin
 
 COREDNS_VERSION := $(call modver,e2e/go/coredns/go.mod,github.com/coredns/coredns)
 $(BIN_DIR)/.coredns-$(COREDNS_VERSION): e2e/go/coredns/go.mod e2e/go/coredns/go.sum e2e/node.mk

@@ -115,8 +115,12 @@ class Store:
         return [buildah, "--root", str(self.root / "storage"), "--runroot",
                 str(self.root / "run"), "--storage-driver", "overlay", *args]
 
-    def run(self, *args: str, capture: bool = False) -> str:
-        result = subprocess.run(self.argv(*args), cwd=REPO_ROOT, check=False, text=True,
+    def run(self, *args: str, capture: bool = False, netns: str | None = None) -> str:
+        """Run buildah on this store (inside network namespace `netns` when given)."""
+        argv = self.argv(*args)
+        if netns:
+            argv = ["nsenter", f"--net={netns}", *argv]
+        result = subprocess.run(argv, cwd=REPO_ROOT, check=False, text=True,
                                 stdout=subprocess.PIPE if capture else None,
                                 stderr=subprocess.PIPE if capture else None)
         if result.returncode != 0:
@@ -199,12 +203,13 @@ class Store:
         self.run(*args, "-f", str(context / image.dockerfile), "-t", image.local_ref,
                  str(context))
 
-    def push(self, image: Image, registry: str) -> str:
-        """Push to `registry`; returns the pushed manifest's digest."""
+    def push(self, image: Image, registry: str, netns: str | None = None) -> str:
+        """Push to `registry` (from inside network namespace `netns` when given, for a
+        registry on that namespace's loopback); returns the pushed manifest's digest."""
         digest_file = self.root / f"{image.name}.digest"
         self.run("push", f"--tls-verify={'false' if plain_http(registry) else 'true'}",
                  "--digestfile", str(digest_file), image.local_ref,
-                 f"docker://{image.remote_ref(registry)}")
+                 f"docker://{image.remote_ref(registry)}", netns=netns)
         return digest_file.read_text(encoding="utf-8").strip()
 
     @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -45,8 +46,12 @@ class Registry:
     storage directory is kept (a later run reuses the blobs)."""
 
     def __init__(self, data_dir: Path, *, port: int | None = None,
-                 binary: Path | None = None, ready_timeout: float = 30.0) -> None:
+                 binary: Path | None = None, ready_timeout: float = 30.0,
+                 netns: str | None = None) -> None:
         self.data_dir = Path(data_dir)
+        # A network namespace path: the registry then listens on that namespace's loopback
+        # (for containerd there), and only processes entering it reach it.
+        self.netns = netns
         self.port = port if port is not None else free_port()
         self.binary = binary or BIN_DIR / "registry"
         self.ready_timeout = ready_timeout
@@ -65,7 +70,7 @@ class Registry:
         config.write_text(registry_config(self.data_dir, self.address), encoding="utf-8")
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(self.binary), "serve", str(config)], stdout=log,
+                [*self._nsenter(), str(self.binary), "serve", str(config)], stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             self._wait_ready()
@@ -74,6 +79,21 @@ class Registry:
             raise
         return self
 
+    def _nsenter(self) -> list[str]:
+        return ["nsenter", f"--net={self.netns}"] if self.netns else []
+
+    def _answers(self) -> bool:
+        url = f"http://{self.address}/v2/"
+        if self.netns:
+            probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=1)"
+            return subprocess.run([*self._nsenter(), sys.executable, "-c", probe],
+                                  capture_output=True, check=False).returncode == 0
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as answer:
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
@@ -81,12 +101,8 @@ class Registry:
             if self._process.poll() is not None:
                 raise RegistryError(f"registry exited with code {self._process.returncode}; "
                                     f"see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"http://{self.address}/v2/", timeout=1.0) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+            if self._answers():
+                return
             time.sleep(0.1)
         raise RegistryError(f"registry at {self.address} not ready after "
                             f"{self.ready_timeout:.0f}s; see {self.log_path}")

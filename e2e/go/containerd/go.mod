@@ -1,11 +1,12 @@
 // Wrapper module: pins containerd 2.x (Debian 12's 1.6 is too old for kubelet v1.36) and its
-// ctr client; built with CGO_ENABLED=0 and tags no_btrfs no_devmapper no_zfs.
+// runc shim and ctr client; built with CGO_ENABLED=0 and tags no_btrfs no_devmapper no_zfs.
 module modeldeploy.dev/e2e/go/containerd
 
 go 1.26.8
 
 tool (
 	github.com/containerd/containerd/v2/cmd/containerd
+	github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 	github.com/containerd/containerd/v2/cmd/ctr
 )
 
