@@ -139,3 +139,26 @@ class Registry:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve in the foreground until interrupted: `make push REGISTRY=127.0.0.1:PORT`."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m modeldeploy_e2e.registry")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--data-dir", type=Path,
+                        default=BIN_DIR.parent / "images" / "registry")
+    args = parser.parse_args(argv)
+    with Registry(args.data_dir, port=args.port) as registry:
+        print(f"registry on {registry.address}; make push REGISTRY={registry.address}",
+              flush=True)
+        signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        signal.sigwait(signals)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
