@@ -57,4 +57,4 @@ test-unit: venv binaries ## unit, property, runtime and chart tests (no cluster)
 .PHONY: test
 test: venv lint test-unit test-e2e ## every test tier
 
--include e2e/cluster.mk charts/charts.mk bench/bench.mk demo.mk
+-include e2e/cluster.mk e2e/node.mk charts/charts.mk bench/bench.mk demo.mk
