@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_STOPS = 4  # as OpenAI
+# How long an OIP infer waits for a generation slot before it is answered 503.
+OIP_SLOT_WAIT_SECONDS = 10.0
 
 
 class GenerationMetrics:
@@ -347,11 +349,15 @@ def oip_parameters(body: bytes) -> Sampling:
 async def oip_infer(current: Generator, texts: list[str], sampling: Sampling,
                     metrics: GenerationMetrics) -> list[dict[str, object]]:
     """The OIP outputs for texts: one 'text' BYTES output with each greedy/sampled completion
-    (the shape the operator's validation reads)."""
+    (the shape the operator's validation reads).
+
+    It waits a while for a slot instead of answering 503 at once: the operator's own
+    validation comes this way, and a busy pod is no failed version."""
     answers: list[str] = []
     for text in texts:
         ids = await run_in_threadpool(current.prompt_ids, text)
-        run = current.start(ids, sampling, metrics.tokens.inc)
+        run = await run_in_threadpool(current.start, ids, sampling, metrics.tokens.inc,
+                                      OIP_SLOT_WAIT_SECONDS)
         metrics.in_flight.inc()
         try:
             answers.append(await run_in_threadpool(run.text))

@@ -163,11 +163,14 @@ class Generator:
         ids: list[int] = list(encoded["input_ids"])
         return ids
 
-    def start(self, ids: list[int], sampling: Sampling,
-              on_tokens: OnTokens | None = None) -> Run:
-        """Begin generating; BadRequest when it cannot fit, Busy when every slot is taken."""
+    def start(self, ids: list[int], sampling: Sampling, on_tokens: OnTokens | None = None,
+              wait_seconds: float = 0.0) -> Run:
+        """Begin generating; BadRequest when it cannot fit, Busy when every slot is still
+        taken after `wait_seconds`."""
         max_new = decoding.budget(len(ids), sampling, self.context, self.settings.max_tokens)
-        if not self._slots.acquire(blocking=False):
+        acquired = (self._slots.acquire(timeout=wait_seconds) if wait_seconds > 0
+                    else self._slots.acquire(blocking=False))
+        if not acquired:
             raise Busy(
                 f"all {self.settings.max_concurrent} generation slots are busy "
                 "(spec.runtime.generation.maxConcurrent); retry shortly"
@@ -180,11 +183,12 @@ class Generator:
 
     def complete(self, prompt: str, sampling: Sampling) -> str:
         """The completion of a plain prompt, waiting for a free slot."""
+        ids = self.prompt_ids(prompt)
         while True:
             try:
-                return self.start(self.prompt_ids(prompt), sampling).text()
+                return self.start(ids, sampling, wait_seconds=1.0).text()
             except Busy:
-                time.sleep(0.05)
+                continue
 
     def warm(self, texts: Sequence[str]) -> None:
         """A short greedy generation per text: prefill and the cached decode step."""

@@ -47,8 +47,9 @@ def servers(causal_models: Any, start_generators: Any, gen: Any) -> Any:
     good = {"validation": {"input": PROMPT, "maxTokens": GOLDEN_TOKENS,
                            "expected": {"text": golden}}}
     # One slot on the Llama, so the busy and disconnect tests can fill it with one stream.
+    one_slot = {"generation": {"maxConcurrent": 1, "maxTokens": 4000}}
     return start_generators({"gpt2": causal_models.gpt2, "llama": causal_models.llama},
-                            {"llama": {**good, "generation": {"maxConcurrent": 1}}})
+                            {"llama": {**good, **one_slot}})
 
 
 def _complete(server: Any, **body: Any) -> dict[str, Any]:
