@@ -3,6 +3,7 @@ runtime reads. camelCase on the wire; unknown keys are refused by name."""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -99,7 +100,11 @@ EXPECTED_KEYS: dict[str, tuple[str, ...]] = {
     "reranking": ("order",),
     "text-classification": ("label", "labels"),
     "token-classification": ("entities",),
+    "text-generation": ("text", "contains", "pattern"),
 }
+# Every kind of expected output, in the order messages list them.
+EXPECTED_KINDS = ("label", "labels", "embedding", "order", "entities", "text", "contains",
+                  "pattern")
 
 
 class Expected(_Model):
@@ -120,22 +125,38 @@ class Expected(_Model):
     )
     score_tolerance: float = Field(default=0.01, ge=0.0)
     entities: list[ExpectedEntity] | None = None
+    text: str | None = Field(
+        default=None, description="Text generation: the exact greedy completion."
+    )
+    contains: str | None = Field(
+        default=None, description="Text generation: a substring of the greedy completion."
+    )
+    pattern: str | None = Field(
+        default=None,
+        description="Text generation: a regular expression found in the greedy completion.",
+    )
 
     @property
     def kind(self) -> str:
-        """The one key that is set: label, labels, embedding, order or entities."""
-        return next(k for k in ("label", "labels", "embedding", "order", "entities")
-                    if getattr(self, k) is not None)
+        """The one key that is set (one of EXPECTED_KINDS)."""
+        return next(k for k in EXPECTED_KINDS if getattr(self, k) is not None)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Expected:
-        keys = [k for k in ("label", "labels", "embedding", "order", "entities")
-                if getattr(self, k) is not None]
+        keys = [k for k in EXPECTED_KINDS if getattr(self, k) is not None]
         if len(keys) != 1:
             raise ValueError(
-                "validation.expected must set exactly one of 'label', 'labels', 'embedding', "
-                f"'order' or 'entities' (got {keys or 'none'})"
+                "validation.expected must set exactly one of "
+                + ", ".join(f"'{k}'" for k in EXPECTED_KINDS) + f" (got {keys or 'none'})"
             )
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                raise ValueError(
+                    f"validation.expected.pattern {self.pattern!r} is not a regular "
+                    f"expression: {error}"
+                ) from None
         if self.scores is not None and self.order is None:
             raise ValueError("validation.expected.scores needs 'order' (reranking)")
         if self.order is not None and sorted(self.order) != list(range(len(self.order))):
@@ -157,6 +178,10 @@ class Validation(_Model):
     )
     expected: Expected
     timeout_seconds: Seconds = Field(default=60.0, gt=0)
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=4096,
+        description="Text generation: tokens the golden prompt generates (unset: 16).",
+    )
 
     @model_validator(mode="after")
     def _documents_fit(self) -> Validation:
@@ -170,6 +195,9 @@ class Validation(_Model):
                 )
         elif self.documents is not None:
             raise ValueError("validation.documents is only for reranking (expected.order)")
+        if self.max_tokens is not None and self.expected.kind not in (
+                "text", "contains", "pattern"):
+            raise ValueError("validation.maxTokens is only for text generation")
         return self
 
 
@@ -214,7 +242,21 @@ class Batching(_Model):
         description="A request not answered within this gets an error, never a late answer.")
 
 
-Task = Literal["embedding", "reranking", "text-classification", "token-classification"]
+class Generation(_Model):
+    """How the text-generation task shares the model between requests."""
+
+    max_concurrent: int = Field(
+        default=4, ge=1, le=256,
+        description="Generations running at once; more are answered 503 with Retry-After.",
+    )
+    max_tokens: int = Field(
+        default=512, ge=1, le=131072,
+        description="The most tokens one request may generate (and the default max_tokens).",
+    )
+
+
+Task = Literal["embedding", "reranking", "text-classification", "token-classification",
+               "text-generation"]
 
 
 class RuntimeConfig(_Model):
@@ -229,6 +271,7 @@ class RuntimeConfig(_Model):
     trust_remote_code: bool = False
     warmup: Warmup = Field(default_factory=Warmup)
     validation: Validation | None = None
+    generation: Generation = Field(default_factory=Generation)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     stage_deadline_seconds: StageDeadlines = Field(default_factory=StageDeadlines)
     batching: Batching = Field(default_factory=Batching)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -135,6 +136,32 @@ def check_entities(
     )
 
 
+# Tokens the golden prompt generates when validation.maxTokens is unset.
+VALIDATION_TOKENS = 16
+GENERATED_KINDS = ("text", "contains", "pattern")
+
+
+def check_text(expected: Expected, text: str) -> ValidationResult:
+    """Text generation passes when the greedy completion equals expected.text exactly,
+    contains expected.contains, or has a match of expected.pattern (re.search)."""
+    if expected.text is not None:
+        passed, wanted = text == expected.text, f"exactly {expected.text!r}"
+    elif expected.contains is not None:
+        passed, wanted = expected.contains in text, f"containing {expected.contains!r}"
+    else:
+        pattern = expected.pattern or ""
+        passed, wanted = re.search(pattern, text) is not None, f"matching /{pattern}/"
+    if passed:
+        return ValidationResult(passed=True, message=f"completion {wanted} as expected")
+    return ValidationResult(
+        passed=False,
+        message=(
+            f"validation failed: expected a greedy completion {wanted}, the model generated "
+            f"{text[:200]!r}; the model version or validation.expected is wrong"
+        ),
+    )
+
+
 def infer_request(text: str) -> dict[str, Any]:
     """The Open Inference Protocol v2 request body for one text input."""
     return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]}
@@ -149,6 +176,10 @@ def validation_request(validation: Validation) -> dict[str, Any]:
             {"name": "documents", "datatype": "BYTES", "shape": [len(docs)], "data": docs},
         ]}
     body = infer_request(validation.input)
+    if validation.expected.kind in GENERATED_KINDS:
+        # Greedy, so every correct replica gives the same text.
+        body["parameters"] = {
+            "max_tokens": validation.max_tokens or VALIDATION_TOKENS, "temperature": 0}
     if validation.expected.labels is not None:
         body["parameters"] = {"top_k": 0}  # every label with its score
     return body
@@ -207,6 +238,12 @@ def check_answer(expected: Expected, response: Mapping[str, Any]) -> ValidationR
         except ValueError:
             return ValidationResult(passed=False, message="the 'entities' output is not JSON")
         return check_entities(expected, entities)
+    if kind in GENERATED_KINDS:
+        generated = _output(response, "text")
+        if generated is None:
+            return ValidationResult(passed=False, message="the answer has no 'text' output")
+        row = _first_row(generated)
+        return check_text(expected, str(row[0]) if row else "")
     # By name: a classifier's float "score" output is no embedding.
     vectors = _output(response, "embedding")
     if vectors is None:

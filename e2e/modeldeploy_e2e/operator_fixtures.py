@@ -70,7 +70,9 @@ def op_cluster(cluster: Any) -> Cluster:
 
     def served() -> bool:
         try:
-            conditions = handle.client.get(crd_path).get("status", {}).get("conditions", [])
+            # A CRD just created can show `conditions: null` before its controller writes any.
+            status = handle.client.get(crd_path).get("status") or {}
+            conditions = status.get("conditions") or []
             if not any(c.get("type") == "Established" and c.get("status") == "True"
                        for c in conditions):
                 return False

@@ -52,6 +52,10 @@ def _device(requested: str) -> Any:
     return torch.device(requested)
 
 
+# The text-generation loader (generate.py) picks its device by the same rule.
+device_for = _device
+
+
 def _load_state(paths: list[Path], pickle: bool) -> dict[str, Any]:
     import safetensors.torch
     import torch

@@ -67,6 +67,10 @@ async def _parse(request: Request, cls: type[_T]) -> _T:
         raise BadRequest(f"invalid request at {where}: {first['msg']}") from None
 
 
+# The text-generation endpoints (chat.py) parse their bodies the same way.
+parse_body = _parse
+
+
 def _b64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 

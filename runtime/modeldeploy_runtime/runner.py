@@ -22,6 +22,7 @@ from modeldeploy_contract.status import SKIPPED, ValidationResult
 
 from modeldeploy_runtime import cache, deadlines, knobs, loader, termination
 from modeldeploy_runtime.batching import Batcher
+from modeldeploy_runtime.decoding import Sampling
 from modeldeploy_runtime.errors import LoadError, RuntimeFailure, ValidationFailed
 from modeldeploy_runtime.metrics import Metrics
 from modeldeploy_runtime.preload import Imports
@@ -29,6 +30,7 @@ from modeldeploy_runtime.server import ModelSlot, build_app
 from modeldeploy_runtime.state import Phase, RuntimeState
 
 if TYPE_CHECKING:
+    from modeldeploy_runtime.generate import Generator
     from modeldeploy_runtime.tasks import Pipeline
 
 log = logging.getLogger("modeldeploy.runtime")
@@ -56,21 +58,30 @@ def _prepare(
             "`modeldeploy-runtime fetch` first (the init container) with the same cache root"
         )
     state.set_revision(cache.read_manifest(entry).revision)
-    pipeline = loader.load(config, entry, record)
-    batcher.fit(pipeline.device.type)
+    pipeline: Pipeline | None = None
+    generator: Generator | None = None
+    if config.task == "text-generation":
+        from modeldeploy_runtime import generate
+
+        generator = generate.load(config, entry, record)
+    else:
+        pipeline = loader.load(config, entry, record)
+        batcher.fit(pipeline.device.type)
+    model = generator if generator is not None else pipeline
+    assert model is not None
 
     clock.enter("warmup")
     state.move(Phase.WARMING_UP)
     started = time.monotonic()
     for _ in range(config.warmup.iterations):
         if config.warmup.inputs:
-            pipeline.warm(config.warmup.inputs)
+            model.warm(config.warmup.inputs)
     record("warmup", time.monotonic() - started)
 
     clock.enter("validation")
     state.move(Phase.VALIDATING)
     started = time.monotonic()
-    result = _validate(config, pipeline)
+    result = _validate(config, model)
     if config.validation is not None:  # a skipped validation stays null in /status
         record("validation", time.monotonic() - started)
     state.set_validation(result)
@@ -79,11 +90,11 @@ def _prepare(
     if result.passed is None:
         log.warning("validation is not configured; the model goes Ready unchecked")
     clock.finish()
-    if delay := knobs.forward_delay():
+    if pipeline is not None and (delay := knobs.forward_delay()):
         log.warning("test knob %s: each forward pass sleeps %.1f s", knobs.FORWARD_DELAY_ENV,
                     delay)
         pipeline = knobs.slowed(pipeline, delay)
-    slot.pipeline = pipeline
+    slot.pipeline, slot.generator = pipeline, generator
     state.move(Phase.READY)
     snap = state.snapshot()
     metrics.ready.set(1)
@@ -109,7 +120,7 @@ def _maybe_drift(slot: ModelSlot) -> None:
     timer.start()
 
 
-def _validate(config: RuntimeConfig, pipeline: Pipeline) -> ValidationResult:
+def _validate(config: RuntimeConfig, pipeline: Pipeline | Generator) -> ValidationResult:
     spec = config.validation
     if spec is None:
         return SKIPPED
@@ -125,9 +136,15 @@ def _validate(config: RuntimeConfig, pipeline: Pipeline) -> ValidationResult:
         pool.shutdown(wait=False)
 
 
-def _judge(spec: Validation, pipeline: Pipeline) -> ValidationResult:
+def _judge(spec: Validation, pipeline: Pipeline | Generator) -> ValidationResult:
     expected, text = spec.expected, spec.input
     kind = expected.kind
+    from modeldeploy_runtime.generate import Generator
+
+    if isinstance(pipeline, Generator):  # text-generation: the golden prompt, greedy
+        tokens = spec.max_tokens or judge.VALIDATION_TOKENS
+        return judge.check_text(expected, pipeline.complete(text, Sampling(
+            max_tokens=tokens, temperature=0.0)))
     if kind == "label":
         labels, scores = pipeline.classify([text])
         return judge.check_label(expected, labels[0], scores[0])

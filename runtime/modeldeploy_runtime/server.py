@@ -14,12 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modeldeploy_runtime import openai, protocol
+from modeldeploy_runtime import chat, openai, protocol
 from modeldeploy_runtime.batching import Batcher, DeadlineExceeded, QueueFull
+from modeldeploy_runtime.decoding import Busy
 from modeldeploy_runtime.metrics import CONTENT_TYPE, Metrics
 from modeldeploy_runtime.state import Phase, RuntimeState
 
 if TYPE_CHECKING:
+    from modeldeploy_runtime.generate import Generator
     from modeldeploy_runtime.tasks import Pipeline
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -33,6 +35,7 @@ _OUTPUTS: dict[str, list[dict[str, object]]] = {
     "text-classification": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                             {"name": "score", "datatype": "FP32", "shape": [-1]}],
     "token-classification": [{"name": "entities", "datatype": "BYTES", "shape": [-1]}],
+    "text-generation": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
 }
 _INPUTS: dict[str, list[dict[str, object]]] = {
     "reranking": [{"name": "query", "datatype": "BYTES", "shape": [-1]},
@@ -64,6 +67,8 @@ def error_response(error: Exception) -> JSONResponse:
     if isinstance(error, DeadlineExceeded):
         return JSONResponse({"error": str(error), "reason": "DeadlineExceeded"},
                             status_code=503, headers={"Retry-After": "1"})
+    if isinstance(error, Busy):
+        return chat.busy_response(error)
     if _out_of_memory(error):
         _release_cached_memory()
         log.warning("out of memory during a request: %s", error)
@@ -77,10 +82,12 @@ def error_response(error: Exception) -> JSONResponse:
 
 
 class ModelSlot:
-    """Holds the Pipeline once loaded; the loader fills it before moving to Ready."""
+    """Holds the Pipeline (or, for text-generation, the Generator) once loaded; the loader
+    fills it before moving to Ready."""
 
     def __init__(self) -> None:
         self.pipeline: Pipeline | None = None
+        self.generator: Generator | None = None
 
 
 def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics,
@@ -106,6 +113,11 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics,
 
     def ready_pipeline() -> Pipeline | None:
         return slot.pipeline if state.phase is Phase.READY else None
+
+    def ready_generator() -> Generator | None:
+        return slot.generator if state.phase is Phase.READY else None
+
+    generation_metrics = chat.GenerationMetrics(metrics.registry)
 
     def not_ready() -> Response:
         return JSONResponse(
@@ -157,8 +169,9 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics,
         model = request.path_params["name"]
         if model != name:
             return unknown(model)
+        generator = ready_generator()
         pipeline = ready_pipeline()
-        if pipeline is None:
+        if pipeline is None and generator is None:
             return not_ready()
         declared = request.headers.get("content-length", "0")
         if declared.isdigit() and int(declared) > protocol.MAX_BODY_BYTES:
@@ -167,11 +180,17 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics,
                 {"error": f"body has {declared} bytes; the limit is {protocol.MAX_BODY_BYTES}"},
                 status_code=413,
             )
-        inputs = protocol.parse(await request.body(), pairs=task == "reranking")
-        outputs = await pipeline.infer(inputs, batcher)
+        raw = await request.body()
+        inputs = protocol.parse(raw, pairs=task == "reranking")
+        answer: list[dict[str, object]]
+        if generator is not None:
+            answer = await chat.oip_infer(generator, inputs.texts, chat.oip_parameters(raw),
+                                          generation_metrics)
+        else:
+            assert pipeline is not None
+            answer = [asdict(o) for o in await pipeline.infer(inputs, batcher)]
         body: dict[str, object] = {
-            "model_name": name, "model_version": version,
-            "outputs": [asdict(o) for o in outputs],
+            "model_name": name, "model_version": version, "outputs": answer,
         }
         if inputs.id is not None:
             body["id"] = inputs.id
@@ -190,6 +209,7 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics,
         Route("/v2/models/{name}/infer", timed("/v2/models/{name}/infer", infer),
               methods=["POST"]),
         *openai.routes(name, task, ready_pipeline, not_ready, timed, batcher),
+        *chat.routes(name, task, ready_generator, not_ready, timed, generation_metrics),
     ]
 
     async def unrouted(request: Request, error: Exception) -> Response:

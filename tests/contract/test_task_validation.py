@@ -92,3 +92,49 @@ def test_the_entity_verdict_compares_label_and_offsets() -> None:
     other = Expected.model_validate({"entities": [{"label": "LOC", "start": 0, "end": 4}]})
     assert judge.check_answer(same, answer).passed is True
     assert judge.check_answer(other, answer).passed is False
+
+
+@pytest.mark.parametrize(("expected", "answer", "passed"), [
+    ({"text": " paris."}, " paris.", True),
+    ({"text": " paris."}, " paris. and", False),
+    ({"contains": "paris"}, "in paris, france", True),
+    ({"contains": "paris"}, "in berlin", False),
+    ({"pattern": r"^\s*paris\b"}, " paris is", True),
+    ({"pattern": r"^\s*paris\b"}, "not paris", False),
+])
+def test_the_generation_verdict_checks_exact_text_substring_or_pattern(
+    expected: dict[str, Any], answer: str, passed: bool,
+) -> None:
+    verdict = judge.check_text(Expected.model_validate(expected), answer)
+    assert verdict.passed is passed
+    if not passed:
+        assert repr(answer) in verdict.message and "validation failed" in verdict.message
+
+
+def test_the_generation_request_is_greedy_with_the_golden_token_count() -> None:
+    validation = Validation.model_validate(
+        {"input": "the capital of france is", "maxTokens": 5, "expected": {"contains": "x"}})
+    body = judge.validation_request(validation)
+    assert body["inputs"][0]["data"] == ["the capital of france is"]
+    assert body["parameters"] == {"max_tokens": 5, "temperature": 0}
+    unset = Validation.model_validate({"input": "q", "expected": {"text": "x"}})
+    assert judge.validation_request(unset)["parameters"]["max_tokens"] == judge.VALIDATION_TOKENS
+
+
+def test_the_operator_reads_the_generated_text_output() -> None:
+    expected = Expected.model_validate({"pattern": "par+is"})
+    good = {"outputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
+                         "data": ["to parris"]}]}
+    assert judge.check_answer(expected, good).passed is True
+    assert judge.check_answer(expected, {"outputs": []}).passed is False
+
+
+def test_generation_keys_fit_only_the_generation_task() -> None:
+    _config("text-generation", {"input": "q", "expected": {"pattern": "a"}})
+    with pytest.raises(ValidationError, match=r"validation\.expected\.text does not fit task "
+                                              "'embedding'"):
+        _config("embedding", {"input": "q", "expected": {"text": "a"}})
+    with pytest.raises(ValidationError, match=r"validation\.maxTokens is only for text"):
+        Validation.model_validate({"input": "q", "maxTokens": 3, "expected": {"label": "a"}})
+    with pytest.raises(ValidationError, match="not a regular expression"):
+        Expected.model_validate({"pattern": "(unclosed"})

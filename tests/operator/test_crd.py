@@ -127,7 +127,12 @@ def _rules(schema: Schema) -> dict[str, str]:
         "blueGreen settings are only allowed with type BlueGreen",
         "rolling settings are only allowed with type Rolling",
         "maxSurge and maxUnavailable must not both be 0: no pod could be replaced",
-        "exactly one of label, labels, embedding, order or entities must be set",
+        "exactly one of label, labels, embedding, order, entities, text, contains or pattern "
+        "must be set",
+        "validation.expected.text needs runtime.task text-generation",
+        "validation.expected.pattern needs runtime.task text-generation",
+        "generation is only for task text-generation",
+        "maxTokens is only for text-generation (expected.text, contains or pattern)",
         "validation.expected.label needs runtime.task text-classification",
         "validation.expected.labels needs runtime.task text-classification",
         "validation.expected.order needs runtime.task reranking",
@@ -350,6 +355,10 @@ def test_a_valid_spec_passes_the_api_server_checks(schema: Schema) -> None:
         {"label": "PER", "start": 0, "end": 4}, {"label": "LOC", "start": 14, "end": 19}]}})
     tagger["runtime"]["task"] = "token-classification"
     assert api_server_errors(tagger, schema) == []
+    generator = raw_spec(validation={
+        "input": "the capital of France is", "maxTokens": 8, "expected": {"pattern": "Paris"}})
+    generator["runtime"].update(task="text-generation", generation={"maxConcurrent": 2})
+    assert api_server_errors(generator, schema) == []
 
 
 def _server_path(field: str) -> str:

@@ -119,7 +119,25 @@ INVALID: list[tuple[str, Any, str, tuple[str, ...]]] = [
         "validation.expected",
         {"label": "POSITIVE", "embedding": [0.1]},
         "spec.validation.expected",
-        ("exactly one of label, labels, embedding, order or entities",),
+        ("exactly one of label, labels, embedding, order, entities, text, contains or pattern",),
+    ),
+    (
+        "validation",
+        {"input": "q", "expected": {"text": "a completion"}},
+        "spec.validation.expected.text",
+        ("needs runtime.task text-generation", "'embedding'"),
+    ),
+    (
+        "validation",
+        {"input": "q", "maxTokens": 8, "expected": {"embedding": [0.1]}},
+        "spec.validation.maxTokens",
+        ("text-generation", "remove it"),
+    ),
+    (
+        "runtime.generation",
+        {"maxConcurrent": 2},
+        "spec.runtime.generation",
+        ("only task text-generation", "'embedding'"),
     ),
     (
         "validation",

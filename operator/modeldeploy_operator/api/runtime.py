@@ -154,7 +154,8 @@ class OmitNewDefaults(ApiModel):
         return data
 
 
-TASKS = ("embedding", "reranking", "text-classification", "token-classification")
+TASKS = ("embedding", "reranking", "text-classification", "token-classification",
+         "text-generation")
 # Which expected key fits which task (the contract's EXPECTED_KEYS, as CEL and messages).
 EXPECTED_TASK = {
     "label": "text-classification",
@@ -162,7 +163,36 @@ EXPECTED_TASK = {
     "embedding": "embedding",
     "order": "reranking",
     "entities": "token-classification",
+    "text": "text-generation",
+    "contains": "text-generation",
+    "pattern": "text-generation",
 }
+
+
+class GenerationSpec(ApiModel):
+    """How the text-generation task shares the model between requests."""
+
+    max_concurrent: Annotated[
+        int,
+        Field(
+            description=(
+                "Generations running at once per pod; more are answered 503 with Retry-After."
+            ),
+            ge=1,
+            le=256,
+        ),
+    ] = 4
+    max_tokens: Annotated[
+        int,
+        Field(
+            description=(
+                "The most tokens one request may generate, and the default when a request "
+                "gives no max_tokens (the model's context length caps it too)."
+            ),
+            ge=1,
+            le=131072,
+        ),
+    ] = 512
 
 
 class RuntimeSpec(OmitNewDefaults):
@@ -176,7 +206,12 @@ class RuntimeSpec(OmitNewDefaults):
                     "|| self.resources.gpu == 0 || self.device != 'cpu'",
                     "resources.gpu needs device cuda or auto",
                     ".resources.gpu",
-                )
+                ),
+                cel(
+                    "!has(self.generation) || self.task == 'text-generation'",
+                    "generation is only for task text-generation",
+                    ".generation",
+                ),
             ]
         }
     )
@@ -185,14 +220,16 @@ class RuntimeSpec(OmitNewDefaults):
         str,
         Field(description="Runtime container image.", min_length=1, max_length=1024),
     ] = "modeldeploy/runtime:0.1.0"
-    _new_fields = ("trust_remote_code", "batching")
+    _new_fields = ("trust_remote_code", "batching", "generation")
 
     task: Annotated[
-        Literal["embedding", "reranking", "text-classification", "token-classification"],
+        Literal["embedding", "reranking", "text-classification", "token-classification",
+                "text-generation"],
         Field(
             description=(
                 "What the model does: embedding, reranking (cross-encoder scores of "
-                "query/document pairs), text-classification or token-classification (NER)."
+                "query/document pairs), text-classification, token-classification (NER) or "
+                "text-generation (a causal LM behind the OpenAI completions APIs)."
             )
         ),
     ]
@@ -234,6 +271,15 @@ class RuntimeSpec(OmitNewDefaults):
         BatchingSpec | None,
         Field(description="Dynamic batching of concurrent requests; unset: the defaults."),
     ] = None
+    generation: Annotated[
+        GenerationSpec | None,
+        Field(
+            description=(
+                "Text generation only: concurrent generations and token limits; unset: "
+                "maxConcurrent 4, maxTokens 512."
+            )
+        ),
+    ] = None
     port: Annotated[
         int, Field(description="Port the runtime serves HTTP on.", ge=1024, le=65535)
     ] = 8080
@@ -267,5 +313,10 @@ class RuntimeSpec(OmitNewDefaults):
             raise ValueError(
                 f"resources.gpu: a GPU is requested ({self.resources.gpu}) but device is "
                 "'cpu'; set device to 'cuda' or 'auto', or gpu to 0"
+            )
+        if self.task != "text-generation" and self.generation is not None:
+            raise ValueError(
+                f"generation: only task text-generation reads it, and task is {self.task!r}; "
+                "remove runtime.generation"
             )
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import (
@@ -33,14 +34,15 @@ EXPECTED_KEYS = tuple(EXPECTED_TASK)
 
 class ExpectedOutput(OmitNewDefaults):
     """What the model must answer for the validation input: exactly one of label, labels,
-    embedding, order or entities."""
+    embedding, order, entities, text, contains or pattern."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
                     " + ".join(f"(has(self.{k}) ? 1 : 0)" for k in EXPECTED_KEYS) + " == 1",
-                    "exactly one of label, labels, embedding, order or entities must be set",
+                    f"exactly one of {', '.join(EXPECTED_KEYS[:-1])} or {EXPECTED_KEYS[-1]} "
+                    "must be set",
                 ),
                 cel(
                     "!has(self.scores) || has(self.order)",
@@ -57,7 +59,7 @@ class ExpectedOutput(OmitNewDefaults):
         }
     )
     _new_fields = ("labels", "label_threshold", "order", "scores", "score_tolerance",
-                   "entities")
+                   "entities", "text", "contains", "pattern")
 
     label: Annotated[
         str | None,
@@ -109,16 +111,40 @@ class ExpectedOutput(OmitNewDefaults):
         Field(description="Token-classification: every entity found, no other.",
               max_length=256),
     ] = None
+    text: Annotated[
+        str | None,
+        Field(description="Text-generation: the exact greedy completion of input.",
+              max_length=8192),
+    ] = None
+    contains: Annotated[
+        str | None,
+        Field(description="Text-generation: a substring of the greedy completion.",
+              min_length=1, max_length=8192),
+    ] = None
+    pattern: Annotated[
+        str | None,
+        Field(description="Text-generation: a regular expression found in the greedy "
+                          "completion (Python re.search).", min_length=1, max_length=1024),
+    ] = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ExpectedOutput:
         given = [k for k in EXPECTED_KEYS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "exactly one of label, labels, embedding, order or entities must be set "
-                f"(got {given or 'none'}): label(s) for text-classification, embedding for "
-                "embedding, order for reranking, entities for token-classification"
+                "exactly one of label, labels, embedding, order, entities, text, contains or "
+                f"pattern must be set (got {given or 'none'}): label(s) for "
+                "text-classification, embedding for embedding, order for reranking, entities "
+                "for token-classification, text/contains/pattern for text-generation"
             )
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                raise ValueError(
+                    f"pattern: {self.pattern!r} is not a regular expression ({error}); "
+                    "fix it, or use contains for a plain substring"
+                ) from None
         if self.scores is not None and (self.order is None or
                                         len(self.scores) != len(self.order)):
             raise ValueError("scores: needs order, with one score per document")
@@ -144,10 +170,16 @@ class ValidationSpec(OmitNewDefaults):
                     "expected.order needs one index per document",
                     ".expected.order",
                 ),
+                cel(
+                    "!has(self.maxTokens) || has(self.expected.text) "
+                    "|| has(self.expected.contains) || has(self.expected.pattern)",
+                    "maxTokens is only for text-generation (expected.text, contains or pattern)",
+                    ".maxTokens",
+                ),
             ]
         }
     )
-    _new_fields = ("documents",)
+    _new_fields = ("documents", "max_tokens")
 
     input: Annotated[
         str,
@@ -163,6 +195,16 @@ class ValidationSpec(OmitNewDefaults):
     timeout_seconds: Annotated[
         int, Field(description="How long one validation may take.", ge=1, le=3600)
     ] = 60
+    max_tokens: Annotated[
+        int | None,
+        Field(
+            description=(
+                "Text-generation: tokens generated (greedy) for the golden prompt; unset: 16."
+            ),
+            ge=1,
+            le=4096,
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _documents_with_order(self) -> ValidationSpec:
@@ -177,5 +219,11 @@ class ValidationSpec(OmitNewDefaults):
             raise ValueError(
                 f"expected.order: {len(order)} indices for {len(self.documents)} documents; "
                 "give one index per document"
+            )
+        generated = (self.expected.text, self.expected.contains, self.expected.pattern)
+        if self.max_tokens is not None and all(k is None for k in generated):
+            raise ValueError(
+                "maxTokens: only text-generation validations (expected.text, contains or "
+                "pattern) generate tokens; remove it"
             )
         return self

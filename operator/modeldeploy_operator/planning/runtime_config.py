@@ -73,6 +73,8 @@ def build(spec: ModelDeploymentSpec) -> contract.RuntimeConfig:
         }
         if spec.validation.documents is not None:
             checks["documents"] = list(spec.validation.documents)
+        if spec.validation.max_tokens is not None:
+            checks["max_tokens"] = spec.validation.max_tokens
         validation = contract.Validation(**checks)
     fields: dict[str, Any] = {
         "model": model,
@@ -93,6 +95,11 @@ def build(spec: ModelDeploymentSpec) -> contract.RuntimeConfig:
     if spec.runtime.batching is not None:
         fields["batching"] = contract.Batching.model_validate(
             spec.runtime.batching.model_dump(by_alias=True, exclude_none=True))
+    if spec.runtime.generation is not None:
+        fields["generation"] = contract.Generation(
+            max_concurrent=spec.runtime.generation.max_concurrent,
+            max_tokens=spec.runtime.generation.max_tokens,
+        )
     if deadlines := stage_deadlines(spec):
         fields["stage_deadline_seconds"] = contract.StageDeadlines.model_validate(deadlines)
     return contract.RuntimeConfig(**fields)
@@ -118,6 +125,9 @@ def _expected(expected: ExpectedOutput) -> contract.Expected:
         if expected.scores is not None:
             ranked["scores"] = list(expected.scores)
         return contract.Expected(**ranked)
+    for generated in ("text", "contains", "pattern"):
+        if (value := getattr(expected, generated)) is not None:
+            return contract.Expected(**{generated: value})
     return contract.Expected(entities=[
         contract.ExpectedEntity(label=e.label, start=e.start, end=e.end)
         for e in expected.entities or []
