@@ -296,10 +296,7 @@ class Kube:
 
     def list(self, kind: str, namespace: str, selector: dict[str, str]) -> list[Manifest]:
         """Objects of `kind` matching every label of `selector`."""
-        if kind == "Pod":
-            path = f"/api/v1/namespaces/{namespace}/pods"
-        else:
-            path = self._path(kind, namespace)
+        path = self._path(kind, namespace)
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
         result = retrying(
             lambda: self._call(
@@ -318,8 +315,7 @@ class Kube:
         if kind == "ModelDeployment":
             path, query = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}", {}
         else:
-            path = (f"/api/v1/namespaces/{namespace}/pods" if kind == "Pod"
-                    else self._path(kind, namespace))
+            path = self._path(kind, namespace)
             query = {"labelSelector": LABEL_MODEL_DEPLOYMENT}
         result = retrying(
             lambda: self._call("GET", path, query=query, what=f"list {kind} in {namespace}")
