@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from modeldeploy_e2e import processes
 from modeldeploy_e2e.nodenet import NodeNetwork
 from modeldeploy_e2e.paths import BIN_DIR, harness_path
 
@@ -90,13 +91,7 @@ class Containerd:
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM containerd (by pid), SIGKILL after `grace`, then remove its state."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop(process, grace)
         shutil.rmtree(self.state, ignore_errors=True)
 
     def __enter__(self) -> Containerd:

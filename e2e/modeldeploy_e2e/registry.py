@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from modeldeploy_e2e import processes
 from modeldeploy_e2e.paths import BIN_DIR
 from modeldeploy_e2e.s3 import LOOPBACK, free_port
 
@@ -124,14 +125,7 @@ class Registry:
 
     def stop(self, grace: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop(process, grace)
 
     def __enter__(self) -> Registry:
         return self.start()

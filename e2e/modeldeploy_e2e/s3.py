@@ -20,6 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from modeldeploy_e2e import processes
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -161,14 +163,7 @@ class MinioServer:
     def stop(self, grace: float = 10.0) -> None:
         """Stop the server: SIGTERM, then SIGKILL after `grace` seconds."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop(process, grace)
 
     def client(self, **kwargs: Any) -> S3Client:
         """Return a boto3 S3 client for this server (path-style, region us-east-1)."""
