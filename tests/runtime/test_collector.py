@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from modeldeploy_contract.cache import ReferenceSet, inventory_annotation_key
-from modeldeploy_runtime import cache, collector, eviction
+from modeldeploy_runtime import collector, eviction
 
 NODE = "node-a"
 KEY = inventory_annotation_key(NODE)
@@ -30,17 +29,6 @@ def md(name: str, model: str, volume: str = "hostPath",
                  "cache": {"volume": volume, "hostPath": "/models"}},
         "status": status,
     }
-
-
-def put(root: Path, name: str, version: str, size: int, age: float = 3600) -> None:
-    entry = cache.entry_dir(root, name, version)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    staging = cache.new_staging_dir(entry)
-    (staging / "w.bin").write_bytes(b"x" * size)
-    cache.commit(staging, entry, cache.Manifest(sizes={"w.bin": size}))
-    cache.touch_used(entry)
-    then = time.time() - age
-    os.utime(entry.parent / f".{version}.used", (then, then))
 
 
 class RecordingApi:
@@ -79,10 +67,10 @@ def test_a_shared_cache_that_published_nothing_yet_keeps_its_whole_model() -> No
 
 
 def test_one_pass_removes_the_unreferenced_reports_and_writes_the_reference_file(
-    tmp_path: Path,
+    tmp_path: Path, helpers: Any,
 ) -> None:
     for version in ("v1", "v2", "v3"):
-        put(tmp_path, "minilm", version, 100)
+        helpers.put_entry(tmp_path, "minilm", version, 100, time.time() - 3600)
     api = RecordingApi([md("web", "minilm", refs=[("v3", ["current", "lastKnownGood"])])])
     result = collector.run_pass(api, tmp_path, NODE, min_age=60)
     assert sorted(r.version for r in result.removed) == ["v1", "v2"]
@@ -96,8 +84,8 @@ def test_one_pass_removes_the_unreferenced_reports_and_writes_the_reference_file
     assert written == ReferenceSet(references=[("minilm", "v3")])
 
 
-def test_a_report_that_did_not_change_is_not_written_again(tmp_path: Path) -> None:
-    put(tmp_path, "minilm", "v3", 100)
+def test_a_report_that_did_not_change_is_not_written_again(tmp_path: Path, helpers: Any) -> None:
+    helpers.put_entry(tmp_path, "minilm", "v3", 100, time.time() - 3600)
     current = json.dumps({"node": NODE, "versions": {"v3": 100}}, separators=(",", ":"))
     api = RecordingApi([md("web", "minilm", refs=[("v3", ["current"])],
                            annotations={KEY: current})])
@@ -112,8 +100,8 @@ def test_a_model_gone_from_the_node_clears_its_report(tmp_path: Path) -> None:
     assert api.annotated == [("web", {KEY: None})]
 
 
-def test_a_failing_report_does_not_stop_the_collection(tmp_path: Path) -> None:
-    put(tmp_path, "minilm", "v1", 100)
+def test_a_failing_report_does_not_stop_the_collection(tmp_path: Path, helpers: Any) -> None:
+    helpers.put_entry(tmp_path, "minilm", "v1", 100, time.time() - 3600)
 
     class Refusing(RecordingApi):
         def post_event(self, *args: Any) -> None:
