@@ -177,6 +177,22 @@ def test_a_version_that_cannot_fit_the_size_limit_fails_with_cache_full(
     assert leftovers == []
 
 
+def test_the_api_server_refuses_a_size_limit_of_zero_or_less_naming_the_field(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, host_dir: Path,
+) -> None:
+    for limit in ("0", "0Gi", "-1Gi"):
+        manifest = hostpath_manifest(md_namespace, "v1", minilm_s3.endpoint, host_dir,
+                                     sizeLimit=limit)
+        result = op_cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest),
+                                    check=False)
+        assert result.returncode != 0, f"sizeLimit {limit!r}: the API server accepted it"
+        assert "spec.cache.sizeLimit" in result.stderr, result.stderr
+        assert "more than 0 bytes" in result.stderr, result.stderr
+    manifest = hostpath_manifest(md_namespace, "v1", minilm_s3.endpoint, host_dir,
+                                 sizeLimit="0.5")  # half a byte rounds up to one: accepted
+    op_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(manifest))
+
+
 # -- prefetch ---------------------------------------------------------------------------
 
 

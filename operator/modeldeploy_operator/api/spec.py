@@ -116,6 +116,14 @@ class CacheSpec(ApiModel):
                     "persistentVolumeClaim, or remove prefetch",
                     ".prefetch",
                 ),
+                # A quantity is more than 0 bytes when it has no sign and a non-zero digit
+                # before its suffix (a fraction of a byte rounds up): a regular expression
+                # any API server evaluates, unlike the newer quantity() library.
+                cel(
+                    "!has(self.sizeLimit) || self.sizeLimit.matches('^[+]?[0-9.]*[1-9]')",
+                    "sizeLimit must be more than 0 bytes, e.g. 20Gi; remove it for no limit",
+                    ".sizeLimit",
+                ),
             ]
         }
     )
