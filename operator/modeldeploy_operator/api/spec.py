@@ -171,8 +171,9 @@ class CacheSpec(ApiModel):
         bool,
         Field(
             description=(
-                "Shared caches only: on a version change, fetch the new version onto the "
-                "nodes of the current pods first (step Prefetching), then start its pods."
+                "Shared caches only: on a version change or a first deploy, fetch the version "
+                "onto the nodes of the current pods and those pod.nodeSelector or a required "
+                "node affinity selects first (step Prefetching), then start its pods."
             )
         ),
     ] = False
