@@ -361,3 +361,37 @@ def test_prefetch_puts_the_files_on_the_node_before_the_first_pod_and_shortens_t
             assert "Prefetching" not in steps, steps
     print(f"overlap window without prefetch {windows[False]:.1f} s, "
           f"with prefetch {windows[True]:.1f} s")
+
+
+def test_a_first_deploy_onto_a_selected_node_prefetches_before_its_first_pod(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str,
+    operator_proc: OperatorProcess, host_dir: Path,
+) -> None:
+    (node,) = op_cluster.client.get("/api/v1/nodes")["items"]
+    hostname = node["metadata"]["labels"]["kubernetes.io/hostname"]
+    manifest = hostpath_manifest(md_namespace, "v1", minilm_s3.endpoint, host_dir,
+                                 prefetch=True)
+    manifest["spec"]["pod"] = {"nodeSelector": {"kubernetes.io/hostname": hostname}}
+    steps: list[str] = []
+    op_cluster.apply(manifest)
+
+    def available() -> bool:
+        status = workload.status_of(op_cluster.client, md_namespace, NAME)
+        step = next((c["reason"] for c in status.get("conditions", [])
+                     if c["type"] == "Progressing"), "")
+        if not steps or steps[-1] != step:
+            steps.append(step)
+        return workload.available_at("v1")(status)
+
+    workload.wait_until(available, 400, "v1 Available", interval=0.2)
+    print(f"first deploy onto {hostname}: steps {steps}")
+    assert "Prefetching" in steps, steps
+    files_ready = (host_dir / NAME / "v1" / ".modeldeploy-manifest.json").stat().st_mtime
+    created = first_pod_created(op_cluster, md_namespace, NAME, "v1")
+    assert files_ready < created + 1.0  # creationTimestamp has whole seconds
+    (pod,) = op_cluster.client.get(
+        f"/api/v1/namespaces/{md_namespace}/pods",
+        labelSelector=f"modeldeploy.dev/modeldeployment={NAME}").get("items", [])
+    fetch_log = op_cluster.kubectl("logs", pod["metadata"]["name"], "-c", "fetch",
+                                   "-n", md_namespace).stdout
+    assert any(line.startswith("hit ") for line in fetch_log.splitlines()), fetch_log
