@@ -208,7 +208,9 @@ def _reconcile_once(
         # Not watched (a few short-lived pods per rollout): listed while prefetch is on.
         world = replace(world, prefetch_pods=ctx.kube.list(
             "Pod", namespace, {naming.LABEL_PREFETCH_FOR: name}))
-    if prefetch.needs_nodes(spec):
+    started = any(v is not None and v.template_hash == desired
+                  for v in map(observe.deployment_view, world.deployments))
+    if prefetch.needs_nodes(spec, started):
         # The placement fields select a node pool: its nodes get the new version too.
         world = replace(world, nodes=ctx.kube.list_nodes())
     observed = observe.build_observed(

@@ -186,8 +186,9 @@ def test_a_first_deploy_with_no_node_selected_and_no_matching_node_starts_at_onc
     assert cluster.deployments
 
 
-def test_nodes_are_listed_only_when_prefetch_is_on_and_placement_selects() -> None:
-    assert prefetch.needs_nodes(parse_spec(raw_spec(cache=SHARED, pod=GPU)))
-    assert not prefetch.needs_nodes(parse_spec(raw_spec(cache=SHARED)))
+def test_nodes_are_listed_only_while_a_prefetch_onto_selected_nodes_may_be_due() -> None:
+    assert prefetch.needs_nodes(parse_spec(raw_spec(cache=SHARED, pod=GPU)), started=False)
+    assert not prefetch.needs_nodes(parse_spec(raw_spec(cache=SHARED, pod=GPU)), started=True)
+    assert not prefetch.needs_nodes(parse_spec(raw_spec(cache=SHARED)), started=False)
     assert not prefetch.needs_nodes(parse_spec(raw_spec(
-        cache={**SHARED, "prefetch": False}, pod=GPU)))
+        cache={**SHARED, "prefetch": False}, pod=GPU)), started=False)

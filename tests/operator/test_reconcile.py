@@ -445,6 +445,14 @@ def test_a_first_deploy_with_prefetch_onto_a_node_pool_lists_the_nodes_and_prefe
                 ["gpu-1"]]
     assert ("Deployment", "md") not in api.objects
     assert api.md["status"]["message"].startswith("prefetching version v1 onto 1 node(s)")
+    for (kind, _), pod in api.objects.items():
+        if kind == "Pod":
+            pod["status"] = {"phase": "Succeeded"}
+    reconcile(ctx, NS, "md", memory)
+    assert ("Deployment", "md") in api.objects
+    api.calls.clear()
+    reconcile(ctx, NS, "md", memory)
+    assert ("list", "Node") not in api.calls, "pods of v1 exist: no node list per pass"
 
 
 def test_without_prefetch_no_node_is_listed() -> None:

@@ -65,9 +65,11 @@ def target_nodes(d: draft.Draft, serving_hash: str | None) -> list[str]:
     return sorted(running | set(placement.selected_nodes(d.spec.pod, d.observed.nodes)))
 
 
-def needs_nodes(spec: ModelDeploymentSpec) -> bool:
-    """True when a reconcile must list the Nodes for the prefetch step."""
-    return spec.cache.prefetch and placement.selects(spec.pod)
+def needs_nodes(spec: ModelDeploymentSpec, started: bool) -> bool:
+    """True when a reconcile must list the Nodes for the prefetch step: prefetch is on, the
+    placement selects nodes, and no Deployment runs the desired template yet (`started`),
+    so a settled resource costs no cluster-wide list per pass."""
+    return spec.cache.prefetch and placement.selects(spec.pod) and not started
 
 
 def retire(d: draft.Draft, started: bool) -> None:
