@@ -2,11 +2,11 @@
 
 The operator publishes, in each ModelDeployment's `status.cache.references`, the model
 versions its reference rules keep (`CacheReference`). The collector (`modeldeploy-runtime
-cache gc`, one per node) unions them into `<root>/.modeldeploy-references.json`
-(`ReferenceSet`, which the fetch also reads to keep `cache.sizeLimit`), removes what no one
-references, and reports what is left on its node in an annotation of each ModelDeployment
-(`NodeInventory` under `inventory_annotation_key(node)`), which the operator folds into
-`status.cache.versions`.
+cache gc`, one per node, or one per PVC cache) unions them into
+`<root>/.modeldeploy-references.json` (`ReferenceSet`, which the fetch also reads to keep
+`cache.sizeLimit`), removes what no one references, and reports what is left on its node
+in an annotation of each ModelDeployment (`NodeInventory` under
+`inventory_annotation_key(node)`), which the operator folds into `status.cache.versions`.
 """
 
 from __future__ import annotations

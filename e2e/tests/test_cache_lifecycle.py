@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["modeldeploy_e2e.operator_fixtures"]
 NAME = "minilm"
 GC_KINDS = {"DaemonSet", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+CLAIM_GC_KINDS = {"Deployment", "ServiceAccount", "ClusterRole", "RoleBinding"}
 
 
 def on_disk(root: Path, model: str = NAME) -> set[str]:
@@ -50,16 +51,26 @@ def model_bytes() -> int:
 def cache_collector(op_cluster: Cluster, namespace: str, host_dir: Path, tmp_path: Path,
                     min_age: int) -> Iterator[None]:
     """The chart's collector DaemonSet (and only it), installed for `host_dir`."""
+    with chart_collectors(op_cluster, namespace, tmp_path, GC_KINDS, {
+        "cacheGC.enabled": "true", "cacheGC.hostPath": str(host_dir),
+        "cacheGC.minAgeSeconds": str(min_age),
+    }):
+        yield
+
+
+@contextlib.contextmanager
+def chart_collectors(op_cluster: Cluster, namespace: str, tmp_path: Path, kinds: set[str],
+                     values: dict[str, str]) -> Iterator[None]:
+    """The chart's cache collector objects (and only them), rendered with `values`."""
     release = HelmRelease(f"gc-{secrets.token_hex(3)}", namespace, op_cluster.kubeconfig,
                           home=tmp_path / "helm-home")
     rendered = release.template({
-        "cacheGC.enabled": "true", "cacheGC.hostPath": str(host_dir),
-        "cacheGC.intervalSeconds": "2", "cacheGC.minAgeSeconds": str(min_age),
-        "runtime.image": "local/modeldeploy/runtime:dev",
+        "cacheGC.intervalSeconds": "2", "runtime.image": "local/modeldeploy/runtime:dev",
+        **values,
     })
     objects = [o for o in yaml.safe_load_all(rendered)
-               if o and o["kind"] in GC_KINDS and "cache-gc" in o["metadata"]["name"]]
-    assert {o["kind"] for o in objects} == GC_KINDS
+               if o and o["kind"] in kinds and "cache-gc" in o["metadata"]["name"]]
+    assert {o["kind"] for o in objects} == kinds
     for obj in objects:
         op_cluster.apply(obj)
     try:
@@ -125,6 +136,48 @@ def test_three_versions_rolled_out_in_turn_leave_only_the_referenced_one_on_disk
     assert "Cache:" in described and "v3" in described, described
 
 
+def test_a_pvc_cache_gets_its_own_collector_that_keeps_only_the_referenced_version(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str,
+    operator_proc: OperatorProcess, tmp_path: Path,
+) -> None:
+    claim = "model-cache"
+    op_cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                      "metadata": {"name": claim, "namespace": md_namespace},
+                      "spec": {"accessModes": ["ReadWriteMany"],
+                               "resources": {"requests": {"storage": "1Gi"}}}})
+
+    def manifest(version: str) -> dict[str, Any]:
+        m = workload.minilm_manifest(NAME, md_namespace, version=version,
+                                     endpoint=minilm_s3.endpoint, replicas=1)
+        m["spec"]["cache"] = {"volume": "persistentVolumeClaim", "claimName": claim}
+        return m
+
+    with chart_collectors(op_cluster, md_namespace, tmp_path, CLAIM_GC_KINDS, {
+        "cacheGC.enabled": "false", "cacheGC.minAgeSeconds": "5",
+        "cacheGC.claims[0].namespace": md_namespace, "cacheGC.claims[0].claimName": claim,
+    }):
+        for version in ("v1", "v2", "v3"):
+            roll_out(op_cluster, manifest(version), version)
+        bound = op_cluster.client.get(
+            f"/api/v1/namespaces/{md_namespace}/persistentvolumeclaims/{claim}")
+        volume = op_cluster.client.get(
+            f"/api/v1/persistentvolumes/{bound['spec']['volumeName']}")
+        root = Path(volume["spec"]["hostPath"]["path"])  # the claim's files, on this host
+        print(f"after v3: on the claim {sorted(on_disk(root))}")
+        workload.wait_until(lambda: on_disk(root) == {"v3"}, 120,
+                            "v1 and v2 removed from the claim")
+        status = workload.wait_for_status(
+            op_cluster.client, md_namespace, NAME,
+            lambda s: [v["version"] for v in (s.get("cache") or {}).get("versions", [])]
+            == ["v3"], 60, "status.cache.versions showing only v3")
+    (cached,) = status["cache"]["versions"]
+    assert cached["nodeNames"] == [f"pvc/{claim}"] and cached["bytes"] == model_bytes()
+    removed = events(op_cluster, md_namespace, "CacheVersionRemoved")
+    for version in ("v1", "v2"):
+        assert any(m.startswith(f"claim {claim}: removed cached {NAME}/{version}")
+                   for m in removed), removed
+
+
 def test_a_size_limit_evicts_the_oldest_unreferenced_version(
     op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str,
     operator_proc: OperatorProcess, host_dir: Path, tmp_path: Path,
@@ -175,6 +228,22 @@ def test_a_version_that_cannot_fit_the_size_limit_fails_with_cache_full(
     assert on_disk(host_dir) == set()
     leftovers = [p.name for p in (host_dir / NAME).iterdir() if p.name.startswith(".tmp-")]
     assert leftovers == []
+
+
+def test_the_api_server_refuses_a_size_limit_of_zero_or_less_naming_the_field(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, host_dir: Path,
+) -> None:
+    for limit in ("0", "0Gi", "-1Gi"):
+        manifest = hostpath_manifest(md_namespace, "v1", minilm_s3.endpoint, host_dir,
+                                     sizeLimit=limit)
+        result = op_cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest),
+                                    check=False)
+        assert result.returncode != 0, f"sizeLimit {limit!r}: the API server accepted it"
+        assert "spec.cache.sizeLimit" in result.stderr, result.stderr
+        assert "more than 0 bytes" in result.stderr, result.stderr
+    manifest = hostpath_manifest(md_namespace, "v1", minilm_s3.endpoint, host_dir,
+                                 sizeLimit="0.5")  # half a byte rounds up to one: accepted
+    op_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(manifest))
 
 
 # -- prefetch ---------------------------------------------------------------------------
@@ -292,3 +361,37 @@ def test_prefetch_puts_the_files_on_the_node_before_the_first_pod_and_shortens_t
             assert "Prefetching" not in steps, steps
     print(f"overlap window without prefetch {windows[False]:.1f} s, "
           f"with prefetch {windows[True]:.1f} s")
+
+
+def test_a_first_deploy_onto_a_selected_node_prefetches_before_its_first_pod(
+    op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str,
+    operator_proc: OperatorProcess, host_dir: Path,
+) -> None:
+    (node,) = op_cluster.client.get("/api/v1/nodes")["items"]
+    hostname = node["metadata"]["labels"]["kubernetes.io/hostname"]
+    manifest = hostpath_manifest(md_namespace, "v1", minilm_s3.endpoint, host_dir,
+                                 prefetch=True)
+    manifest["spec"]["pod"] = {"nodeSelector": {"kubernetes.io/hostname": hostname}}
+    steps: list[str] = []
+    op_cluster.apply(manifest)
+
+    def available() -> bool:
+        status = workload.status_of(op_cluster.client, md_namespace, NAME)
+        step = next((c["reason"] for c in status.get("conditions", [])
+                     if c["type"] == "Progressing"), "")
+        if not steps or steps[-1] != step:
+            steps.append(step)
+        return workload.available_at("v1")(status)
+
+    workload.wait_until(available, 400, "v1 Available", interval=0.2)
+    print(f"first deploy onto {hostname}: steps {steps}")
+    assert "Prefetching" in steps, steps
+    files_ready = (host_dir / NAME / "v1" / ".modeldeploy-manifest.json").stat().st_mtime
+    created = first_pod_created(op_cluster, md_namespace, NAME, "v1")
+    assert files_ready < created + 1.0  # creationTimestamp has whole seconds
+    (pod,) = op_cluster.client.get(
+        f"/api/v1/namespaces/{md_namespace}/pods",
+        labelSelector=f"modeldeploy.dev/modeldeployment={NAME}").get("items", [])
+    fetch_log = op_cluster.kubectl("logs", pod["metadata"]["name"], "-c", "fetch",
+                                   "-n", md_namespace).stdout
+    assert any(line.startswith("hit ") for line in fetch_log.splitlines()), fetch_log

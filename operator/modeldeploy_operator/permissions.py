@@ -1,8 +1,9 @@
 """Every Kubernetes permission the running operator needs, derived from its code.
 
-Two sources make API calls: our adapter (`kube.API_CALLS`, the table every call in
-`kube.Kube` goes through) and kopf, whose calls follow from the handlers registered in
-`handlers.register` and from how kopf is run (cluster-wide or not, peering or not):
+Two sources make API calls: our adapter (`kube.API_CALLS` and `kube.CLUSTER_API_CALLS`,
+the tables every call in `kube.Kube` goes through) and kopf, whose calls follow from the
+handlers registered in `handlers.register` and from how kopf is run (cluster-wide or not,
+peering or not):
 
 - every resource a handler is registered for is listed and watched;
 - a resource with change handlers (create/update/resume/delete) is patched, because kopf
@@ -83,7 +84,7 @@ def required(*, clusterwide: bool, peering: bool) -> Required:
         namespaced.add(("patch", group, resource))
     namespaced.add(("create", *EVENTS))
 
-    cluster: set[Triple] = {("list", *CRDS), ("watch", *CRDS)}
+    cluster: set[Triple] = {("list", *CRDS), ("watch", *CRDS), *kube.CLUSTER_API_CALLS}
     if not clusterwide:
         cluster |= {("list", *NAMESPACES), ("watch", *NAMESPACES)}
     if peering:

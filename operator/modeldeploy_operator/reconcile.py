@@ -26,7 +26,7 @@ from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.errors import OperatorError, PermanentError
 from modeldeploy_operator.api.spec import InvalidSpecError, parse_spec
 from modeldeploy_operator.api.status import ModelDeploymentStatus, Reason
-from modeldeploy_operator.planning import builders, observe, planner
+from modeldeploy_operator.planning import builders, observe, planner, prefetch
 from modeldeploy_operator.planning.actions import Plan
 from modeldeploy_operator.planning.conditions import blocked_status, invalid_spec_status
 from modeldeploy_operator.planning.observations import ValidationResult
@@ -208,6 +208,11 @@ def _reconcile_once(
         # Not watched (a few short-lived pods per rollout): listed while prefetch is on.
         world = replace(world, prefetch_pods=ctx.kube.list(
             "Pod", namespace, {naming.LABEL_PREFETCH_FOR: name}))
+    started = any(v is not None and v.template_hash == desired
+                  for v in map(observe.deployment_view, world.deployments))
+    if prefetch.needs_nodes(spec, started):
+        # The placement fields select a node pool: its nodes get the new version too.
+        world = replace(world, nodes=ctx.kube.list_nodes())
     observed = observe.build_observed(
         md, before, desired, world, memory, now, _runtime_status(ctx)
     )

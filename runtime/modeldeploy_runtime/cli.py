@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--host-path", default=os.environ.get("MODELDEPLOY_CACHE_HOST_PATH"),
                     help="the node directory mounted at --root; only ModelDeployments "
                          "caching there get this node's report (env MODELDEPLOY_CACHE_HOST_PATH)")
+    gc.add_argument("--claim", default=os.environ.get("MODELDEPLOY_CACHE_CLAIM"),
+                    help="the PersistentVolumeClaim mounted at --root; only ModelDeployments "
+                         "caching on it get the report, made as node pvc/CLAIM "
+                         "(env MODELDEPLOY_CACHE_CLAIM)")
+    gc.add_argument("--namespace", default=os.environ.get("MODELDEPLOY_NAMESPACE"),
+                    help="read only this namespace's ModelDeployments (a claim's collector, "
+                         "whose Role is namespaced; env MODELDEPLOY_NAMESPACE)")
     gc.add_argument("--min-age", type=float, default=300.0,
                     help="seconds a version must have gone unused before it is removed")
     gc.add_argument("--loop", action="store_true", help="run a pass every --interval seconds")
@@ -74,11 +81,12 @@ def _cache_gc(args: argparse.Namespace) -> int:
     else:
         from modeldeploy_runtime.kubeapi import InCluster
 
-        api = InCluster()
-        node = args.node or os.uname().nodename
+        api = InCluster(namespace=args.namespace)
+        node = args.node or (f"pvc/{args.claim}" if args.claim else os.uname().nodename)
+        scope = collector.Scope(host_path=args.host_path, claim=args.claim)
 
         def step() -> object:
-            return collector.run_pass(api, root, node, args.min_age, args.host_path)
+            return collector.run_pass(api, root, node, args.min_age, scope)
 
     if args.loop:
         collector.loop(step, args.interval)  # returns only by a signal

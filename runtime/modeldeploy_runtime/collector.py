@@ -1,4 +1,5 @@
-"""`modeldeploy-runtime cache gc`: one node's cache collector (a DaemonSet the chart installs).
+"""`modeldeploy-runtime cache gc`: one cache's collector (the chart installs a DaemonSet for
+hostPath caches, one per node, and a Deployment per listed PVC cache, shared by every node).
 
 Each pass: read every ModelDeployment's published references (`status.cache.references`),
 union them into the node's reference set and write it under the cache root (where a fetch
@@ -100,23 +101,44 @@ def reference_set(mds: Iterable[Manifest]) -> ReferenceSet:
     return ReferenceSet(references=sorted(pairs), guarded_names=sorted(guarded))
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Which cache this collector has mounted: a node directory (`host_path`), a claim
+    (`claim`), or, with neither, any shared cache (a collector run by hand)."""
+
+    host_path: str | None = None
+    claim: str | None = None
+
+    def sees(self, md: Manifest) -> bool:
+        """True when `md`'s cache is the one mounted here, so this collector's report is
+        about its files (a PVC's content is no node directory's, and the reverse)."""
+        if not _shared(md):
+            return False
+        cache = md["spec"].get("cache") or {}
+        if self.claim:
+            return bool(cache.get("volume") == "persistentVolumeClaim"
+                        and cache.get("claimName") == self.claim)
+        if self.host_path:
+            return bool(cache.get("volume") == "hostPath"
+                        and cache.get("hostPath") == self.host_path)
+        return True
+
+
 def inventory_patches(
     mds: Iterable[Manifest], entries: Iterable[eviction.Entry], node: str,
-    host_path: str | None = None,
+    scope: Scope = Scope(),
 ) -> list[tuple[Manifest, dict[str, str | None]]]:
-    """The annotation each shared-cache ModelDeployment needs so it shows what this node
-    holds of its model; only those whose annotation differs from what is there."""
+    """The annotation each ModelDeployment caching where this collector looks needs so it
+    shows what `node` holds of its model; only those whose annotation differs from what is
+    there."""
     key = inventory_annotation_key(node)
     held: dict[str, dict[str, int]] = {}
     for entry in entries:
         held.setdefault(entry.name, {})[entry.version] = entry.bytes
     patches = []
     for md in mds:
-        if not _shared(md) or (name := _model_name(md)) is None:
+        if not scope.sees(md) or (name := _model_name(md)) is None:
             continue
-        cache = md["spec"].get("cache") or {}
-        if host_path and cache.get("volume") == "hostPath" and cache.get("hostPath") != host_path:
-            continue  # another directory of the node: this collector does not see it
         annotations = md.get("metadata", {}).get("annotations") or {}
         versions = held.get(name, {})
         wanted = None if not versions else json.dumps(
@@ -135,8 +157,9 @@ def _stamp() -> str:
 
 
 def run_pass(api: Api, root: Path, node: str, min_age: float,
-             host_path: str | None = None) -> PassResult:
-    """One collection pass over the cache under `root` on `node`."""
+             scope: Scope = Scope()) -> PassResult:
+    """One collection pass over the cache under `root` on `node` (for a claim shared by
+    every node, `node` names the claim)."""
     mds = api.list_model_deployments()
     refs = reference_set(mds)
     eviction.write_references(root, refs)
@@ -144,16 +167,17 @@ def run_pass(api: Api, root: Path, node: str, min_age: float,
     eviction.clean_stale_staging(root, min_age)
     by_name: dict[str, list[Manifest]] = {}
     for md in mds:
-        if _shared(md) and (name := _model_name(md)):
+        if scope.sees(md) and (name := _model_name(md)):
             by_name.setdefault(name, []).append(md)
+    where = f"claim {scope.claim}" if scope.claim else f"node {node}"
     for item in removed:
-        message = (f"node {node}: removed cached {item.name}/{item.version} (no longer "
+        message = (f"{where}: removed cached {item.name}/{item.version} (no longer "
                    f"referenced), freed {item.bytes} bytes")
         for md in by_name.get(item.name, []):
             _quietly(functools.partial(
                 api.post_event, md, "CacheVersionRemoved", message, node, _stamp()))
     entries = eviction.scan(root)
-    patches = inventory_patches(mds, entries, node, host_path)
+    patches = inventory_patches(mds, entries, node, scope)
     for md, patch in patches:
         meta = md["metadata"]
         _quietly(functools.partial(api.annotate, meta["namespace"], meta["name"], patch))

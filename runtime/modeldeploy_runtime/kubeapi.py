@@ -28,7 +28,7 @@ class InCluster:
     """The API server named by KUBERNETES_SERVICE_HOST/PORT, as this pod's service account."""
 
     def __init__(self, env: dict[str, str] | None = None,
-                 account: Path = SERVICE_ACCOUNT) -> None:
+                 account: Path = SERVICE_ACCOUNT, namespace: str | None = None) -> None:
         env = dict(os.environ) if env is None else env
         host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
         if not host or not port:
@@ -37,6 +37,8 @@ class InCluster:
                 "from inside a pod; outside one, pass --references FILE")
         self.base = f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"
         self.account = account
+        # A claim's collector sees only its namespace (a PVC is namespaced; so is its Role).
+        self.namespace = namespace
         self.context = ssl.create_default_context(cafile=str(account / "ca.crt"))
 
     def _call(self, method: str, path: str, body: object | None = None,
@@ -57,8 +59,10 @@ class InCluster:
             raise KubeApiError(f"{method} {path}: {error}") from None
 
     def list_model_deployments(self) -> list[dict[str, Any]]:
-        """Every ModelDeployment in the cluster."""
-        return list(self._call("GET", MODEL_DEPLOYMENTS).get("items", []))
+        """Every ModelDeployment in the cluster, or in `namespace` when one was given."""
+        path = MODEL_DEPLOYMENTS if self.namespace is None else (
+            f"/apis/modeldeploy.dev/v1alpha1/namespaces/{self.namespace}/modeldeployments")
+        return list(self._call("GET", path).get("items", []))
 
     def annotate(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
         """Merge-patch annotations of one ModelDeployment (None removes a key)."""

@@ -38,6 +38,7 @@ from modeldeploy_operator.planning.observations import (
     DeploymentView,
     FailureKind,
     FailureSignal,
+    NodeView,
     Observed,
     PrefetchPod,
     Unschedulable,
@@ -133,6 +134,8 @@ class Cluster:
     # Every prefetch pod ever created, in order, and which template each Deployment first
     # ran when (so a test can tell which came first).
     prefetch_log: list[tuple[str, str]] = field(default_factory=list)
+    # The cluster's Nodes as the placement rules see them (prefetch targets).
+    nodes: tuple[NodeView, ...] = ()
 
     @property
     def spec(self) -> ModelDeploymentSpec:
@@ -244,6 +247,7 @@ class Cluster:
                                     if d.replicas > 0})),
             prefetch_pods=tuple(PrefetchPod(name, h, node, phase)
                                 for name, (h, node, phase) in sorted(self.prefetch_pods.items())),
+            nodes=self.nodes,
         )
 
     def apply(self, plan: Plan) -> None:

@@ -94,6 +94,10 @@ class FakeKube:
                 found.append(copy.deepcopy(obj))
         return found
 
+    def list_nodes(self) -> list[Manifest]:
+        self.calls.append(("list", "Node"))
+        return [copy.deepcopy(o) for (k, _), o in self.objects.items() if k == "Node"]
+
     def list_labelled(self, kind: str, namespace: str) -> tuple[list[Manifest], int | None]:
         self.calls.append(("list_labelled", kind))
         if kind == "ModelDeployment":

@@ -8,7 +8,8 @@ import pytest
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.spec import InvalidSpecError, parse_spec
 from modeldeploy_operator.planning import builders, prefetch
-from modeldeploy_operator.planning.actions import EnsureDeployment, EnsurePrefetchPod
+from modeldeploy_operator.planning.actions import EnsureDeployment, EnsurePrefetchPod, Plan
+from modeldeploy_operator.planning.observations import NodeView
 
 from .conftest import NAME, NODE, Cluster, ClusterFactory, raw_spec
 
@@ -132,3 +133,62 @@ def test_the_prefetch_pod_is_the_fetch_container_alone_pinned_to_its_node() -> N
     assert labels[naming.LABEL_PREFETCH_FOR] == NAME
     assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert pod["spec"]["volumes"] == serving["spec"]["volumes"]
+
+
+# -- the nodes the placement fields select ------------------------------------------------
+
+GPU = {"nodeSelector": {"pool": "gpu"}}
+
+
+def pool(*names: str, label: str = "gpu") -> tuple[NodeView, ...]:
+    return tuple(NodeView(n, labels=(("pool", label),)) for n in names)
+
+
+def prefetched_onto(plan: Plan) -> list[str]:
+    return sorted(a.node for a in plan.actions if isinstance(a, EnsurePrefetchPod))
+
+
+def test_a_first_deploy_onto_a_selected_node_pool_prefetches_there_before_any_pod(
+    new_cluster: ClusterFactory,
+) -> None:
+    cluster = new_cluster(cache=SHARED, pod=GPU)
+    cluster.nodes = pool("gpu-1", "gpu-2") + pool("cpu-1", label="cpu")
+    h1 = cluster.hash_of("v1")
+    plan = cluster.reconcile()
+    assert prefetched_onto(plan) == ["gpu-1", "gpu-2"]
+    assert not cluster.deployments, "no pod of v1 before its files are on the pool"
+    assert "prefetching version v1 onto 2 node(s)" in plan.status.message
+    assert progressing_reason(cluster) == "Prefetching"
+
+    cluster.advance(1)  # both prefetch pods succeed
+    cluster.settle()
+    assert cluster.status.phase == "Available" and cluster.status.current_version == "v1"
+    assert [e for e in cluster.prefetch_log if e[1] == h1][:3] == [
+        ("prefetch", h1), ("prefetch", h1), ("pods", h1)]
+
+
+def test_a_new_version_goes_to_the_pods_nodes_and_the_selected_pool(
+    new_cluster: ClusterFactory,
+) -> None:
+    cluster = deployed(new_cluster, pod=GPU)  # its pods run on NODE, outside the pool
+    cluster.nodes = pool("gpu-1")
+    cluster.set_version("v2")
+    assert prefetched_onto(cluster.reconcile()) == sorted([NODE, "gpu-1"])
+
+
+def test_a_first_deploy_with_no_node_selected_and_no_matching_node_starts_at_once(
+    new_cluster: ClusterFactory,
+) -> None:
+    cluster = new_cluster(cache=SHARED, pod=GPU)
+    cluster.nodes = pool("cpu-1", label="cpu")
+    plan = cluster.reconcile()
+    assert prefetched_onto(plan) == []
+    assert cluster.deployments
+
+
+def test_nodes_are_listed_only_while_a_prefetch_onto_selected_nodes_may_be_due() -> None:
+    assert prefetch.needs_nodes(parse_spec(raw_spec(cache=SHARED, pod=GPU)), started=False)
+    assert not prefetch.needs_nodes(parse_spec(raw_spec(cache=SHARED, pod=GPU)), started=True)
+    assert not prefetch.needs_nodes(parse_spec(raw_spec(cache=SHARED)), started=False)
+    assert not prefetch.needs_nodes(parse_spec(raw_spec(
+        cache={**SHARED, "prefetch": False}, pod=GPU)), started=False)

@@ -427,3 +427,37 @@ def test_the_hub_commit_a_ready_pod_serves_is_recorded_in_status() -> None:
     reconcile(ctx, NS, "md", memory)
     # Another version: the old commit no longer describes what is being rolled out.
     assert "modelRevision" not in api.md["status"]
+
+
+def test_a_first_deploy_with_prefetch_onto_a_node_pool_lists_the_nodes_and_prefetches() -> None:
+    md = md_body("v1")
+    md["spec"]["cache"] = {"volume": "hostPath", "hostPath": "/models", "prefetch": True}
+    md["spec"]["pod"] = {"nodeSelector": {"pool": "gpu"}}
+    api, _, ctx, memory, _ = setup(md)
+    for name, pool in (("gpu-1", "gpu"), ("cpu-1", "cpu")):
+        api.objects[("Node", name)] = {"kind": "Node", "metadata": {
+            "name": name, "labels": {"pool": pool}}}
+    reconcile(ctx, NS, "md", memory)
+    assert ("list", "Node") in api.calls
+    prefetch_pods = [o for (kind, _), o in api.objects.items() if kind == "Pod"]
+    assert [p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchFields"][0]["values"] for p in prefetch_pods] == [
+                ["gpu-1"]]
+    assert ("Deployment", "md") not in api.objects
+    assert api.md["status"]["message"].startswith("prefetching version v1 onto 1 node(s)")
+    for (kind, _), pod in api.objects.items():
+        if kind == "Pod":
+            pod["status"] = {"phase": "Succeeded"}
+    reconcile(ctx, NS, "md", memory)
+    assert ("Deployment", "md") in api.objects
+    api.calls.clear()
+    reconcile(ctx, NS, "md", memory)
+    assert ("list", "Node") not in api.calls, "pods of v1 exist: no node list per pass"
+
+
+def test_without_prefetch_no_node_is_listed() -> None:
+    md = md_body("v1")
+    md["spec"]["pod"] = {"nodeSelector": {"pool": "gpu"}}
+    api, _, ctx, memory, _ = setup(md)
+    reconcile(ctx, NS, "md", memory)
+    assert ("list", "Node") not in api.calls

@@ -184,6 +184,18 @@ INVALID: list[tuple[str, Any, str, tuple[str, ...]]] = [
         ("required", "existing PVC"),
     ),
     ("cache.path", "relative/path", "spec.cache.path", ("'relative/path'", "absolute path")),
+    (
+        "cache",
+        {"volume": "hostPath", "hostPath": "/models", "sizeLimit": "0Gi"},
+        "spec.cache.sizeLimit",
+        ("'0Gi'", "more than 0 bytes"),
+    ),
+    (
+        "cache",
+        {"volume": "hostPath", "hostPath": "/models", "sizeLimit": "-1Gi"},
+        "spec.cache.sizeLimit",
+        ("'-1Gi'", "more than 0 bytes"),
+    ),
     ("progressDeadlineSeconds", 5, "spec.progressDeadlineSeconds", ("5", ">= 30")),
     ("stageDeadlineSeconds.fetch", 0, "spec.stageDeadlineSeconds.fetch", ("0", ">= 1")),
     (

@@ -239,6 +239,20 @@ def place_in_cache(model_dir: Path, cache_root: Path, name: str, version: str) -
     return entry
 
 
+def put_entry(root: Path, name: str, version: str, size: int, used: float) -> Path:
+    """A complete cache entry of `size` bytes, last used at `used` (epoch seconds)."""
+    from modeldeploy_runtime import cache
+
+    entry = cache.entry_dir(root, name, version)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = cache.new_staging_dir(entry)
+    (staging / "w.bin").write_bytes(b"x" * size)
+    cache.commit(staging, entry, cache.Manifest(sizes={"w.bin": size}))
+    cache.touch_used(entry)
+    os.utime(entry.parent / f".{version}.used", (used, used))
+    return entry
+
+
 @pytest.fixture(scope="session")
 def helpers() -> Any:
     """The module-level helpers, for tests (importlib mode cannot import conftest)."""
@@ -246,5 +260,6 @@ def helpers() -> Any:
 
     return types.SimpleNamespace(
         runtime_config=runtime_config, run_cli=run_cli, upload=upload,
-        place_in_cache=place_in_cache, WORDS=WORDS, LABELS=LABELS,
+        place_in_cache=place_in_cache, put_entry=put_entry,
+        WORDS=WORDS, LABELS=LABELS,
     )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from modeldeploy_contract.cache import ReferenceSet, inventory_annotation_key
-from modeldeploy_runtime import cache, collector, eviction
+from modeldeploy_runtime import collector, eviction
 
 NODE = "node-a"
 KEY = inventory_annotation_key(NODE)
@@ -17,8 +16,10 @@ KEY = inventory_annotation_key(NODE)
 
 def md(name: str, model: str, volume: str = "hostPath",
        refs: list[tuple[str, list[str]]] | None = None,
-       annotations: dict[str, str] | None = None) -> dict[str, Any]:
+       annotations: dict[str, str] | None = None, claim: str = "") -> dict[str, Any]:
     status: dict[str, Any] = {}
+    cache = {"volume": volume, "hostPath": "/models"} if volume == "hostPath" else {
+        "volume": volume, "claimName": claim}
     if refs is not None:
         status["cache"] = {"references": [
             {"name": model, "version": v, "roles": roles} for v, roles in refs]}
@@ -27,20 +28,9 @@ def md(name: str, model: str, volume: str = "hostPath",
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}",
                      "annotations": annotations or {}},
         "spec": {"model": {"name": model, "version": "v9"},
-                 "cache": {"volume": volume, "hostPath": "/models"}},
+                 "cache": cache},
         "status": status,
     }
-
-
-def put(root: Path, name: str, version: str, size: int, age: float = 3600) -> None:
-    entry = cache.entry_dir(root, name, version)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    staging = cache.new_staging_dir(entry)
-    (staging / "w.bin").write_bytes(b"x" * size)
-    cache.commit(staging, entry, cache.Manifest(sizes={"w.bin": size}))
-    cache.touch_used(entry)
-    then = time.time() - age
-    os.utime(entry.parent / f".{version}.used", (then, then))
 
 
 class RecordingApi:
@@ -79,10 +69,10 @@ def test_a_shared_cache_that_published_nothing_yet_keeps_its_whole_model() -> No
 
 
 def test_one_pass_removes_the_unreferenced_reports_and_writes_the_reference_file(
-    tmp_path: Path,
+    tmp_path: Path, helpers: Any,
 ) -> None:
     for version in ("v1", "v2", "v3"):
-        put(tmp_path, "minilm", version, 100)
+        helpers.put_entry(tmp_path, "minilm", version, 100, time.time() - 3600)
     api = RecordingApi([md("web", "minilm", refs=[("v3", ["current", "lastKnownGood"])])])
     result = collector.run_pass(api, tmp_path, NODE, min_age=60)
     assert sorted(r.version for r in result.removed) == ["v1", "v2"]
@@ -96,8 +86,8 @@ def test_one_pass_removes_the_unreferenced_reports_and_writes_the_reference_file
     assert written == ReferenceSet(references=[("minilm", "v3")])
 
 
-def test_a_report_that_did_not_change_is_not_written_again(tmp_path: Path) -> None:
-    put(tmp_path, "minilm", "v3", 100)
+def test_a_report_that_did_not_change_is_not_written_again(tmp_path: Path, helpers: Any) -> None:
+    helpers.put_entry(tmp_path, "minilm", "v3", 100, time.time() - 3600)
     current = json.dumps({"node": NODE, "versions": {"v3": 100}}, separators=(",", ":"))
     api = RecordingApi([md("web", "minilm", refs=[("v3", ["current"])],
                            annotations={KEY: current})])
@@ -112,8 +102,8 @@ def test_a_model_gone_from_the_node_clears_its_report(tmp_path: Path) -> None:
     assert api.annotated == [("web", {KEY: None})]
 
 
-def test_a_failing_report_does_not_stop_the_collection(tmp_path: Path) -> None:
-    put(tmp_path, "minilm", "v1", 100)
+def test_a_failing_report_does_not_stop_the_collection(tmp_path: Path, helpers: Any) -> None:
+    helpers.put_entry(tmp_path, "minilm", "v1", 100, time.time() - 3600)
 
     class Refusing(RecordingApi):
         def post_event(self, *args: Any) -> None:
@@ -122,3 +112,45 @@ def test_a_failing_report_does_not_stop_the_collection(tmp_path: Path) -> None:
     api = Refusing([md("web", "minilm", refs=[("v2", ["target"])])])
     result = collector.run_pass(api, tmp_path, NODE, min_age=60)
     assert [r.version for r in result.removed] == ["v1"]
+
+
+# -- a claim's collector ----------------------------------------------------------------
+
+
+def fleet() -> list[dict[str, Any]]:
+    """One model cached three ways: a node directory, the claim `shared`, another claim."""
+    return [
+        md("on-node", "minilm", refs=[("v3", ["current"])]),
+        md("on-claim", "minilm", "persistentVolumeClaim", refs=[("v3", ["current"])],
+           claim="shared"),
+        md("elsewhere", "minilm", "persistentVolumeClaim", refs=[("v2", ["lastKnownGood"])],
+           claim="other"),
+    ]
+
+
+def test_a_claims_collector_reports_only_to_the_deployments_caching_on_that_claim(
+    tmp_path: Path, helpers: Any,
+) -> None:
+    for version in ("v1", "v2", "v3"):
+        helpers.put_entry(tmp_path, "minilm", version, 100, time.time() - 3600)
+    api = RecordingApi(fleet())
+    scope = collector.Scope(claim="shared")
+    result = collector.run_pass(api, tmp_path, "pvc/shared", min_age=60, scope=scope)
+    # What any shared cache references is kept (a union can only keep more): v2 stays.
+    assert [r.version for r in result.removed] == ["v1"]
+    assert [(n, r) for n, r, _ in api.events] == [("on-claim", "CacheVersionRemoved")]
+    assert api.events[0][2].startswith("claim shared: removed cached minilm/v1")
+    key = inventory_annotation_key("pvc/shared")
+    assert api.annotated == [("on-claim", {key: json.dumps(
+        {"node": "pvc/shared", "versions": {"v2": 100, "v3": 100}}, separators=(",", ":"))})]
+
+
+def test_a_node_collector_never_reports_its_directory_as_a_claims_content(
+    tmp_path: Path, helpers: Any,
+) -> None:
+    helpers.put_entry(tmp_path, "minilm", "v3", 100, time.time() - 3600)
+    api = RecordingApi(fleet())
+    collector.run_pass(api, tmp_path, NODE, min_age=60,
+                       scope=collector.Scope(host_path="/models"))
+    assert [name for name, _ in api.annotated] == ["on-node"]
+

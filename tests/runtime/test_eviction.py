@@ -18,18 +18,6 @@ from modeldeploy_runtime.errors import CacheFull
 from modeldeploy_runtime.fetch import Downloaded, fetch
 
 
-def _put(root: Path, name: str, version: str, size: int, used: float) -> Path:
-    """A complete cache entry of `size` bytes, last used at `used` (epoch seconds)."""
-    entry = cache.entry_dir(root, name, version)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    staging = cache.new_staging_dir(entry)
-    (staging / "w.bin").write_bytes(b"x" * size)
-    cache.commit(staging, entry, cache.Manifest(sizes={"w.bin": size}))
-    cache.touch_used(entry)
-    os.utime(entry.parent / f".{version}.used", (used, used))
-    return entry
-
-
 def _refs(*pairs: tuple[str, str]) -> ReferenceSet:
     return ReferenceSet(references=list(pairs))
 
@@ -94,24 +82,28 @@ def test_a_version_open_in_a_pod_is_kept_like_a_referenced_one() -> None:
 # -- collecting on disk -----------------------------------------------------------------
 
 
-def test_collect_removes_only_unreferenced_versions_and_reports_bytes(tmp_path: Path) -> None:
+def test_collect_removes_only_unreferenced_versions_and_reports_bytes(
+    tmp_path: Path, helpers: Any,
+) -> None:
     old = time.time() - 3600
     for version in ("v1", "v2", "v3"):
-        _put(tmp_path, "m", version, 100, old)
+        helpers.put_entry(tmp_path, "m", version, 100, old)
     removed = eviction.collect(tmp_path, _refs(("m", "v2"), ("m", "v3")), min_age=60)
     assert [(r.version, r.bytes) for r in removed] == [("v1", 100)]
     assert _on_disk(tmp_path) == ["m/v2", "m/v3"]
     assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "m").iterdir())
 
 
-def test_collect_keeps_a_version_used_within_min_age(tmp_path: Path) -> None:
-    _put(tmp_path, "m", "v1", 100, time.time() - 10)
+def test_collect_keeps_a_version_used_within_min_age(tmp_path: Path, helpers: Any) -> None:
+    helpers.put_entry(tmp_path, "m", "v1", 100, time.time() - 10)
     assert eviction.collect(tmp_path, _refs(), min_age=60) == []
     assert _on_disk(tmp_path) == ["m/v1"]
 
 
-def test_collect_never_removes_a_version_another_process_has_open(tmp_path: Path) -> None:
-    entry = _put(tmp_path, "m", "v1", 100, time.time() - 3600)
+def test_collect_never_removes_a_version_another_process_has_open(
+    tmp_path: Path, helpers: Any,
+) -> None:
+    entry = helpers.put_entry(tmp_path, "m", "v1", 100, time.time() - 3600)
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; from pathlib import Path; from modeldeploy_runtime import cache\n"
@@ -130,11 +122,11 @@ def test_collect_never_removes_a_version_another_process_has_open(tmp_path: Path
 
 
 def test_cli_cache_gc_with_a_reference_file_removes_the_rest(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], helpers: Any,
 ) -> None:
     root = tmp_path / "cache"
     for version in ("v1", "v2"):
-        _put(root, "m", version, 50, time.time() - 3600)
+        helpers.put_entry(root, "m", version, 50, time.time() - 3600)
     refs = tmp_path / "refs.json"
     refs.write_text(_refs(("m", "v2")).model_dump_json(), encoding="utf-8")
     code = main(["cache", "gc", "--root", str(root), "--references", str(refs),
@@ -148,10 +140,10 @@ def test_cli_cache_gc_with_a_reference_file_removes_the_rest(
 
 
 def test_a_fetch_over_the_size_limit_evicts_the_oldest_unreferenced_version(
-    tmp_path: Path,
+    tmp_path: Path, helpers: Any,
 ) -> None:
-    _put(tmp_path, "m", "v1", 100, time.time() - 300)
-    _put(tmp_path, "m", "v2", 100, time.time() - 200)
+    helpers.put_entry(tmp_path, "m", "v1", 100, time.time() - 300)
+    helpers.put_entry(tmp_path, "m", "v2", 100, time.time() - 200)
     eviction.write_references(tmp_path, _refs(("m", "v2"), ("m", "v3")))
     calls: list[str] = []
     result = fetch(_config("v3", limit=250), tmp_path, _writes(100, calls),
@@ -161,9 +153,9 @@ def test_a_fetch_over_the_size_limit_evicts_the_oldest_unreferenced_version(
 
 
 def test_a_fetch_that_cannot_fit_without_a_referenced_version_fails_before_downloading(
-    tmp_path: Path,
+    tmp_path: Path, helpers: Any,
 ) -> None:
-    _put(tmp_path, "m", "v1", 100, time.time() - 300)
+    helpers.put_entry(tmp_path, "m", "v1", 100, time.time() - 300)
     eviction.write_references(tmp_path, _refs(("m", "v1"), ("m", "v2")))
     calls: list[str] = []
     with pytest.raises(CacheFull, match=r"cannot fetch m/v2 .*m/v1 \(100 bytes\)") as caught:
@@ -175,8 +167,8 @@ def test_a_fetch_that_cannot_fit_without_a_referenced_version_fails_before_downl
     assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "m").iterdir())
 
 
-def test_without_a_reference_set_a_size_limit_evicts_nothing(tmp_path: Path) -> None:
-    _put(tmp_path, "m", "v1", 100, time.time() - 300)
+def test_without_a_reference_set_a_size_limit_evicts_nothing(tmp_path: Path, helpers: Any) -> None:
+    helpers.put_entry(tmp_path, "m", "v1", 100, time.time() - 300)
     with pytest.raises(CacheFull):
         fetch(_config("v2", limit=150), tmp_path, _writes(100, []), sizer=lambda c: 100)
     assert _on_disk(tmp_path) == ["m/v1"]
@@ -191,17 +183,17 @@ def test_a_source_that_grew_past_the_limit_while_downloading_leaves_no_entry(
     assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "m").iterdir())
 
 
-def test_a_cache_hit_counts_as_a_use_for_eviction_order(tmp_path: Path) -> None:
-    entry = _put(tmp_path, "m", "v1", 10, time.time() - 3600)
+def test_a_cache_hit_counts_as_a_use_for_eviction_order(tmp_path: Path, helpers: Any) -> None:
+    entry = helpers.put_entry(tmp_path, "m", "v1", 10, time.time() - 3600)
     before = cache.last_used(entry)
     assert fetch(_config("v1"), tmp_path, _writes(10, [])).hit
     assert cache.last_used(entry) > before + 3000
 
 
 def test_a_fetch_waits_for_a_draining_pod_to_release_an_unreferenced_version(
-    tmp_path: Path,
+    tmp_path: Path, helpers: Any,
 ) -> None:
-    entry = _put(tmp_path, "m", "v1", 100, time.time() - 300)
+    entry = helpers.put_entry(tmp_path, "m", "v1", 100, time.time() - 300)
     eviction.write_references(tmp_path, _refs(("m", "v2")))
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -218,8 +210,8 @@ def test_a_fetch_waits_for_a_draining_pod_to_release_an_unreferenced_version(
     assert [r.version for r in removed] == ["v1"]
 
 
-def test_a_version_held_open_past_the_wait_is_cache_full(tmp_path: Path) -> None:
-    entry = _put(tmp_path, "m", "v1", 100, time.time() - 300)
+def test_a_version_held_open_past_the_wait_is_cache_full(tmp_path: Path, helpers: Any) -> None:
+    entry = helpers.put_entry(tmp_path, "m", "v1", 100, time.time() - 300)
     eviction.write_references(tmp_path, _refs(("m", "v2")))
     with cache.in_use(entry), pytest.raises(CacheFull, match=r"m/v1 \(100 bytes\)"):
         eviction.make_room(tmp_path, "m", "v2", needed=100, limit=150, release_wait=0.5,

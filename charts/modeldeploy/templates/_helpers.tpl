@@ -64,3 +64,17 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: modeldeploy
 {{- end }}
+
+{{/* Name of the PVC caches' collectors' ServiceAccount and RoleBinding (one per namespace). */}}
+{{- define "modeldeploy.cacheGCClaimsName" -}}
+{{- printf "%s-cache-gc-claims" (include "modeldeploy.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The namespaces holding a claim of cacheGC.claims, each once, as a JSON array. */}}
+{{- define "modeldeploy.cacheGCClaimNamespaces" -}}
+{{- $found := dict }}
+{{- range .Values.cacheGC.claims }}
+{{- $_ := set $found .namespace true }}
+{{- end }}
+{{- keys $found | sortAlpha | toJson }}
+{{- end }}

@@ -38,11 +38,15 @@ here grants less, or more, than that; `helm test` asks the API server for each o
 {{- end }}
 {{- end }}
 
-{{/* Cluster-scoped permissions kopf needs to follow CRDs and, when namespaced, namespaces. */}}
+{{/* Cluster-scoped permissions: kopf follows CRDs and, when namespaced, namespaces; the
+prefetch step lists Nodes to find those spec.pod's placement selects (kube.CLUSTER_API_CALLS). */}}
 {{- define "modeldeploy.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["list"]
 {{- if .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: ["namespaces"]

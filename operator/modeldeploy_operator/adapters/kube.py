@@ -32,6 +32,7 @@ MERGE = "application/merge-patch+json"
 Manifest = dict[str, Any]
 # A list call's items and the resourceVersion it was read at (None: not an integer).
 Listed = tuple[list[Manifest], int | None]
+Manifests = list[Manifest]
 T = TypeVar("T")
 
 # (verb, api group, resource) of every call below; the chart's Role must grant them.
@@ -65,6 +66,10 @@ API_CALLS: frozenset[tuple[str, str, str]] = frozenset(
         ("delete", "policy", "poddisruptionbudgets"),
     }
 )
+
+# Cluster-scoped calls; the chart's ClusterRole must grant them whatever the watched
+# namespaces. Nodes: the prefetch step's targets when spec.pod selects a node pool.
+CLUSTER_API_CALLS: frozenset[tuple[str, str, str]] = frozenset({("list", "", "nodes")})
 
 _RESOURCES = {
     "Deployment": ("/apis/apps/v1", "deployments"),
@@ -307,6 +312,12 @@ class Kube:
             )
         )
         items: list[Manifest] = result.get("items", [])
+        return items
+
+    def list_nodes(self) -> Manifests:
+        """Every Node of the cluster."""
+        result = retrying(lambda: self._call("GET", "/api/v1/nodes", what="list nodes"))
+        items: Manifests = result.get("items", [])
         return items
 
     def list_labelled(self, kind: str, namespace: str) -> Listed:

@@ -116,6 +116,14 @@ class CacheSpec(ApiModel):
                     "persistentVolumeClaim, or remove prefetch",
                     ".prefetch",
                 ),
+                # A quantity is more than 0 bytes when it has no sign and a non-zero digit
+                # before its suffix (a fraction of a byte rounds up): a regular expression
+                # any API server evaluates, unlike the newer quantity() library.
+                cel(
+                    "!has(self.sizeLimit) || self.sizeLimit.matches('^[+]?[0-9.]*[1-9]')",
+                    "sizeLimit must be more than 0 bytes, e.g. 20Gi; remove it for no limit",
+                    ".sizeLimit",
+                ),
             ]
         }
     )
@@ -163,8 +171,9 @@ class CacheSpec(ApiModel):
         bool,
         Field(
             description=(
-                "Shared caches only: on a version change, fetch the new version onto the "
-                "nodes of the current pods first (step Prefetching), then start its pods."
+                "Shared caches only: on a version change or a first deploy, fetch the version "
+                "onto the nodes of the current pods and those pod.nodeSelector or a required "
+                "node affinity selects first (step Prefetching), then start its pods."
             )
         ),
     ] = False

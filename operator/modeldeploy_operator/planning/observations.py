@@ -70,6 +70,16 @@ class PrefetchPod:
 
 
 @dataclass(frozen=True)
+class NodeView:
+    """A Node as the placement rules read it: labels, (key, value, effect) taints, cordon."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+    taints: tuple[tuple[str, str, str], ...] = ()
+    unschedulable: bool = False
+
+
+@dataclass(frozen=True)
 class FailureSignal:
     """A pod of `template_hash` failed in a way that will not heal by waiting."""
 
@@ -134,6 +144,8 @@ class Observed:
     pod_nodes: tuple[tuple[str, str], ...] = ()
     # Pods fetching a version onto a node before its rollout starts (spec.cache.prefetch).
     prefetch_pods: tuple[PrefetchPod, ...] = ()
+    # The cluster's Nodes, listed only while prefetch is on and spec.pod selects nodes.
+    nodes: tuple[NodeView, ...] = ()
     # What the nodes' cache collectors report holding of this model (shared caches).
     cache_reports: tuple[NodeInventory, ...] = ()
 

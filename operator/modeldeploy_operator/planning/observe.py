@@ -22,6 +22,7 @@ from modeldeploy_operator.planning.observations import (
     DeploymentView,
     FailureKind,
     FailureSignal,
+    NodeView,
     Observed,
     PrefetchPod,
     Unschedulable,
@@ -337,6 +338,8 @@ class World:
     disruption_budget: Manifest | None = None
     # Listed only when spec.cache.prefetch is on (label LABEL_PREFETCH_FOR).
     prefetch_pods: list[Manifest] = field(default_factory=list)
+    # Listed only when prefetch is on and spec.pod's placement selects nodes.
+    nodes: list[Manifest] = field(default_factory=list)
 
 
 def build_observed(
@@ -386,6 +389,7 @@ def build_observed(
         cache_reports=cache_refs.inventories(annotations),
         pod_nodes=pod_nodes(world.pods),
         prefetch_pods=tuple(prefetch_view(p) for p in world.prefetch_pods),
+        nodes=tuple(node_view(n) for n in world.nodes),
     )
 
 
@@ -399,6 +403,15 @@ def pod_nodes(pods: list[Manifest]) -> tuple[tuple[str, str], ...]:
         if template_hash and node and not meta.get("deletionTimestamp"):
             found.add((str(template_hash), str(node)))
     return tuple(sorted(found))
+
+
+def node_view(node: Manifest) -> NodeView:
+    """A Node as the placement rules see it."""
+    meta, spec = node.get("metadata", {}), node.get("spec") or {}
+    labels = tuple(sorted((str(k), str(v)) for k, v in (meta.get("labels") or {}).items()))
+    taints = tuple((str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))
+                   for t in spec.get("taints") or [])
+    return NodeView(str(meta.get("name", "")), labels, taints, bool(spec.get("unschedulable")))
 
 
 def prefetch_view(pod: Manifest) -> PrefetchPod:

@@ -1,11 +1,12 @@
 """The prefetch step of a rollout (spec.cache.prefetch, shared caches only). Pure.
 
-When the version changes, a pod per node of the current pods fetches the new version into
-the node's shared cache first; only when every one has succeeded does the rollout create
-pods of the new version, which then find their files cached, so old and new versions
-overlap only for loading and warm-up. A prefetch pod that fails is the version's failure
-(FetchFailed, CacheFull), reported through the ordinary failure signals before any pod of
-the version exists.
+When the version changes, a pod per target node (the nodes of the current pods, and those
+the placement fields select: `placement.selected_nodes`) fetches the new version into the
+node's shared cache first (so a first deploy onto a selected node pool prefetches too);
+only when every one has succeeded does the rollout create pods of the new version, which
+then find their files cached, so old and new versions overlap only for loading and warm-up.
+A prefetch pod that fails is the version's failure (FetchFailed, CacheFull), reported
+through the ordinary failure signals before any pod of the version exists.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from modeldeploy_operator.api import naming
 from modeldeploy_operator.api.spec import ModelDeploymentSpec
 from modeldeploy_operator.api.status import Phase, Reason
-from modeldeploy_operator.planning import builders, draft
+from modeldeploy_operator.planning import builders, draft, placement
 from modeldeploy_operator.planning.actions import DeletePrefetchPod, EnsurePrefetchPod
 from modeldeploy_operator.planning.observations import DeploymentView
 
@@ -31,13 +32,14 @@ def holds(
     and the verdict of this pass are already in `d`.
 
     `started`: pods of the desired version exist already (the step is behind us, e.g. after
-    an operator restart). `serving_hash`: the template whose pods' nodes get the version.
+    an operator restart). `serving_hash`: the template whose pods' nodes get the version
+    (None on a first deploy).
     """
-    if not d.spec.cache.prefetch or started or serving_hash is None:
+    if not d.spec.cache.prefetch or started:
         return False
-    nodes = sorted({node for h, node in d.observed.pod_nodes if h == serving_hash})
+    nodes = target_nodes(d, serving_hash)
     if not nodes:
-        return False  # nothing runs anywhere yet: a first deploy has nowhere to prefetch to
+        return False  # nothing runs and no node is selected: nowhere to prefetch to
     pods = {p.node: p for p in d.observed.prefetch_pods
             if p.template_hash == d.desired and p.phase != "Terminating"}
     done = [n for n in nodes if n in pods and pods[n].phase == "Succeeded"]
@@ -55,6 +57,19 @@ def holds(
         ("Unknown", Reason.PREFETCHING, f"version {d.version} is being prefetched"),
     )
     return True
+
+
+def target_nodes(d: draft.Draft, serving_hash: str | None) -> list[str]:
+    """The nodes of the serving pods and those the placement fields select."""
+    running = {node for h, node in d.observed.pod_nodes if serving_hash and h == serving_hash}
+    return sorted(running | set(placement.selected_nodes(d.spec.pod, d.observed.nodes)))
+
+
+def needs_nodes(spec: ModelDeploymentSpec, started: bool) -> bool:
+    """True when a reconcile must list the Nodes for the prefetch step: prefetch is on, the
+    placement selects nodes, and no Deployment runs the desired template yet (`started`),
+    so a settled resource costs no cluster-wide list per pass."""
+    return spec.cache.prefetch and placement.selects(spec.pod) and not started
 
 
 def retire(d: draft.Draft, started: bool) -> None:
