@@ -61,7 +61,9 @@ def connect(netns: str, address: tuple[str, int], timeout: float = 10.0) -> sock
     return result[0]
 
 
-class _Connection(http.client.HTTPConnection):
+class HTTPConnection(http.client.HTTPConnection):
+    """http.client's connection, its socket connected from inside `netns`."""
+
     def __init__(self, netns: str, host: str, port: int, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
         self.netns = netns
@@ -70,7 +72,7 @@ class _Connection(http.client.HTTPConnection):
         self.sock = connect(self.netns, (self.host, self.port), self.timeout or 10.0)
 
 
-class _TLSConnection(_Connection):
+class HTTPSConnection(HTTPConnection):
     def __init__(self, netns: str, host: str, port: int, timeout: float,
                  context: ssl.SSLContext) -> None:
         super().__init__(netns, host, port, timeout)
@@ -86,12 +88,12 @@ def http_get(netns: str, url: str, context: ssl.SSLContext | None = None,
     """GET `url` from inside `netns`: (status, body)."""
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or LOOPBACK, parts.port
-    connection: _Connection
+    connection: HTTPConnection
     if parts.scheme == "https":
-        connection = _TLSConnection(netns, host, port or 443, timeout,
+        connection = HTTPSConnection(netns, host, port or 443, timeout,
                                     context or ssl.create_default_context())
     else:
-        connection = _Connection(netns, host, port or 80, timeout)
+        connection = HTTPConnection(netns, host, port or 80, timeout)
     try:
         connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
         response = connection.getresponse()

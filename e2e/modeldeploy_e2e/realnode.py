@@ -206,12 +206,14 @@ class RealNodeCluster(LocalCluster):
         }
 
     # -- the node's containers -------------------------------------------------------
-    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """`ctr` on the node's containerd, in the kubelet's (CRI's) namespace."""
+    def ctr(self, *args: str, check: bool = True, netns: bool = False,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`ctr` on the node's containerd, in the kubelet's (CRI's) namespace; with `netns`
+        from inside the node's network namespace (`images pull` fetches in ctr itself)."""
         result = subprocess.run(
-            [str(paths.BIN_DIR / "ctr"), "--address", str(self.layout.containerd_socket),
-             "-n", CRI_NAMESPACE, *args], capture_output=True, text=True, check=False,
-            timeout=120)
+            [*(self._prefix("ctr") if netns else []), str(paths.BIN_DIR / "ctr"),
+             "--address", str(self.layout.containerd_socket), "-n", CRI_NAMESPACE, *args],
+            capture_output=True, text=True, check=False, timeout=timeout)
         if check and result.returncode != 0:
             raise ClusterError(f"ctr {' '.join(args[:2])} failed: {result.stderr.strip()}")
         return result
