@@ -141,3 +141,11 @@ $(BIN_DIR)/.pause: e2e/go/pause/go.mod e2e/go/pause/main.go e2e/node.mk
 
 .PHONY: pause
 pause: $(BIN_DIR)/.pause ## build the pod sandbox's pause binary (the node's sandbox image is made from it)
+
+.PHONY: realnode-up
+realnode-up: venv node-binaries node-deps ## start the cluster on a real node (kubelet, containerd, kube-proxy, CoreDNS) in its own network namespace
+	$(PY) -m modeldeploy_e2e.realnode up
+
+.PHONY: realnode-down
+realnode-down: venv ## stop it: containers, shims, mounts, cgroups, pod and node namespaces
+	$(PY) -m modeldeploy_e2e.realnode down

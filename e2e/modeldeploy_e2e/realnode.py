@@ -100,7 +100,8 @@ class RealNodeCluster(LocalCluster):
         if name == "kube-proxy":
             config = self._file("kube-proxy.yaml", nodeconfig.kube_proxy_config(
                 layout, d / "kube-proxy.kubeconfig"))
-            return [str(bin_dir / "kube-proxy"), f"--config={config}", "--v=1"]
+            # --v=2 logs each rules sync with its time: what a lagging endpoint is judged by.
+            return [str(bin_dir / "kube-proxy"), f"--config={config}", "--v=2"]
         if name == "coredns":
             return [str(bin_dir / "coredns"), "-conf", str(self._file(
                 "Corefile", nodeconfig.corefile(layout, d / "coredns.kubeconfig")))]

@@ -239,7 +239,10 @@ class Traffic:
             if endpoint is None:
                 self.report.no_endpoints += 1
             if len(self.report.first_failures) < 10:
-                self.report.first_failures.append(f"{endpoint or '-'}: {error}")
+                # Wall-clock time: to line a failure up with events and component logs.
+                self.report.first_failures.append(
+                    f"#{self.report.total} {time.strftime('%H:%M:%S')} {endpoint or '-'}: "
+                    f"{error}")
 
     def start(self) -> Traffic:
         """Read the endpoints once, then start the watcher and sender threads."""

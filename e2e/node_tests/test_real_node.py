@@ -29,6 +29,7 @@ BUCKET = "models"
 SECRET = "modeldeploy-s3"
 NAME = "minilm"
 BLUE_GREEN = {"type": "BlueGreen", "blueGreen": {"autoPromote": True}}
+ROLLING = {"type": "Rolling", "rolling": {"maxSurge": 1, "maxUnavailable": 0}}
 VALUES = REPO_ROOT / "charts" / "modeldeploy" / "ci" / "realnode-values.yaml"
 
 
@@ -43,9 +44,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNodeCluster]:
     for image in images.project_images():
         store.build(image)  # layers cached: after a code change only the project's own
         store.push(image, nodeconfig.REGISTRY_ADDRESS, netns=cluster.network.path)
-    runtime = images.project_images()[1].remote_ref(nodeconfig.REGISTRY_ADDRESS)
-    # ctr fetches itself (not containerd): it runs inside the namespace to reach the registry.
-    cluster.ctr("images", "pull", "--plain-http", runtime, netns=True, timeout=1800)
+        # Pulled here so the node's tag names what was just built (pods pull IfNotPresent).
+        # ctr fetches itself (not containerd): it runs inside the namespace.
+        cluster.ctr("images", "pull", "--plain-http",
+                    image.remote_ref(nodeconfig.REGISTRY_ADDRESS), netns=True, timeout=1800)
     try:
         yield cluster
     finally:
@@ -135,13 +137,15 @@ def _hex_ip(text: str) -> str:
     return ".".join(str(b) for b in int(text, 16).to_bytes(4, "little"))
 
 
+@pytest.mark.parametrize("strategy", [BLUE_GREEN, ROLLING], ids=["blue-green", "rolling"])
 def test_chart_operator_rolls_out_and_flips_back_with_zero_failed_requests_through_cluster_ip(
-        node: RealNodeCluster, client: KubeClient, namespace: str,
+        node: RealNodeCluster, client: KubeClient, namespace: str, strategy: dict[str, object],
         tmp_path: Path) -> None:
     """The headline promise on a real node: MinIO inside the cluster's namespace behind
     `minio.storage.svc`, the operator from its image under the chart's RBAC, the runtime
-    image loading MiniLM; v1 → v2 blue-green and a bad v3 flipped back, while requests go
-    to the stable Service's ClusterIP through kube-proxy."""
+    image loading MiniLM; v1 → v2 and a bad v3 flipped back, while requests go to the
+    stable Service's ClusterIP through kube-proxy (old pods leave while kube-proxy may still
+    route to them: what preStop and the drain are for)."""
     with MinioServer(tmp_path / "minio", host=node.network.node_ip,
                      netns=node.network.path) as minio:
         create_bucket(minio, BUCKET)
@@ -150,41 +154,55 @@ def test_chart_operator_rolls_out_and_flips_back_with_zero_failed_requests_throu
         endpoint = _minio_service(node, minio)
         node.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(
             workload.s3_secret(namespace, SECRET, minio.access_key, minio.secret_key)))
-        release = HelmRelease("md", namespace, node.kubeconfig, values_files=[VALUES],
+        # The release's name is unique: its ClusterRole and CRDs are cluster-wide.
+        release = HelmRelease(f"md-{namespace}", namespace, node.kubeconfig,
+                              values_files=[VALUES],
                               set_values={"watchNamespaces[0]": namespace},
                               home=tmp_path / "helm")
         release.install(wait="300s")
+        try:
+            _roll_out_and_flip_back(node, client, namespace, endpoint, strategy)
+        finally:
+            release.uninstall()
 
-        def manifest(version: str) -> dict[str, object]:
-            return workload.minilm_manifest(NAME, namespace, version=version,
-                                            endpoint=endpoint, strategy=BLUE_GREEN,
-                                            replicas=1)
 
-        node.kubectl("apply", "-f", "-", input=json.dumps(manifest("v1")))
-        workload.wait_for_status(client, namespace, NAME, workload.available_at("v1"),
-                                 600, "v1 available")
-        with workload.inference_traffic(client, namespace, NAME,
-                                        netns=node.network.path) as traffic:
-            node.kubectl("apply", "-f", "-", input=json.dumps(manifest("v2")))
-            workload.wait_for_status(client, namespace, NAME, workload.available_at("v2"),
-                                     600, "v2 available")
-            bad = faults.wrong_expected_output(NAME, namespace, endpoint, version="v3",
-                                               strategy=BLUE_GREEN, replicas=1)
-            node.kubectl("apply", "-f", "-", input=json.dumps(bad))
-            workload.wait_for_status(
-                client, namespace, NAME,
-                lambda st: st.get("phase") == "RolledBack" and st.get("currentVersion") == "v2",
-                600, "v3 flipped back to v2")
-        report = traffic.report
-        print(report.summary())
-        assert report.failures == 0, report.summary()
-        assert report.successes > 50, report.summary()
-        # What the Service answers is MiniLM's embedding, as sentence-transformers computes it.
-        ip, port = cluster_ip(client, namespace, NAME)
-        answer = workload.infer(ip, port, NAME, [workload.VALIDATION_INPUT],
-                                netns=node.network.path)
-        assert workload.cosine(workload.embedding_of(answer), workload.minilm_embedding()) > 0.999
-        release.uninstall()
+def _roll_out_and_flip_back(node: RealNodeCluster, client: KubeClient, namespace: str,
+                            endpoint: str, strategy: dict[str, object]) -> None:
+    """v1, then v2 under traffic to the ClusterIP, then a bad v3 flipped back."""
+    def manifest(version: str) -> dict[str, object]:
+        return workload.minilm_manifest(NAME, namespace, version=version,
+                                        endpoint=endpoint, strategy=strategy,
+                                        replicas=1)
+
+    node.kubectl("apply", "-f", "-", input=json.dumps(manifest("v1")))
+    workload.wait_for_status(client, namespace, NAME, workload.available_at("v1"),
+                             600, "v1 available")
+    # A first blue-green version's stable Service is made at its promotion, and kube-proxy
+    # learns a new Service within its sync period (about a second here): a client waits
+    # for it to answer, as for any new Service. What is measured is the rollouts after.
+    ip, port = cluster_ip(client, namespace, NAME)
+    workload.wait_until(lambda: netns.http_ok(node.network.path, f"http://{ip}:{port}/readyz"),
+                        30, f"the new Service {ip}:{port} to answer through kube-proxy")
+    with workload.inference_traffic(client, namespace, NAME,
+                                    netns=node.network.path) as traffic:
+        node.kubectl("apply", "-f", "-", input=json.dumps(manifest("v2")))
+        workload.wait_for_status(client, namespace, NAME, workload.available_at("v2"),
+                                 600, "v2 available")
+        bad = faults.wrong_expected_output(NAME, namespace, endpoint, version="v3",
+                                           strategy=strategy, replicas=1)
+        node.kubectl("apply", "-f", "-", input=json.dumps(bad))
+        workload.wait_for_status(
+            client, namespace, NAME,
+            lambda st: st.get("phase") == "RolledBack" and st.get("currentVersion") == "v2",
+            600, "v3 flipped back to v2")
+    report = traffic.report
+    print(report.summary())
+    assert report.failures == 0, report.summary()
+    assert report.successes > 50, report.summary()
+    # What the Service answers is MiniLM's embedding, as sentence-transformers computes it.
+    answer = workload.infer(ip, port, NAME, [workload.VALIDATION_INPUT],
+                            netns=node.network.path)
+    assert workload.cosine(workload.embedding_of(answer), workload.minilm_embedding()) > 0.999
 
 
 def _minio_service(node: RealNodeCluster, minio: MinioServer) -> str:
