@@ -124,7 +124,7 @@ $(BIN_DIR)/.coredns-$(COREDNS_VERSION): e2e/go/coredns/go.mod e2e/go/coredns/go.
 coredns: $(BIN_DIR)/.coredns-$(COREDNS_VERSION) ## build CoreDNS into .cache/bin
 
 .PHONY: node-binaries
-node-binaries: registry runc cni kubelet containerd coredns ## every binary of the real node (skips what is built)
+node-binaries: registry runc cni kubelet containerd coredns pause ## every binary of the real node (skips what is built)
 
 .PHONY: test-node
 test-node: venv node-binaries minio node-deps ## every real-node test: images, node binaries, node network (slow; not in make test)
@@ -133,3 +133,19 @@ test-node: venv node-binaries minio node-deps ## every real-node test: images, n
 .PHONY: node-down
 node-down: venv ## delete the node's network namespace (bridges and veths inside go with it)
 	$(PY) -m modeldeploy_e2e.nodenet down
+
+$(BIN_DIR)/.pause: e2e/go/pause/go.mod e2e/go/pause/main.go e2e/node.mk
+	@mkdir -p $(BIN_DIR)
+	cd e2e/go/pause && $(GO_ENV) $(GO_BUILD) -o $(BIN_DIR)/pause .
+	@touch $@
+
+.PHONY: pause
+pause: $(BIN_DIR)/.pause ## build the pod sandbox's pause binary (the node's sandbox image is made from it)
+
+.PHONY: realnode-up
+realnode-up: venv node-binaries node-deps ## start the cluster on a real node (kubelet, containerd, kube-proxy, CoreDNS) in its own network namespace
+	$(PY) -m modeldeploy_e2e.realnode up
+
+.PHONY: realnode-down
+realnode-down: venv ## stop it: containers, shims, mounts, cgroups, pod and node namespaces
+	$(PY) -m modeldeploy_e2e.realnode down

@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import yaml
@@ -98,6 +98,12 @@ def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
 class LocalCluster:
     """Start, inspect and stop the local cluster whose state lives in `state_dir`."""
 
+    components: tuple[str, ...] = COMPONENTS
+    # Where the API server listens and what it advertises (the `kubernetes` Service's
+    # endpoint); kubeconfigs name LOOPBACK either way.
+    bind_address = LOOPBACK
+    advertise_address = LOOPBACK
+
     def __init__(
         self,
         state_dir: Path = paths.CLUSTER_DIR,
@@ -154,7 +160,8 @@ class LocalCluster:
         """Which components have a live recorded process."""
         state = self.load_state()
         pids = state.pids if state else {}
-        return {name: name in pids and _pid_alive(pids[name], _hint(name)) for name in COMPONENTS}
+        return {name: name in pids and _pid_alive(pids[name], self._hint(name))
+                for name in self.components}
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -184,14 +191,25 @@ class LocalCluster:
             state.ports.kubelet = free_port()
         self._write_pki_and_kubeconfigs(state)
         deadline = time.monotonic() + timeout
-        for name in COMPONENTS:
+        for name in self.components:
             if not self.running()[name]:
+                self._prepare(name, state)
                 state.pids[name] = self._spawn(name, self._command(name, state))
                 self._save_state(state)
             self._wait_healthy(name, state, deadline)
-            if name == "kube-apiserver":
-                self._allow_node_events()
+            self._after_healthy(name, state)
         self._save_state(state)
+
+    def _prepare(self, name: str, state: ClusterState) -> None:
+        """Before a component starts (its files, what it needs in place)."""
+
+    def _after_healthy(self, name: str, state: ClusterState) -> None:
+        """After a component is healthy (each start, also when it was already running)."""
+        if name == "kube-apiserver":
+            self._allow_node_events()
+
+    def _before_stop(self, name: str, state: ClusterState) -> None:
+        """Before a running component is stopped."""
 
     def _allow_node_events(self) -> None:
         """Let nodes post Events: the Node authorizer has no opinion on them and the
@@ -229,9 +247,10 @@ class LocalCluster:
         if state is None:
             return []
         stopped: list[str] = []
-        for name in reversed(COMPONENTS):
+        for name in reversed(self.components):
             pid = state.pids.get(name)
-            if pid is not None and _pid_alive(pid, _hint(name)):
+            if pid is not None and _pid_alive(pid, self._hint(name)):
+                self._before_stop(name, state)
                 _terminate(pid, grace)
                 stopped.append(name)
             state.pids.pop(name, None)
@@ -246,10 +265,11 @@ class LocalCluster:
             self.pki_dir, ca, "apiserver", pki.subject("kube-apiserver"),
             dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                        "kubernetes.default.svc.cluster.local"),
-            ips=(LOOPBACK, KUBERNETES_SERVICE_IP),
+            ips=tuple(dict.fromkeys((LOOPBACK, KUBERNETES_SERVICE_IP, self.advertise_address))),
         )
         pki.ensure_leaf(self.pki_dir, ca, "kubelet", pki.subject(f"system:node:{state.node_name}"),
-                        dns_names=(state.node_name, "localhost"), ips=(LOOPBACK,))
+                        dns_names=(state.node_name, "localhost"),
+                        ips=tuple(dict.fromkeys((LOOPBACK, self.advertise_address))))
         pki.ensure_leaf(self.pki_dir, ca, "apiserver-kubelet-client",
                         pki.subject("kube-apiserver-kubelet-client", ("system:masters",)))
         server = f"https://{LOOPBACK}:{state.ports.apiserver}"
@@ -261,6 +281,7 @@ class LocalCluster:
             "node.kubeconfig": (
                 "node", pki.subject(f"system:node:{state.node_name}", ("system:nodes",))),
         }
+        identities.update(self._extra_identities())
         for filename, (name, subj) in identities.items():
             pair = pki.ensure_leaf(self.pki_dir, ca, name, subj)
             (self.state_dir / filename).write_text(_kubeconfig(server, ca.cert, pair, name))
@@ -278,7 +299,8 @@ class LocalCluster:
                     "--unsafe-no-fsync"]
         if name == "kube-apiserver":
             return [str(paths.binary("kube-apiserver")), f"--etcd-servers={etcd_url}",
-                    f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}",
+                    f"--bind-address={self.bind_address}",
+                    f"--advertise-address={self.advertise_address}",
                     f"--secure-port={ports.apiserver}",
                     f"--tls-cert-file={p / 'apiserver.crt'}",
                     f"--tls-private-key-file={p / 'apiserver.key'}",
@@ -335,14 +357,37 @@ class LocalCluster:
             log.write(f"\n--- start {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
             log.flush()
             process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [*self._prefix(name), *command], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env={**os.environ, "PATH": paths.harness_path()},
                 # Own session: the cluster outlives `make cluster-up` and Ctrl-C in a shell.
                 start_new_session=True, cwd=self.state_dir,
             )
         return process.pid
 
+    def _extra_identities(self) -> dict[str, tuple[str, str]]:
+        """More kubeconfigs to write: file name -> (key pair name, subject)."""
+        return {}
+
+    def _prefix(self, name: str) -> list[str]:
+        """What a component's command runs under (nothing here; a namespace elsewhere)."""
+        return []
+
+    def _hint(self, name: str) -> str:
+        """A string in the component's command line (tells a live pid from a reused one)."""
+        return _hint(name)
+
     def _wait_healthy(self, name: str, state: ClusterState, deadline: float) -> None:
+        checks = self._health_checks(state)
+        while time.monotonic() < deadline:
+            if not _pid_alive(state.pids[name], self._hint(name)):
+                raise ClusterError(f"{name} exited during start; see {self.log_dir / name}.log")
+            if checks[name]():
+                return
+            time.sleep(0.3)
+        raise ClusterError(f"{name} not healthy in time; see {self.log_dir / name}.log")
+
+    def _health_checks(self, state: ClusterState) -> dict[str, Callable[[], bool]]:
         ports = state.ports
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
@@ -356,16 +401,14 @@ class LocalCluster:
                 f"https://{LOOPBACK}:{ports.controller_manager}/healthz", insecure),
             "kube-scheduler": lambda: _http_ok(
                 f"https://{LOOPBACK}:{ports.scheduler}/healthz", insecure),
-            "nodeagent": lambda: self._node_ready(state.node_name) and self.kubectl(
-                "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
+            "nodeagent": self._workloads_ready(state),
         }
-        while time.monotonic() < deadline:
-            if not _pid_alive(state.pids[name], _hint(name)):
-                raise ClusterError(f"{name} exited during start; see {self.log_dir / name}.log")
-            if checks[name]():
-                return
-            time.sleep(0.3)
-        raise ClusterError(f"{name} not healthy in time; see {self.log_dir / name}.log")
+        return checks
+
+    def _workloads_ready(self, state: ClusterState) -> Callable[[], bool]:
+        """The node is Ready and the default ServiceAccount exists (pods can be made)."""
+        return lambda: self._node_ready(state.node_name) and self.kubectl(
+            "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
 
     def _node_ready(self, node_name: str) -> bool:
         result = self.kubectl(

@@ -19,6 +19,15 @@ _STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", re.MU
 _GO_DIRECTIVE = re.compile(r"^go\s+(\S+)\s*$", re.MULTILINE)
 _GODEBUG_DIRECTIVE = re.compile(r"^godebug\s+(.+)$", re.MULTILINE)
 
+def required_version(gomod: Path, module: str) -> str:
+    """The version the go.mod file `gomod` requires of `module` (what a wrapper pins)."""
+    text = Path(gomod).read_text(encoding="utf-8")
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", text, re.M)
+    if match is None:
+        raise ValueError(f"{module} is not required in {gomod}")
+    return match.group(1)
+
+
 #: The commands built from the module; each becomes a `tool` line.
 KUBERNETES_TOOLS = (
     "k8s.io/kubernetes/cmd/kube-apiserver",

@@ -84,6 +84,14 @@ def project_images(variant: str = "cuda", torch_index_url: str = "",
     ]
 
 
+PAUSE_TAG = "1.0"
+
+
+def pause_image() -> Image:
+    """The pod sandbox image: one static binary (`make pause`), no Dockerfile."""
+    return Image("pause", "", PAUSE_TAG)
+
+
 def plain_http(registry: str) -> bool:
     """A registry on loopback is spoken to over plain HTTP; any other needs TLS."""
     host = registry.split("/", 1)[0].rsplit(":", 1)[0]
@@ -187,6 +195,22 @@ class Store:
         finally:
             subprocess.run(self.argv("rm", container), check=False, capture_output=True)
         tarball.unlink()
+
+    def build_pause(self, binary: Path) -> None:
+        """Make the sandbox image from the pause binary, unless it exists."""
+        image = pause_image()
+        if self.exists(image.local_ref):
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        container = self.run("from", "scratch", capture=True).strip()
+        try:
+            self.run("copy", "--chmod", "0755", container, str(binary), "/pause")
+            # 65535: the uid/gid Kubernetes' own pause image runs as.
+            self.run("config", "--entrypoint", '["/pause"]', "--user", "65535:65535",
+                     container)
+            self.run("commit", "--quiet", container, image.local_ref, capture=True)
+        finally:
+            subprocess.run(self.argv("rm", container), check=False, capture_output=True)
 
     def build(self, image: Image, context: Path = REPO_ROOT) -> None:
         """`buildah bud` the image's Dockerfile as written, on BASE_REF, reusing layers."""

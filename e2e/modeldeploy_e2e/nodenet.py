@@ -119,6 +119,10 @@ def up(network: NodeNetwork) -> None:
         _ip("-n", network.name, "addr", "add", f"{network.node_ip}/{prefix}", "dev",
             NODE_BRIDGE)
     _ip("-n", network.name, "link", "set", NODE_BRIDGE, "up")
+    # ClusterIPs are virtual: kube-proxy rewrites them after the routing decision, so the
+    # node itself needs a route to the Service range before its own packets reach the
+    # rules. It points at the node's bridge, inside the namespace.
+    _ip("-n", network.name, "route", "replace", network.service_cidr, "dev", NODE_BRIDGE)
 
 
 def down(network: NodeNetwork) -> None:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from modeldeploy_e2e import processes
+from modeldeploy_e2e.netns import Relay, http_ok
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -76,10 +77,14 @@ class MinioServer:
         extra_env: dict[str, str] | None = None,
         quiet: bool = True,
         certs_dir: Path | None = None,
+        netns: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
-        self.port = port if port is not None else free_port(host)
+        # `host` may exist only inside `netns`: any port the host's loopback has free will do
+        # there (the namespace runs only the node's own few listeners).
+        self._port_host = LOOPBACK if netns else host
+        self.port = port if port is not None else free_port(self._port_host)
         self.binary = binary
         self.ready_timeout = ready_timeout
         # The site region MinIO insists requests are signed for (None: it accepts any).
@@ -94,6 +99,10 @@ class MinioServer:
         self.access_key = "md-" + secrets.token_hex(6)
         self.secret_key = secrets.token_hex(20)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        # A network namespace's path: MinIO then runs inside it (for a real node's pods,
+        # `host` being an address there) and the host's boto3 clients go through a relay.
+        self.netns = netns
+        self._relay: Relay | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -119,10 +128,11 @@ class MinioServer:
             **self.extra_env,
         }
         address = f"{self.host}:{self.port}"
-        console = f"{self.host}:{free_port(self.host)}"
+        console = f"{self.host}:{free_port(self._port_host)}"
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(binary), "server", *(["--quiet"] if self.quiet else []), "--address", address,
+                [*(["nsenter", f"--net={self.netns}"] if self.netns else []),
+                 str(binary), "server", *(["--quiet"] if self.quiet else []), "--address", address,
                  "--console-address", console,
                  *(["--certs-dir", str(self.certs_dir)] if self.certs_dir else []),
                  str(self.data_dir)],
@@ -148,12 +158,17 @@ class MinioServer:
                     f"MinIO exited with code {self._process.returncode} before becoming "
                     f"ready; see {self.log_path}"
                 )
-            try:
-                with urllib.request.urlopen(url, timeout=1.0) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+            if self.netns:
+                if http_ok(self.netns, url):
+                    self._relay = Relay(self.netns, (self.host, self.port)).start()
+                    return
+            else:
+                try:
+                    with urllib.request.urlopen(url, timeout=1.0) as response:
+                        if response.status == 200:
+                            return
+                except (urllib.error.URLError, OSError):
+                    pass
             time.sleep(0.1)
         raise MinioError(
             f"MinIO at {self.endpoint} not ready after {self.ready_timeout:.0f}s; "
@@ -164,6 +179,9 @@ class MinioServer:
         """Stop the server: SIGTERM, then SIGKILL after `grace` seconds."""
         process, self._process = self._process, None
         processes.stop(process, grace)
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.stop()
 
     def client(self, **kwargs: Any) -> S3Client:
         """Return a boto3 S3 client for this server (path-style, region us-east-1)."""
@@ -172,7 +190,9 @@ class MinioServer:
 
         return boto3.client(
             "s3",
-            endpoint_url=self.endpoint,
+            # From the host, a server inside a namespace is reached through the relay.
+            endpoint_url=(f"http://{LOOPBACK}:{self._relay.port}" if self._relay
+                          else self.endpoint),
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             region_name=self.region or "us-east-1",

@@ -7,6 +7,9 @@ there), which the API server refuses in EndpointSlices; so the endpoints are com
 the Pods with the EndpointSlice controller's own rule (selector match, a pod IP, the Ready
 condition True, no deletionTimestamp, not finished) rather than read from EndpointSlices.
 
+On a real node (`netns=` the node's namespace) requests go to the Service's ClusterIP from
+inside that namespace instead, and kube-proxy's rules pick the endpoint, as in any cluster.
+
     with Traffic(client, "default", "web", path="/") as traffic:
         ...  # roll the Deployment
     assert traffic.report.failures == 0, traffic.report.summary()
@@ -24,6 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from modeldeploy_e2e.kube import KubeClient, KubeError
+from modeldeploy_e2e.netns import HTTPConnection
 
 JsonDict = dict[str, Any]
 
@@ -120,6 +124,16 @@ def service_endpoints(client: KubeClient, namespace: str, service: str,
     return ready_endpoints(svc, pods.get("items", []), port)
 
 
+def cluster_ip(client: KubeClient, namespace: str, service: str,
+               port: int | str | None = None) -> tuple[str, int]:
+    """The Service's (ClusterIP, port) for `port` (by number or name; the only one when
+    None)."""
+    svc = client.get(f"/api/v1/namespaces/{namespace}/services/{service}")
+    name = service_port_name(svc, port)
+    number = next(p["port"] for p in svc["spec"]["ports"] if (p.get("name") or "") == name)
+    return str(svc["spec"]["clusterIP"]), int(number)
+
+
 class Traffic:
     """Background traffic to one Service; bounded by count and time; a context manager."""
 
@@ -139,6 +153,7 @@ class Traffic:
         max_requests: int = 100_000,
         max_seconds: float = 600.0,
         ok_statuses: range = range(200, 400),
+        netns: str | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -153,6 +168,9 @@ class Traffic:
         self.max_requests = max_requests
         self.max_seconds = max_seconds
         self.ok_statuses = ok_statuses
+        # A real node's namespace: requests go to the Service's ClusterIP from inside it,
+        # through kube-proxy's rules, instead of to endpoints picked here.
+        self.netns = netns
         self.report = TrafficReport()
         self.endpoints: list[tuple[str, int]] = []
         self._stop = threading.Event()
@@ -160,8 +178,12 @@ class Traffic:
         self._threads: list[threading.Thread] = []
 
     def refresh_endpoints(self) -> list[tuple[str, int]]:
-        """Read the Service and its Pods now and return the ready endpoints."""
-        found = service_endpoints(self.client, self.namespace, self.service, self.port)
+        """Read the Service and its Pods now and return the ready endpoints (through
+        kube-proxy: the Service's own ClusterIP and port)."""
+        if self.netns:
+            found = [cluster_ip(self.client, self.namespace, self.service, self.port)]
+        else:
+            found = service_endpoints(self.client, self.namespace, self.service, self.port)
         with self._lock:
             if found != self.endpoints:
                 self.report.endpoint_changes += 1
@@ -192,7 +214,8 @@ class Traffic:
             self._stop.wait(self.interval)
 
     def _request(self, host: str, port: int) -> str | None:
-        conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        conn = (HTTPConnection(self.netns, host, port, self.timeout) if self.netns
+                else http.client.HTTPConnection(host, port, timeout=self.timeout))
         try:
             conn.request(self.method, self.path, body=self.body, headers=self.headers)
             response = conn.getresponse()
@@ -216,7 +239,10 @@ class Traffic:
             if endpoint is None:
                 self.report.no_endpoints += 1
             if len(self.report.first_failures) < 10:
-                self.report.first_failures.append(f"{endpoint or '-'}: {error}")
+                # Wall-clock time: to line a failure up with events and component logs.
+                self.report.first_failures.append(
+                    f"#{self.report.total} {time.strftime('%H:%M:%S')} {endpoint or '-'}: "
+                    f"{error}")
 
     def start(self) -> Traffic:
         """Read the endpoints once, then start the watcher and sender threads."""

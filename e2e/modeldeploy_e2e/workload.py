@@ -22,6 +22,7 @@ import yaml
 
 from modeldeploy_e2e import paths
 from modeldeploy_e2e.kube import KubeClient, KubeError
+from modeldeploy_e2e.netns import HTTPConnection
 from modeldeploy_e2e.traffic import Traffic
 from modeldeploy_e2e.traffic import service_endpoints as service_endpoints
 
@@ -187,11 +188,25 @@ def available_at(version: str) -> Callable[[JsonDict], bool]:
     return check
 
 
-def infer(ip: str, port: int, model: str, texts: list[str], timeout: float = 30.0) -> JsonDict:
-    """One OIP v2 inference request to a pod."""
+def infer(ip: str, port: int, model: str, texts: list[str], timeout: float = 30.0,
+          netns: str | None = None) -> JsonDict:
+    """One OIP v2 inference request to a pod or Service address (from inside the node's
+    namespace `netns` when given)."""
     body = json.dumps(
         {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]}
     ).encode()
+    if netns:
+        connection = HTTPConnection(netns, ip, port, timeout)
+        try:
+            connection.request("POST", f"/v2/models/{model}/infer", body=body,
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            if response.status != 200:
+                raise AssertionError(f"inference answered HTTP {response.status}")
+            answer: JsonDict = json.loads(response.read())
+        finally:
+            connection.close()
+        return answer
     request = urllib.request.Request(
         f"http://{ip}:{port}/v2/models/{model}/infer",
         data=body,
@@ -199,7 +214,7 @@ def infer(ip: str, port: int, model: str, texts: list[str], timeout: float = 30.
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        answer: JsonDict = json.loads(response.read())
+        answer = json.loads(response.read())
     return answer
 
 
@@ -262,13 +277,15 @@ def children(client: KubeClient, namespace: str, name: str) -> dict[str, list[st
     }
 
 
-def inference_traffic(client: KubeClient, namespace: str, service: str) -> Traffic:
-    """The traffic helper sending MiniLM inference requests through `service`, 20 a second."""
+def inference_traffic(client: KubeClient, namespace: str, service: str,
+                      netns: str | None = None) -> Traffic:
+    """The traffic helper sending MiniLM inference requests through `service`, 20 a second
+    (to its ClusterIP from inside the real node's namespace `netns` when given)."""
     body = json.dumps(
         {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}]}
     ).encode()
     return Traffic(
         client, namespace, service, path="/v2/models/minilm/infer", method="POST",
         body=body, headers={"Content-Type": "application/json"}, interval=0.05, timeout=10,
-        ok_statuses=range(200, 300),
+        ok_statuses=range(200, 300), netns=netns,
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from modeldeploy_e2e import images, nodenet
 from modeldeploy_e2e.containerd import Containerd
+from modeldeploy_e2e.gomod import required_version
 from modeldeploy_e2e.paths import BIN_DIR
 from modeldeploy_e2e.registry import Registry
 
@@ -44,9 +45,8 @@ def test_containerd_pulls_the_operator_image_and_runc_runs_it_restricted(
     ref = OPERATOR.remote_ref(registry.address)
     with Containerd(network, tmp_path / "containerd") as containerd:
         version = containerd.ctr("version").stdout
-        pinned = next(line.split()[1] for line in
-                      (Path(__file__).parents[1] / "go/containerd/go.mod").read_text().splitlines()
-                      if line.strip().startswith("github.com/containerd/containerd/v2 "))
+        pinned = required_version(Path(__file__).parents[1] / "go/containerd/go.mod",
+                                  "github.com/containerd/containerd/v2")
         assert f"Version:  {pinned}" in version.split("Server:")[1], version
         containerd.ctr("images", "pull", "--plain-http", ref)
         ran = containerd.ctr(

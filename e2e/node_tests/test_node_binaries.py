@@ -4,11 +4,11 @@ versions the wrapper modules pin, with the features the node needs."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
+from modeldeploy_e2e.gomod import required_version
 from modeldeploy_e2e.paths import BIN_DIR, REPO_ROOT
 
 GO_DIR = REPO_ROOT / "e2e" / "go"
@@ -16,10 +16,7 @@ GO_DIR = REPO_ROOT / "e2e" / "go"
 
 def pinned(wrapper: str, module: str) -> str:
     """The version `e2e/go/<wrapper>/go.mod` requires of `module`."""
-    text = (GO_DIR / wrapper / "go.mod").read_text()
-    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", text, re.M)
-    assert match, f"{module} not required in e2e/go/{wrapper}/go.mod"
-    return match.group(1)
+    return required_version(GO_DIR / wrapper / "go.mod", module)
 
 
 def run(binary: Path, *args: str, env: dict[str, str] | None = None) -> str:

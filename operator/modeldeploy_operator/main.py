@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +29,16 @@ from modeldeploy_operator.adapters.store import ChildStore
 from modeldeploy_operator.reconcile import Context
 
 DEFAULT_IMAGE_ENV = "MODELDEPLOY_DEFAULT_RUNTIME_IMAGE"
+
+
+def peer_identity() -> str:
+    """This operator's name among peers: host (a pod's name, in a pod) and process id.
+
+    kopf's own default asks the password database for the user's name, and an image running
+    as a uid it does not list (65532 here; any uid a platform assigns, as OpenShift does)
+    ends there with KeyError before the operator starts.
+    """
+    return f"{socket.gethostname()}/{os.getpid()}"
 LOG_FORMATS = {
     "json": kopf.LogFormat.JSON,
     "plain": kopf.LogFormat.FULL,
@@ -126,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     workers = handlers.Workers(make_context, resync_seconds=args.resync_seconds)
     kopf.run(
+        identity=peer_identity(),
         registry=registry,
         standalone=not args.peering,
         peering_name=args.peering,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from modeldeploy_operator.main import parse_args
 
@@ -47,3 +49,25 @@ def test_default_runtime_image_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv("MODELDEPLOY_DEFAULT_RUNTIME_IMAGE", "registry.local/runtime:9")
     assert parse_args(["-A"]).default_runtime_image == "registry.local/runtime:9"
+
+
+def test_the_operator_starts_under_a_uid_without_a_passwd_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The images run as uid 65532, which their /etc/passwd does not list: kopf's default
+    peer identity (getpass.getuser) would fail before the operator starts."""
+    import getpass
+
+    import kopf
+    from modeldeploy_operator import main, metrics
+
+    def no_passwd_entry() -> str:
+        raise KeyError("getpwuid(): uid not found: 65532")
+
+    started: dict[str, object] = {}
+    monkeypatch.setattr(getpass, "getuser", no_passwd_entry)
+    monkeypatch.setattr(metrics, "serve", lambda *args: None)
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: started.update(kwargs))
+    assert main.main(["--namespace=models", "--standalone"]) == 0
+    identity = started["identity"]
+    assert isinstance(identity, str) and identity.endswith(f"/{os.getpid()}")

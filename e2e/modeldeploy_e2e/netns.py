@@ -1,0 +1,199 @@
+"""Reaching into the node's network namespace from the host, towards addresses inside it.
+
+The real node's API server, pods and ClusterIPs exist only inside the namespace the harness
+made (`nodenet`). A socket belongs to the namespace of the thread that created it, so a
+short-lived thread enters the namespace (setns), creates and connects the socket, and hands
+it back: the host gains no address and no route. `Relay` puts one such address on a host
+loopback port (the API server for kubectl, helm and the operator; a ClusterIP for traffic).
+
+    python -m modeldeploy_e2e.netns relay --netns /run/netns/md-node \
+        --listen 127.0.0.1:6443 --to 10.250.0.1:6443
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import http.client
+import os
+import signal
+import socket
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Sequence
+
+from modeldeploy_e2e.loopback import LOOPBACK
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _enter(netns: str) -> None:
+    """Move the calling thread (only it) into the network namespace at path `netns`."""
+    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"setns({netns}): {os.strerror(error)}")
+    finally:
+        os.close(fd)
+
+
+def connect(netns: str, address: tuple[str, int], timeout: float = 10.0) -> socket.socket:
+    """A TCP socket connected to `address` as seen from inside `netns`."""
+    result: list[socket.socket | BaseException] = []
+
+    def inside() -> None:
+        # This thread ends right after: the namespace switch dies with it.
+        try:
+            _enter(netns)
+            result.append(socket.create_connection(address, timeout=timeout))
+        except BaseException as error:  # handed to the caller's thread
+            result.append(error)
+
+    thread = threading.Thread(target=inside, name=f"connect in {netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+class HTTPConnection(http.client.HTTPConnection):
+    """http.client's connection, its socket connected from inside `netns`."""
+
+    def __init__(self, netns: str, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.netns = netns
+
+    def connect(self) -> None:
+        self.sock = connect(self.netns, (self.host, self.port), self.timeout or 10.0)
+
+
+class HTTPSConnection(HTTPConnection):
+    def __init__(self, netns: str, host: str, port: int, timeout: float,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(netns, host, port, timeout)
+        self.context = context
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
+
+
+def http_get(netns: str, url: str, context: ssl.SSLContext | None = None,
+             timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET `url` from inside `netns`: (status, body)."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or LOOPBACK, parts.port
+    connection: HTTPConnection
+    if parts.scheme == "https":
+        connection = HTTPSConnection(netns, host, port or 443, timeout,
+                                    context or ssl.create_default_context())
+    else:
+        connection = HTTPConnection(netns, host, port or 80, timeout)
+    try:
+        connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def http_ok(netns: str, url: str, context: ssl.SSLContext | None = None) -> bool:
+    """True when GET `url` from inside `netns` answers 200."""
+    try:
+        return http_get(netns, url, context)[0] == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+class Relay:
+    """Relays 127.0.0.1:`port` on the host to `target` inside `netns`, byte for byte (TLS
+    passes through: clients verify the certificate of what is inside)."""
+
+    def __init__(self, netns: str, target: tuple[str, int], port: int = 0) -> None:
+        self.netns = netns
+        self.target = target
+        self._listener = socket.create_server((LOOPBACK, port), reuse_port=False)
+        self.port: int = self._listener.getsockname()[1]
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    def start(self) -> Relay:
+        threading.Thread(target=self.serve, daemon=True, name="relay accept").start()
+        return self
+
+    def serve(self) -> None:
+        """Accept until stopped (a `relay` process runs this on its main thread)."""
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._link, args=(client,), daemon=True,
+                             name="relay link").start()
+
+    def _link(self, client: socket.socket) -> None:
+        try:
+            upstream = connect(self.netns, self.target)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self._open.update((client, upstream))
+        threading.Thread(target=self._pump, args=(upstream, client), daemon=True,
+                         name="relay pump").start()
+        self._pump(client, upstream)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.close()
+        with self._lock:
+            self._open.discard(src)
+
+    def stop(self) -> None:
+        """Close the listener and every relayed connection."""
+        self._stopped.set()
+        self._listener.close()
+        with self._lock:
+            open_now, self._open = self._open, set()
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modeldeploy_e2e.netns")
+    parser.add_argument("command", choices=("relay",))
+    parser.add_argument("--netns", required=True, help="a network namespace's path")
+    parser.add_argument("--listen", required=True, type=_address,
+                        help="host loopback address:port")
+    parser.add_argument("--to", required=True, type=_address,
+                        help="address:port inside the namespace")
+    args = parser.parse_args(argv)
+    if args.listen[0] != LOOPBACK:
+        parser.error(f"--listen must be on {LOOPBACK}: the host side stays on loopback")
+    relay = Relay(args.netns, args.to, args.listen[1])
+    signal.signal(signal.SIGTERM, lambda *_: relay.stop())
+    relay.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Reaching into a harness-made network namespace from the host: a socket made inside it,
+and a loopback relay to an address that exists only there."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from modeldeploy_e2e import netns, nodenet, processes
+from modeldeploy_e2e.harness import wait_for
+from modeldeploy_e2e.s3 import free_port
+
+
+@pytest.fixture
+def network() -> Iterator[nodenet.NodeNetwork]:
+    network = nodenet.NodeNetwork(name=f"md-t{secrets.token_hex(3)}")
+    nodenet.up(network)
+    try:
+        yield network
+    finally:
+        nodenet.down(network)
+
+
+@pytest.fixture
+def server(network: nodenet.NodeNetwork, tmp_path: Path) -> Iterator[int]:
+    """An HTTP server on the node address, inside the namespace only."""
+    port = free_port()
+    (tmp_path / "hello").write_text("inside")
+    process = subprocess.Popen(
+        ["nsenter", f"--net={network.path}", sys.executable, "-m", "http.server",
+         "--bind", network.node_ip, "--directory", str(tmp_path), str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("the server inside the namespace", lambda: netns.http_ok(
+            network.path, f"http://{network.node_ip}:{port}/hello"), timeout=20)
+        yield port
+    finally:
+        processes.stop(process, 5)
+
+
+def test_a_socket_made_inside_the_namespace_reaches_its_address(
+        network: nodenet.NodeNetwork, server: int) -> None:
+    status, body = netns.http_get(network.path, f"http://{network.node_ip}:{server}/hello")
+    assert (status, body) == (200, b"inside")
+
+
+def test_the_relay_puts_an_inside_address_on_a_host_loopback_port(
+        network: nodenet.NodeNetwork, server: int) -> None:
+    relay = netns.Relay(network.path, (network.node_ip, server)).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{relay.port}/hello", timeout=5) as r:
+            assert r.read() == b"inside"
+    finally:
+        relay.stop()
+    # The host itself gained no address or route towards the namespace.
+    host_routes = subprocess.run(["ip", "-j", "route", "show", "table", "all"],
+                                 capture_output=True, text=True, check=True).stdout
+    assert network.node_cidr.split("/")[0] not in host_routes
+
+
+def test_the_relay_refuses_to_listen_off_loopback() -> None:
+    with pytest.raises(SystemExit):
+        netns.main(["relay", "--netns", "/run/netns/none", "--listen", "0.0.0.0:1",
+                    "--to", "10.250.0.1:1"])
