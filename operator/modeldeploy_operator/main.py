@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 import kopf
+from kopf._core.engines.peering import Identity  # the type kopf.run wants; not re-exported
 
 from modeldeploy_operator import handlers, metrics
 from modeldeploy_operator.adapters.kube import Kube, load_client_config
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     workers = handlers.Workers(make_context, resync_seconds=args.resync_seconds)
     kopf.run(
-        identity=peer_identity(),
+        identity=Identity(peer_identity()),
         registry=registry,
         standalone=not args.peering,
         peering_name=args.peering,
