@@ -80,6 +80,31 @@ class Result:
     p50: float
     p99: float
     errors: int
+    cpu_ms_per_text: float  # the server's CPU (all its threads and children) per text
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its descendants, from /proc: on a shared
+    machine the wall-clock rate measures the neighbours too, CPU per text does not."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        proc = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(proc)
+        times[proc] = (int(fields[11]) + int(fields[12])) / _TICK
+    total, todo = 0.0, [pid]
+    while todo:
+        proc = todo.pop()
+        total += times.get(proc, 0.0)
+        todo.extend(children.get(proc, []))
+    return total
 
 
 def _free_port() -> int:
@@ -241,20 +266,30 @@ def _measure(server: Server, bodies: list[bytes], clients: int, per_request: int
              warmup: float, seconds: float) -> Result:
     latencies: list[float] = []
     errors: list[int] = []
+    cpu: list[float] = []
 
     async def run() -> None:
         start = time.perf_counter() + warmup
         stop = start + seconds
-        await asyncio.gather(*(_client(server, bodies, start, stop, latencies, errors)
-                               for _ in range(clients)))
+
+        async def meter() -> None:
+            await asyncio.sleep(max(0.0, start - time.perf_counter()))
+            cpu.append(_cpu_seconds(server.process.pid))
+            await asyncio.sleep(max(0.0, stop - time.perf_counter()))
+            cpu.append(_cpu_seconds(server.process.pid))
+
+        await asyncio.gather(meter(), *(_client(server, bodies, start, stop, latencies, errors)
+                                        for _ in range(clients)))
 
     asyncio.run(run())
     if not latencies:
-        return Result(0.0, 0.0, float("inf"), float("inf"), len(errors))
+        return Result(0.0, 0.0, float("inf"), float("inf"), len(errors), float("inf"))
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
     rate = len(latencies) / seconds
-    return Result(rate, rate * per_request, statistics.median(ordered), p99, len(errors))
+    cpu_per_text = (cpu[1] - cpu[0]) * 1000 / (len(latencies) * per_request)
+    return Result(rate, rate * per_request, statistics.median(ordered), p99, len(errors),
+                  cpu_per_text)
 
 
 def _line(what: str, ours: float, theirs: float, target: str, unit: str) -> str:
@@ -334,8 +369,9 @@ def _run(workload: Workload, servers: list[Server], variants: list[str], warmup:
                 print(f"  {length:<5} {clients:>2} clients x {per_request:>2} {unit:<5} "
                       f"{server.name:<14} {r.requests_per_s:7.1f} req/s "
                       f"{r.texts_per_s:7.1f} {unit}/s  p50 {r.p50 * 1000:7.1f} ms  "
-                      f"p99 {r.p99 * 1000:7.1f} ms  errors {r.errors}  "
-                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
+                      f"p99 {r.p99 * 1000:7.1f} ms  CPU {r.cpu_ms_per_text:5.1f} "
+                      f"ms/{unit[:-1]}  errors {r.errors}  (load {os.getloadavg()[0]:.1f})",
+                      flush=True)
 
     print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     what = "MiniLM" if workload.task == "embedding" else "MiniLM cross-encoder"
@@ -355,6 +391,10 @@ def _run(workload: Workload, servers: list[Server], variants: list[str], warmup:
             print(_line(f"{cell}: runtime vs plain baseline throughput", ours.texts_per_s,
                         plain.texts_per_s, "target >= 3.0" if clients == 32 else "no target",
                         f"{unit}/s"))
+            for other in (peer, plain):
+                print(_line(f"{cell}: runtime vs {'infinity' if other is peer else 'plain'} "
+                            f"server CPU per {unit[:-1]}", ours.cpu_ms_per_text,
+                            other.cpu_ms_per_text, "lower is better, no target", "ms"))
 
 
 def main() -> None:
