@@ -411,6 +411,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[],
                         help='another runtime: NAME={"env": {...}, "batching": {...}}')
     args = parser.parse_args()
+    # A SIGTERM (make interrupted, a timeout) unwinds through `finally`: the servers stop.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     variants: dict[str, dict[str, dict[str, object]]] = {"runtime": {
         "env": {}, "batching": json.loads(args.batching)}}
     for spec in args.variant:
