@@ -324,5 +324,5 @@ def helpers() -> Any:
 
     return types.SimpleNamespace(
         runtime_config=runtime_config, run_cli=run_cli, upload=upload,
-        place_in_cache=place_in_cache, WORDS=WORDS, LABELS=LABELS, ModelServer=ModelServer,
+        place_in_cache=place_in_cache, WORDS=WORDS, LABELS=LABELS,
     )
