@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modeldeploy_e2e import workload
+from modeldeploy_e2e.flipback import flip_back_under_traffic
 from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer, upload_directory
 from modeldeploy_e2e.traffic import Traffic
@@ -120,15 +121,10 @@ def test_a_causal_lm_rolls_out_with_a_golden_prompt_and_a_failing_one_flips_back
     traffic = Traffic(client, md_namespace, NAME, path="/v1/completions", method="POST",
                       body=body, headers={"Content-Type": "application/json"},
                       interval=0.05, timeout=30, ok_statuses=range(200, 300))
-    with traffic:
-        op_cluster.apply(_manifest(md_namespace, minilm_s3.endpoint, "v2",
-                                   golden + " and not this"))
-        status = workload.wait_for_status(
-            client, md_namespace, NAME, lambda s: s.get("phase") == "RolledBack", 600,
-            "llm v2 rolled back")
-    report = traffic.report
-    print(f"completions during the failed rollout: {report.summary()}")
-    assert report.failures == 0, report.summary()
-    assert report.successes > 10, report.summary()
+    status = flip_back_under_traffic(
+        client, md_namespace, NAME, traffic,
+        lambda: op_cluster.apply(_manifest(md_namespace, minilm_s3.endpoint, "v2",
+                                           golden + " and not this")),
+        600, "llm v2 rolled back", min_successes=11)
     assert status["currentVersion"] == "v1"
     assert status["lastKnownGoodVersion"] == "v1"

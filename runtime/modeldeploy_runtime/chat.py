@@ -3,23 +3,28 @@
 with `data: [DONE]`; and the OIP v2 infer answer of the text-generation task.
 
 Request and response shapes are pydantic models of OpenAI's. A client that goes away
-mid-stream cancels its generation; more generations than the configured slots are
-answered 503 with Retry-After.
+at any point (while its prompt is tokenised, before the first token or byte, mid-stream,
+or while a whole answer is being generated) cancels its generation, so its slot frees at
+the next token; more generations than the configured slots are answered 503 with
+Retry-After.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+from anyio import to_thread
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from modeldeploy_runtime import decoding, openai, protocol
 from modeldeploy_runtime.decoding import Busy, Sampling
@@ -37,13 +42,16 @@ OIP_SLOT_WAIT_SECONDS = 10.0
 class GenerationMetrics:
     """Tokens generated and generations running, in the server's registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, running: Callable[[], int]) -> None:
         self.tokens = Counter(
             "modeldeploy_generated_tokens", "Tokens generated (text-generation).",
             registry=registry)
+        # Read from the generator when scraped: a generation counts until `generate` has
+        # returned, whichever way its request ended.
         self.in_flight = Gauge(
             "modeldeploy_generations_in_flight", "Generations running now (text-generation).",
             registry=registry)
+        self.in_flight.set_function(running)
         self.busy = Counter(
             "modeldeploy_generations_refused_busy",
             "Generations refused with 503 because every slot was taken.", registry=registry)
@@ -212,6 +220,75 @@ def busy_response(error: Busy) -> JSONResponse:
                         headers={"Retry-After": str(decoding.RETRY_AFTER_SECONDS)})
 
 
+async def pieces(run: Run) -> AsyncIterator[str]:
+    """The run's text as it is decoded; closing or cancelling this stops the generation.
+
+    next() blocks on the streamer, so it runs in a worker thread that a cancelled request
+    abandons (it ends at the next token, once the run is cancelled) instead of waiting for
+    text that may only come when the generation is over."""
+    iterator = iter(run)
+    try:
+        while (piece := await to_thread.run_sync(next, iterator, None,
+                                                 abandon_on_cancel=True)) is not None:
+            yield piece
+    finally:
+        run.cancel()
+
+
+class HangUp:
+    """Watches a request's connection while its answer is computed: a client that goes away
+    cancels the generation it is waiting for (or the next one started for it)."""
+
+    def __init__(self, request: Request) -> None:
+        self.gone = False
+        self._run: Run | None = None
+        self._task = asyncio.ensure_future(self._watch(request.receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        # The body has been read: what comes next is the disconnect.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        if self._run is not None:
+            self._run.cancel()
+
+    def track(self, run: Run) -> Run:
+        """Cancel `run` when the client goes (at once if it already has)."""
+        self._run = run
+        if self.gone:
+            run.cancel()
+        return run
+
+    def close(self) -> None:
+        """Stop watching (before the answer is sent: sending completes the request)."""
+        self._task.cancel()
+
+
+async def whole(request: Request, run: Run) -> str:
+    """The complete text of `run`, cut short if the client goes away before it is done."""
+    hang_up = HangUp(request)
+    hang_up.track(run)
+    try:
+        return "".join([piece async for piece in pieces(run)])
+    finally:
+        hang_up.close()
+
+
+class GenerationStream(StreamingResponse):
+    """Server-sent events of one run; the run is cancelled when the response ends in any
+    way, including a client gone before the first chunk was asked for."""
+
+    def __init__(self, run: Run, content: AsyncIterator[bytes]) -> None:
+        super().__init__(content, media_type="text/event-stream")
+        self.run = run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.run.cancel()
+
+
 def routes(
     name: str, task: str, generator: Callable[[], Generator | None],
     not_ready: Callable[[], Response], timed: Callable[[str, Handler], Handler],
@@ -232,23 +309,10 @@ def routes(
                     sampling: Sampling) -> Run:
         ids = await run_in_threadpool(ids_of)
         try:
-            run = current.start(ids, sampling, metrics.tokens.inc)
+            return current.start(ids, sampling, metrics.tokens.inc)
         except Busy:
             metrics.busy.inc()
             raise
-        metrics.in_flight.inc()
-        return run
-
-    async def pieces(run: Run) -> AsyncIterator[str]:
-        # next() blocks on the streamer, so it runs in a worker thread; a client that goes
-        # away cancels this coroutine, and `finally` stops the generation itself.
-        iterator = iter(run)
-        try:
-            while (piece := await run_in_threadpool(next, iterator, None)) is not None:
-                yield piece
-        finally:
-            run.cancel()
-            metrics.in_flight.dec()
 
     async def chat_completions(request: Request) -> Response:
         body = await openai.parse_body(request, ChatCompletionRequest)
@@ -270,7 +334,7 @@ def routes(
                 ChunkChoice(delta=delta, finish_reason=finish)]))
 
         if not body.stream:
-            text = "".join([piece async for piece in pieces(run)])
+            text = await whole(request, run)
             return JSONResponse(ChatCompletion(
                 id=ident, created=created, model=name, usage=_usage(run),
                 choices=[ChatChoice(message=AssistantMessage(content=text),
@@ -287,7 +351,7 @@ def routes(
                                                  choices=[], usage=_usage(run)))
             yield b"data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return GenerationStream(run, events())
 
     async def completions(request: Request) -> Response:
         body = await openai.parse_body(request, CompletionRequest)
@@ -310,7 +374,7 @@ def routes(
                               choices=[CompletionChoice(text=text, finish_reason=finish)])
 
         if not body.stream:
-            text = "".join([piece async for piece in pieces(run)])
+            text = await whole(request, run)
             return JSONResponse(completion(text, run.finish_reason, _usage(run))
                                 .model_dump(mode="json"))
 
@@ -323,7 +387,7 @@ def routes(
                                         usage=_usage(run)))
             yield b"data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return GenerationStream(run, events())
 
     return [
         Route("/v1/chat/completions", timed("/v1/chat/completions", chat_completions),
@@ -346,22 +410,25 @@ def oip_parameters(body: bytes) -> Sampling:
         raise BadRequest(f"invalid parameters.{where}: {first['msg']}") from None
 
 
-async def oip_infer(current: Generator, texts: list[str], sampling: Sampling,
-                    metrics: GenerationMetrics) -> list[dict[str, object]]:
+async def oip_infer(request: Request, current: Generator, texts: list[str],
+                    sampling: Sampling, metrics: GenerationMetrics) -> list[dict[str, object]]:
     """The OIP outputs for texts: one 'text' BYTES output with each greedy/sampled completion
     (the shape the operator's validation reads).
 
     It waits a while for a slot instead of answering 503 at once: the operator's own
-    validation comes this way, and a busy pod is no failed version."""
+    validation comes this way, and a busy pod is no failed version. A client that goes away
+    cancels the generation under way and starts no more."""
     answers: list[str] = []
-    for text in texts:
-        ids = await run_in_threadpool(current.prompt_ids, text)
-        run = await run_in_threadpool(current.start, ids, sampling, metrics.tokens.inc,
-                                      OIP_SLOT_WAIT_SECONDS)
-        metrics.in_flight.inc()
-        try:
-            answers.append(await run_in_threadpool(run.text))
-        finally:
-            metrics.in_flight.dec()
+    hang_up = HangUp(request)
+    try:
+        for text in texts:
+            if hang_up.gone:
+                break
+            ids = await run_in_threadpool(current.prompt_ids, text)
+            run = hang_up.track(await run_in_threadpool(
+                current.start, ids, sampling, metrics.tokens.inc, OIP_SLOT_WAIT_SECONDS))
+            answers.append("".join([piece async for piece in pieces(run)]))
+    finally:
+        hang_up.close()
     return [{"name": "text", "datatype": "BYTES", "shape": [len(answers)], "data": answers}]
 

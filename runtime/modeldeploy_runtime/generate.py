@@ -136,9 +136,16 @@ class Generator:
     settings: Generation = field(default_factory=Generation)
     pad_token_id: int | None = None
     _slots: threading.BoundedSemaphore = field(init=False)
+    _running: int = field(init=False, default=0)
+    _count: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.settings.max_concurrent)
+
+    @property
+    def running(self) -> int:
+        """Generations holding a slot now (until `generate` has returned)."""
+        return self._running
 
     def prompt_ids(self, prompt: str) -> list[int]:
         """A plain prompt's token ids, with the special tokens the tokenizer adds (BOS)."""
@@ -175,10 +182,18 @@ class Generator:
                 f"all {self.settings.max_concurrent} generation slots are busy "
                 "(spec.runtime.generation.maxConcurrent); retry shortly"
             )
-        try:
-            return Run(self, ids, sampling, max_new, on_tokens, self._slots.release)
-        except BaseException:
+        with self._count:
+            self._running += 1
+
+        def release() -> None:
+            with self._count:
+                self._running -= 1
             self._slots.release()
+
+        try:
+            return Run(self, ids, sampling, max_new, on_tokens, release)
+        except BaseException:
+            release()
             raise
 
     def complete(self, prompt: str, sampling: Sampling) -> str:

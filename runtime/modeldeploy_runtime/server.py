@@ -117,7 +117,8 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics,
     def ready_generator() -> Generator | None:
         return slot.generator if state.phase is Phase.READY else None
 
-    generation_metrics = chat.GenerationMetrics(metrics.registry)
+    generation_metrics = chat.GenerationMetrics(
+        metrics.registry, lambda: slot.generator.running if slot.generator is not None else 0)
 
     def not_ready() -> Response:
         return JSONResponse(
@@ -184,8 +185,8 @@ def build_app(state: RuntimeState, slot: ModelSlot, metrics: Metrics,
         inputs = protocol.parse(raw, pairs=task == "reranking")
         answer: list[dict[str, object]]
         if generator is not None:
-            answer = await chat.oip_infer(generator, inputs.texts, chat.oip_parameters(raw),
-                                          generation_metrics)
+            answer = await chat.oip_infer(request, generator, inputs.texts,
+                                          chat.oip_parameters(raw), generation_metrics)
         else:
             assert pipeline is not None
             answer = [asdict(o) for o in await pipeline.infer(inputs, batcher)]

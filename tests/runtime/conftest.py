@@ -221,6 +221,84 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Se
             served.process.stdout.close()
 
 
+@dataclass
+class ModelServer:
+    """A `serve` process over one model directory (the reference the test compares with)."""
+
+    model_dir: Path
+    served: Served
+    name: str
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST JSON; (status, parsed body)."""
+        return self.served.request("POST", path, json.dumps(body).encode())
+
+    def stream(self, path: str, body: dict[str, Any]) -> list[dict[str, Any] | str]:
+        """POST with stream: true; the SSE data payloads in order ('[DONE]' as a string)."""
+        import http.client
+
+        host, port = self.served.base.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            conn.request("POST", path, json.dumps({**body, "stream": True}),
+                         {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 200, response.read()
+            assert response.getheader("content-type", "").startswith("text/event-stream")
+            events: list[dict[str, Any] | str] = []
+            for block in response.read().decode().split("\n\n"):
+                if not block.strip():
+                    continue
+                assert block.startswith("data: "), block
+                data = block.removeprefix("data: ")
+                events.append(data if data == "[DONE]" else json.loads(data))
+            return events
+        finally:
+            conn.close()
+
+    def metric(self, name: str) -> float:
+        """One unlabelled sample of /metrics."""
+        status, text = self.served.get("/metrics")
+        assert status == 200
+        for line in str(text).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} not in /metrics")
+
+
+@pytest.fixture(scope="module")
+def start_models(
+    write_config: Callable[[dict[str, Any]], Path], serve: Callable[..., Served],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., dict[str, Any]]:
+    """Start one `serve` per {name: (model dir, task)} at once, so their start-ups overlap,
+    and wait until each is ready (wait=False: return at once, for tests of failing
+    start-ups). `configs` adds runtime config keys per name; `kind` is the ModelServer
+    class to return."""
+
+    def start(models: dict[str, tuple[Path, str]],
+              configs: dict[str, dict[str, Any]] | None = None, wait: bool = True,
+              timeout: float = 240, kind: type[ModelServer] = ModelServer,
+              ) -> dict[str, ModelServer]:
+        cache = tmp_path_factory.mktemp("cache")
+        servers = {}
+        for name, (model_dir, task) in models.items():
+            place_in_cache(model_dir, cache, name, "v1")
+            doc = runtime_config(name, "v1", task=task,
+                                 warmup={"inputs": ["hello world"], "iterations": 1})
+            doc.update((configs or {}).get(name, {}))
+            servers[name] = kind(model_dir, serve(write_config(doc), cache), name)
+        for server in servers.values() if wait else ():
+            s = server.served
+            if not s.wait_until(lambda s=s: s.get("/readyz")[0] == 200, timeout=timeout):
+                s.process.kill()
+                output = s.process.stdout.read() if s.process.stdout else ""
+                raise AssertionError(f"{server.name} never became ready:\n{output[-3000:]}")
+        return servers
+
+    return start
+
+
 def place_in_cache(model_dir: Path, cache_root: Path, name: str, version: str) -> Path:
     """Put a model directory into the cache as `fetch` would (via the cache module)."""
     from modeldeploy_runtime import cache

@@ -4,13 +4,13 @@
 Two shapes, as their real checkpoints are made: a GPT-2 (byte-level BPE, one
 <|endoftext|> token, no chat template, 128 positions) and a Llama (Metaspace BPE with <s>
 prepended, grouped-query attention, a chat template in tokenizer_config.json, 4096
-positions). The BPE merges are trained here on a few sentences.
+positions). The BPE merges are trained here on a few sentences. The `serve` processes
+come from tests/runtime/conftest.py's start_models.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,78 +117,17 @@ def reference_generate(model_dir: Path, ids: list[int], **kwargs: Any) -> tuple[
     return tok.decode(new, skip_special_tokens=True), len(new)
 
 
-@dataclass
-class GenServer:
-    """A ready `serve` process over one causal LM."""
-
-    model_dir: Path
-    served: Any
-    name: str
-
-    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        """POST JSON; (status, parsed body)."""
-        return self.served.request("POST", path, json.dumps(body).encode())
-
-    def stream(self, path: str, body: dict[str, Any]) -> list[dict[str, Any] | str]:
-        """POST with stream: true; the SSE data payloads in order ('[DONE]' as a string)."""
-        import http.client
-
-        host, port = self.served.base.removeprefix("http://").split(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        try:
-            conn.request("POST", path, json.dumps({**body, "stream": True}),
-                         {"Content-Type": "application/json"})
-            response = conn.getresponse()
-            assert response.status == 200, response.read()
-            assert response.getheader("content-type", "").startswith("text/event-stream")
-            events: list[dict[str, Any] | str] = []
-            for block in response.read().decode().split("\n\n"):
-                if not block.strip():
-                    continue
-                assert block.startswith("data: "), block
-                data = block.removeprefix("data: ")
-                events.append(data if data == "[DONE]" else json.loads(data))
-            return events
-        finally:
-            conn.close()
-
-    def metric(self, name: str) -> float:
-        """One unlabelled sample of /metrics."""
-        status, text = self.served.get("/metrics")
-        assert status == 200
-        for line in str(text).splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        raise AssertionError(f"{name} not in /metrics")
-
-
 @pytest.fixture(scope="module")
-def start_generators(
-    helpers: Any, write_config: Any, serve: Any, tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[..., dict[str, GenServer]]]:
-    """Start one `serve` per {name: model dir} with task text-generation, wait for each to be
-    ready (or, with wait=False, to have exited or become ready), and return them."""
+def start_generators(start_models: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """start_models for {name: model dir} with task text-generation (a longer start-up
+    allowance: transformers is imported and generate() warmed up)."""
 
     def start(models: dict[str, Path], configs: dict[str, dict[str, Any]] | None = None,
-              wait: bool = True) -> dict[str, GenServer]:
-        cache = tmp_path_factory.mktemp("cache")
-        servers = {}
-        for name, model_dir in models.items():
-            helpers.place_in_cache(model_dir, cache, name, "v1")
-            doc = helpers.runtime_config(name, "v1", task="text-generation",
-                                         warmup={"inputs": ["hello world"], "iterations": 1})
-            doc.update((configs or {}).get(name, {}))
-            servers[name] = GenServer(model_dir, serve(write_config(doc), cache), name)
-        if wait:
-            for server in servers.values():
-                s = server.served
-                if not s.wait_until(lambda s=s: s.get("/readyz")[0] == 200, timeout=480):
-                    s.process.kill()
-                    output = s.process.stdout.read() if s.process.stdout else ""
-                    raise AssertionError(f"{server.name} never became ready:\n{output[-3000:]}")
-        return servers
+              wait: bool = True) -> dict[str, Any]:
+        return start_models({name: (model_dir, "text-generation")
+                             for name, model_dir in models.items()}, configs, wait, timeout=480)
 
-    yield start
+    return start
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 from typing import Any
 
@@ -244,6 +245,45 @@ def test_a_client_disconnect_mid_stream_stops_the_generation(servers: Any) -> No
     time.sleep(1.0)
     assert server.metric("modeldeploy_generated_tokens_total") == stopped_at
     assert 3 <= stopped_at - before < 1500, (before, stopped_at)
+
+
+def _send_and_hang_up(server: Any, path: str, body: dict[str, Any]) -> None:
+    """Send one request and close the connection before reading a byte of the answer."""
+    host, port = server.served.base.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+                     f"\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
+
+
+@pytest.mark.parametrize(("path", "stream"), [
+    ("/v1/completions", True), ("/v1/completions", False), ("/v1/chat/completions", True),
+    ("/v2/models/llama/infer", False)])
+def test_a_client_gone_before_the_first_byte_frees_its_slot(servers: Any, path: str,
+                                                            stream: bool) -> None:
+    server = servers["llama"]
+    before = server.metric("modeldeploy_generated_tokens_total")
+    sampling = {"max_tokens": 3000, "min_tokens": 3000, "temperature": 0}
+    if path.startswith("/v2/"):
+        body: dict[str, Any] = {
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [PROMPT]}],
+            "parameters": sampling}
+    elif path == "/v1/chat/completions":
+        body = {"messages": MESSAGES, "stream": stream, **sampling}
+    else:
+        body = {"prompt": PROMPT, "stream": stream, **sampling}
+    _send_and_hang_up(server, path, body)
+    # The request reached the model (a generation ran), then nothing holds the one slot.
+    assert server.served.wait_until(
+        lambda: server.metric("modeldeploy_generated_tokens_total") > before, timeout=30)
+    assert server.served.wait_until(
+        lambda: server.metric("modeldeploy_generations_in_flight") == 0, timeout=30)
+    stopped_at = server.metric("modeldeploy_generated_tokens_total")
+    time.sleep(1.0)
+    assert server.metric("modeldeploy_generated_tokens_total") == stopped_at
+    assert stopped_at - before < 1500, (before, stopped_at)
+    status, answer = server.post("/v1/completions", {"prompt": PROMPT, "max_tokens": 2})
+    assert status == 200, answer
 
 
 def test_golden_prompt_validation_passes_and_the_operator_judges_the_same(

@@ -1,6 +1,6 @@
 """Tiny random checkpoints of every supported encoder architecture, saved to disk by
-transformers and sentence-transformers (nothing is downloaded), and `serve` processes
-over them, started together so their start-ups overlap.
+transformers and sentence-transformers (nothing is downloaded); the tests serve them with
+tests/runtime/conftest.py's start_models.
 
 Every model: hidden 32, 2 layers, a 60-word WordPiece vocabulary. BERT-family checkpoints
 get a BERT tokenizer (vocab.txt, token types); the others a RoBERTa-style one (<s> </s>,
@@ -9,9 +9,7 @@ pad id 1, no token types), as their real checkpoints have.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,47 +115,6 @@ def make_checkpoint(target: Path, arch: str, head: str | None = None, seed: int 
                 param.mul_(20)
     model.save_pretrained(target, safe_serialization=True)
     return target
-
-
-@dataclass
-class ReferenceServer:
-    """A ready `serve` process over one checkpoint, and the checkpoint's directory."""
-
-    model_dir: Path
-    served: Any
-    name: str
-
-    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        """POST JSON; (status, parsed body)."""
-        return self.served.request("POST", path, json.dumps(body).encode())
-
-
-@pytest.fixture(scope="module")
-def start_servers(
-    helpers: Any, write_config: Any, serve: Any, tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[..., dict[str, ReferenceServer]]]:
-    """Start one `serve` per {name: (model dir, task)} at once and wait until all are ready;
-    `configs` adds runtime config keys per name (e.g. a validation)."""
-
-    def start(models: dict[str, tuple[Path, str]],
-              configs: dict[str, dict[str, Any]] | None = None) -> dict[str, ReferenceServer]:
-        cache = tmp_path_factory.mktemp("cache")
-        servers = {}
-        for name, (model_dir, task) in models.items():
-            helpers.place_in_cache(model_dir, cache, name, "v1")
-            doc = helpers.runtime_config(name, "v1", task=task,
-                                         warmup={"inputs": ["hello world"], "iterations": 1})
-            doc.update((configs or {}).get(name, {}))
-            servers[name] = ReferenceServer(model_dir, serve(write_config(doc), cache), name)
-        for server in servers.values():
-            s = server.served
-            if not s.wait_until(lambda s=s: s.get("/readyz")[0] == 200, timeout=240):
-                s.process.kill()
-                output = s.process.stdout.read() if s.process.stdout else ""
-                raise AssertionError(f"{server.name} never became ready:\n{output[-3000:]}")
-        return servers
-
-    yield start
 
 
 def oip(name: str, texts: list[str], **parameters: Any) -> dict[str, Any]:

@@ -37,7 +37,7 @@ def _with_fast_tokenizer(model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def servers(ref: Any, start_servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def servers(ref: Any, start_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("batched-models")
     labels = {"id2label": LABELS, "label2id": {v: k for k, v in LABELS.items()}}
     models = {
@@ -49,7 +49,7 @@ def servers(ref: Any, start_servers: Any, tmp_path_factory: pytest.TempPathFacto
         "batch-rerank": (ref.make_checkpoint(root / "rerank", "bert", head="sequence",
                                              num_labels=1), "reranking"),
     }
-    return start_servers(models, {name: GATHER for name in models})
+    return start_models(models, {name: GATHER for name in models})
 
 
 def _requests(ref: Any, seed: int) -> list[list[str]]:
@@ -198,14 +198,14 @@ def _raw_post(base: str, path: str, body: dict[str, Any]) -> tuple[int, Message,
 
 
 @pytest.fixture(scope="module")
-def busy(ref: Any, start_servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def busy(ref: Any, start_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Two servers whose every forward pass takes 4 s (the test knob): one with a queue of
     4 texts, one with a 1 s request deadline."""
     root = tmp_path_factory.mktemp("busy-models")
     checkpoint = _with_fast_tokenizer(ref.make_checkpoint(root / "bert", "bert"))
     with pytest.MonkeyPatch.context() as patch:  # the processes inherit it as they start
         patch.setenv("MODELDEPLOY_DEBUG_FORWARD_DELAY_SECONDS", "4")
-        return start_servers(
+        return start_models(
             {"small-queue": (checkpoint, "embedding"),
              "short-deadline": (checkpoint, "embedding")},
             {"small-queue": {"batching": {"maxQueuedTexts": 4}},

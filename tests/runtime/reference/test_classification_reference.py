@@ -29,7 +29,7 @@ MODELS = {
 
 
 @pytest.fixture(scope="module")
-def servers(ref: Any, start_servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def servers(ref: Any, start_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("classifiers")
     models: dict[str, tuple[Path, str]] = {}
     for name, (arch, task, multi) in MODELS.items():
@@ -40,7 +40,7 @@ def servers(ref: Any, start_servers: Any, tmp_path_factory: pytest.TempPathFacto
             extra["problem_type"] = "multi_label_classification"
         head = "token" if task == "token-classification" else "sequence"
         models[name] = (ref.make_checkpoint(root / name, arch, head=head, **extra), task)
-    return start_servers(models)
+    return start_models(models)
 
 
 def _pipeline_scores(model_dir: Path, texts: list[str]) -> list[dict[str, float]]:

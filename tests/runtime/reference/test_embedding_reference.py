@@ -49,7 +49,7 @@ def _st_model(target: Path, checkpoint: Path, spec: tuple[Any, ...]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def servers(ref: Any, start_servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def servers(ref: Any, start_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("embedding-models")
     models: dict[str, tuple[Path, str]] = {}
     for arch in ARCHITECTURES:
@@ -57,7 +57,7 @@ def servers(ref: Any, start_servers: Any, tmp_path_factory: pytest.TempPathFacto
     for name, spec in POOLINGS.items():
         checkpoint = ref.make_checkpoint(root / f"{name}-hf", spec[0], seed=2)
         models[name] = (_st_model(root / name, checkpoint, spec), "embedding")
-    return start_servers(models)
+    return start_models(models)
 
 
 def _reference(model_dir: Path, texts: list[str], prompt_name: str | None = None) -> torch.Tensor:

@@ -34,7 +34,7 @@ def _identity_cross_encoder(target: Path, checkpoint: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def servers(ref: Any, start_servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def servers(ref: Any, start_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("rerank-models")
     models: dict[str, tuple[Path, str]] = {}
     for arch in ARCHITECTURES:
@@ -49,7 +49,7 @@ def servers(ref: Any, start_servers: Any, tmp_path_factory: pytest.TempPathFacto
     order = sorted(range(len(expected)), key=lambda i: -expected[i])
     validation = {"input": ref.QUERY, "documents": ref.DOCUMENTS,
                   "expected": {"order": order, "scores": expected, "scoreTolerance": 1e-4}}
-    return start_servers(models, {"rerank-bert": {"validation": validation}})
+    return start_models(models, {"rerank-bert": {"validation": validation}})
 
 
 def _oip_scores(server: Any, query: str, documents: list[str]) -> list[float]:
