@@ -137,15 +137,18 @@ def _hex_ip(text: str) -> str:
     return ".".join(str(b) for b in int(text, 16).to_bytes(4, "little"))
 
 
-@pytest.mark.parametrize("strategy", [BLUE_GREEN, ROLLING], ids=["blue-green", "rolling"])
+@pytest.mark.parametrize(("strategy", "kill_operator"), [
+    (BLUE_GREEN, False), (ROLLING, False), (BLUE_GREEN, True)],
+    ids=["blue-green", "rolling", "blue-green-operator-pod-killed"])
 def test_chart_operator_rolls_out_and_flips_back_with_zero_failed_requests_through_cluster_ip(
         node: RealNodeCluster, client: KubeClient, namespace: str, strategy: dict[str, object],
-        tmp_path: Path) -> None:
+        kill_operator: bool, tmp_path: Path) -> None:
     """The headline promise on a real node: MinIO inside the cluster's namespace behind
     `minio.storage.svc`, the operator from its image under the chart's RBAC, the runtime
     image loading MiniLM; v1 → v2 and a bad v3 flipped back, while requests go to the
     stable Service's ClusterIP through kube-proxy (old pods leave while kube-proxy may still
-    route to them: what preStop and the drain are for)."""
+    route to them: what preStop and the drain are for). With `kill_operator`, the operator's
+    pod is force-deleted while v2 rolls out: its Deployment's next pod finishes the job."""
     with MinioServer(tmp_path / "minio", host=node.network.node_ip,
                      netns=node.network.path) as minio:
         create_bucket(minio, BUCKET)
@@ -161,13 +164,15 @@ def test_chart_operator_rolls_out_and_flips_back_with_zero_failed_requests_throu
                               home=tmp_path / "helm")
         release.install(wait="300s")
         try:
-            _roll_out_and_flip_back(node, client, namespace, endpoint, strategy)
+            _roll_out_and_flip_back(node, client, namespace, endpoint, strategy,
+                                    kill_operator)
         finally:
             release.uninstall()
 
 
 def _roll_out_and_flip_back(node: RealNodeCluster, client: KubeClient, namespace: str,
-                            endpoint: str, strategy: dict[str, object]) -> None:
+                            endpoint: str, strategy: dict[str, object],
+                            kill_operator: bool = False) -> None:
     """v1, then v2 under traffic to the ClusterIP, then a bad v3 flipped back."""
     def manifest(version: str) -> dict[str, object]:
         return workload.minilm_manifest(NAME, namespace, version=version,
@@ -186,6 +191,8 @@ def _roll_out_and_flip_back(node: RealNodeCluster, client: KubeClient, namespace
     with workload.inference_traffic(client, namespace, NAME,
                                     netns=node.network.path) as traffic:
         node.kubectl("apply", "-f", "-", input=json.dumps(manifest("v2")))
+        if kill_operator:
+            _kill_operator_pod_mid_rollout(node, client, namespace)
         workload.wait_for_status(client, namespace, NAME, workload.available_at("v2"),
                                  600, "v2 available")
         bad = faults.wrong_expected_output(NAME, namespace, endpoint, version="v3",
@@ -203,6 +210,26 @@ def _roll_out_and_flip_back(node: RealNodeCluster, client: KubeClient, namespace
     answer = workload.infer(ip, port, NAME, [workload.VALIDATION_INPUT],
                             netns=node.network.path)
     assert workload.cosine(workload.embedding_of(answer), workload.minilm_embedding()) > 0.999
+
+
+def _kill_operator_pod_mid_rollout(node: RealNodeCluster, client: KubeClient,
+                                   namespace: str) -> None:
+    """Force-delete the operator's pod once v2's rollout has begun (no grace: the kubelet
+    kills it at once), and wait for the Deployment's replacement to be running."""
+    selector = "app.kubernetes.io/name=modeldeploy"
+    workload.wait_for_status(client, namespace, NAME,
+                             lambda st: st.get("targetVersion") == "v2", 120, "v2 under way")
+    before = node.kubectl("get", "pod", "-n", namespace, "-l", selector, "-o",
+                          "jsonpath={.items[0].metadata.name}").stdout
+    node.kubectl("delete", "pod", "-n", namespace, before, "--grace-period=0", "--force")
+
+    def replacement_running() -> bool:
+        pods = json.loads(node.kubectl("get", "pod", "-n", namespace, "-l", selector, "-o",
+                                       "json").stdout)["items"]
+        return any(p["metadata"]["name"] != before and p["status"].get("phase") == "Running"
+                   for p in pods)
+
+    workload.wait_until(replacement_running, 120, "the operator's replacement pod")
 
 
 def _minio_service(node: RealNodeCluster, minio: MinioServer) -> str:
