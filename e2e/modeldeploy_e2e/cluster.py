@@ -87,7 +87,7 @@ def _pid_alive(pid: int, executable_hint: str) -> bool:
     return not zombie and executable_hint in cmdline
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2.0, context=context) as response:
             return bool(response.status == 200)
@@ -99,6 +99,9 @@ class LocalCluster:
     """Start, inspect and stop the local cluster whose state lives in `state_dir`."""
 
     components: tuple[str, ...] = COMPONENTS
+    # What the CLI calls it, and how long `up` waits for every component by default.
+    label = "cluster"
+    start_timeout = 180.0
     # Where the API server listens and what it advertises (the `kubernetes` Service's
     # endpoint); kubeconfigs name LOOPBACK either way.
     bind_address = LOOPBACK
@@ -174,10 +177,11 @@ class LocalCluster:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def up(self, timeout: float = 180.0) -> None:
-        """Start every component that is not running and wait until the node is Ready."""
+    def up(self, timeout: float | None = None) -> None:
+        """Start every component that is not running and wait until the node is Ready
+        (within `timeout` seconds, the class's `start_timeout` when None)."""
         with self._locked():
-            self._up(timeout)
+            self._up(self.start_timeout if timeout is None else timeout)
 
     def _up(self, timeout: float) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -393,13 +397,13 @@ class LocalCluster:
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # the components' self-signed serving certs
         checks = {
-            "etcd": lambda: _http_ok(f"http://{LOOPBACK}:{ports.etcd_client}/health"),
-            "kube-apiserver": lambda: _http_ok(
+            "etcd": lambda: http_ok(f"http://{LOOPBACK}:{ports.etcd_client}/health"),
+            "kube-apiserver": lambda: http_ok(
                 f"https://{LOOPBACK}:{ports.apiserver}/readyz",
                 ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))),
-            "kube-controller-manager": lambda: _http_ok(
+            "kube-controller-manager": lambda: http_ok(
                 f"https://{LOOPBACK}:{ports.controller_manager}/healthz", insecure),
-            "kube-scheduler": lambda: _http_ok(
+            "kube-scheduler": lambda: http_ok(
                 f"https://{LOOPBACK}:{ports.scheduler}/healthz", insecure),
             "nodeagent": self._workloads_ready(state),
         }
@@ -451,27 +455,33 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: up | down | status."""
-    parser = argparse.ArgumentParser(prog="python -m modeldeploy_e2e.cluster")
+def cli(argv: list[str] | None, make: Callable[[Path], LocalCluster], prog: str,
+        default_state_dir: Path) -> int:
+    """`up | down | status` for a cluster class (the loopback one, the real node)."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("action", choices=("up", "down", "status"))
-    parser.add_argument("--state-dir", type=Path, default=paths.CLUSTER_DIR)
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir)
     args = parser.parse_args(argv)
-    cluster = LocalCluster(args.state_dir)
+    cluster = make(args.state_dir)
     if args.action == "up":
         started = time.monotonic()
         try:
             cluster.up()
         except (ClusterError, FileNotFoundError) as error:
-            print(f"cluster-up failed: {error}", file=sys.stderr)
+            print(f"{cluster.label} up failed: {error}", file=sys.stderr)
             return 1
-        print(f"cluster up in {time.monotonic() - started:.1f}s; to use it:\n"
+        print(f"{cluster.label} up in {time.monotonic() - started:.1f}s; to use it:\n"
               f"  export KUBECONFIG={cluster.kubeconfig} PATH={paths.BIN_DIR}:$PATH")
     elif args.action == "down":
         print("stopped: " + (", ".join(cluster.down()) or "nothing was running"))
     else:
         print(json.dumps(cluster.running(), indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: up | down | status."""
+    return cli(argv, LocalCluster, "python -m modeldeploy_e2e.cluster", paths.CLUSTER_DIR)
 
 
 if __name__ == "__main__":

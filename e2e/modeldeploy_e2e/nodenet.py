@@ -13,11 +13,13 @@ to the host; whoever talks to the cluster runs inside it too (`nsenter --net=PAT
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
+import secrets
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +131,17 @@ def down(network: NodeNetwork) -> None:
     """Delete the namespace (its bridges and veths go with it); nothing if it is gone."""
     if exists(network):
         _ip("netns", "delete", network.name)
+
+
+@contextlib.contextmanager
+def temporary(prefix: str = "md-t") -> Iterator[NodeNetwork]:
+    """A freshly named node namespace for one test, deleted afterwards."""
+    network = NodeNetwork(name=f"{prefix}{secrets.token_hex(3)}")
+    up(network)
+    try:
+        yield network
+    finally:
+        down(network)
 
 
 def routes(namespace: str) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ the loopback cluster. Images come from a registry on the namespace's own loopbac
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -23,8 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modeldeploy_e2e import images, netns, nodeconfig, nodenet, paths, pki
-from modeldeploy_e2e.cluster import LOOPBACK, ClusterError, ClusterState, LocalCluster
-from modeldeploy_e2e.cluster import _http_ok as http_ok
+from modeldeploy_e2e.cluster import (
+    LOOPBACK,
+    ClusterError,
+    ClusterState,
+    LocalCluster,
+    cli,
+    http_ok,
+)
 from modeldeploy_e2e.kube import KubeClient, KubeError
 from modeldeploy_e2e.registry import registry_config
 
@@ -39,6 +44,9 @@ class RealNodeCluster(LocalCluster):
     """The loopback cluster's interface (kubeconfig, kubectl, up, down) on a real node."""
 
     components = COMPONENTS
+    label = "real node"
+    # A first start builds and pushes the pause image.
+    start_timeout = 600.0
     # Inside the namespace only: its loopback for the relay, the node address for pods.
     bind_address = "0.0.0.0"
 
@@ -134,8 +142,11 @@ class RealNodeCluster(LocalCluster):
         if status == 200 and pause.tag in (json.loads(body).get("tags") or []):
             return
         store = images.Store(self.image_store)
-        store.build_pause(paths.binary("pause"))
-        store.push(pause, nodeconfig.REGISTRY_ADDRESS, netns=self.network.path)
+        try:
+            store.build_pause(paths.binary("pause"))
+            store.push(pause, nodeconfig.REGISTRY_ADDRESS, netns=self.network.path)
+        except images.ImageError as error:
+            raise ClusterError(f"the node's pause image: {error}") from error
 
     def _after_healthy(self, name: str, state: ClusterState) -> None:
         # The host reaches the API server only once the relay runs.
@@ -293,25 +304,7 @@ def _remove_kubepods_cgroups() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: up | down | status."""
-    parser = argparse.ArgumentParser(prog="python -m modeldeploy_e2e.realnode")
-    parser.add_argument("action", choices=("up", "down", "status"))
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    args = parser.parse_args(argv)
-    cluster = RealNodeCluster(args.state_dir)
-    if args.action == "up":
-        started = time.monotonic()
-        try:
-            cluster.up(timeout=600)
-        except (ClusterError, FileNotFoundError, images.ImageError) as error:
-            print(f"real node up failed: {error}", file=sys.stderr)
-            return 1
-        print(f"real node up in {time.monotonic() - started:.1f}s; to use it:\n"
-              f"  export KUBECONFIG={cluster.kubeconfig} PATH={paths.BIN_DIR}:$PATH")
-    elif args.action == "down":
-        print("stopped: " + (", ".join(cluster.down()) or "nothing was running"))
-    else:
-        print(json.dumps(cluster.running(), indent=2))
-    return 0
+    return cli(argv, RealNodeCluster, "python -m modeldeploy_e2e.realnode", DEFAULT_STATE_DIR)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,8 @@ OPERATOR = images.project_images()[0]
 
 @pytest.fixture
 def network() -> Iterator[nodenet.NodeNetwork]:
-    network = nodenet.NodeNetwork(name=f"md-t{secrets.token_hex(3)}")
-    nodenet.up(network)
-    try:
+    with nodenet.temporary() as network:
         yield network
-    finally:
-        nodenet.down(network)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,12 +19,8 @@ CNI_DIR = BIN_DIR / "cni"
 
 @pytest.fixture
 def network() -> Iterator[nodenet.NodeNetwork]:
-    network = nodenet.NodeNetwork(name=f"md-t{secrets.token_hex(3)}")
-    nodenet.up(network)
-    try:
+    with nodenet.temporary() as network:
         yield network
-    finally:
-        nodenet.down(network)
     assert not nodenet.exists(network)
 
 

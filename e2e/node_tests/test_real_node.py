@@ -38,7 +38,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNodeCluster]:
     """The real node, with both project images pushed to its registry and the runtime
     image pulled in advance (gigabytes: a pod's pull would outlast a rollout's deadline)."""
     cluster = RealNodeCluster()
-    cluster.up(timeout=600)
+    cluster.up()
     store = images.Store()
     store.build_base()
     for image in images.project_images():

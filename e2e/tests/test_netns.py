@@ -3,7 +3,6 @@ and a loopback relay to an address that exists only there."""
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 import urllib.request
@@ -18,12 +17,8 @@ from modeldeploy_e2e.s3 import free_port
 
 @pytest.fixture
 def network() -> Iterator[nodenet.NodeNetwork]:
-    network = nodenet.NodeNetwork(name=f"md-t{secrets.token_hex(3)}")
-    nodenet.up(network)
-    try:
+    with nodenet.temporary() as network:
         yield network
-    finally:
-        nodenet.down(network)
 
 
 @pytest.fixture
