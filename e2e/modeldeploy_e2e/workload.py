@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import http.client
 import json
 import time
 import urllib.error
@@ -188,34 +189,32 @@ def available_at(version: str) -> Callable[[JsonDict], bool]:
     return check
 
 
+def post_json(ip: str, port: int, path: str, payload: JsonDict, timeout: float = 30.0,
+              netns: str | None = None) -> JsonDict:
+    """POST `payload` as JSON to a pod or Service address (from inside the real node's
+    namespace `netns` when given) and decode the JSON answer; an error status fails."""
+    connection = (HTTPConnection(netns, ip, port, timeout) if netns
+                  else http.client.HTTPConnection(ip, port, timeout=timeout))
+    try:
+        connection.request("POST", path, body=json.dumps(payload).encode(),
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        text = response.read()
+    finally:
+        connection.close()
+    if response.status >= 300:
+        raise AssertionError(f"POST {path} answered HTTP {response.status}: {text[:500]!r}")
+    answer: JsonDict = json.loads(text)
+    return answer
+
+
 def infer(ip: str, port: int, model: str, texts: list[str], timeout: float = 30.0,
           netns: str | None = None) -> JsonDict:
     """One OIP v2 inference request to a pod or Service address (from inside the node's
     namespace `netns` when given)."""
-    body = json.dumps(
-        {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]}
-    ).encode()
-    if netns:
-        connection = HTTPConnection(netns, ip, port, timeout)
-        try:
-            connection.request("POST", f"/v2/models/{model}/infer", body=body,
-                               headers={"Content-Type": "application/json"})
-            response = connection.getresponse()
-            if response.status != 200:
-                raise AssertionError(f"inference answered HTTP {response.status}")
-            answer: JsonDict = json.loads(response.read())
-        finally:
-            connection.close()
-        return answer
-    request = urllib.request.Request(
-        f"http://{ip}:{port}/v2/models/{model}/infer",
-        data=body,
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        answer = json.loads(response.read())
-    return answer
+    return post_json(ip, port, f"/v2/models/{model}/infer", {"inputs": [
+        {"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]},
+        timeout, netns)
 
 
 def runtime_status(ip: str, port: int) -> JsonDict:

@@ -10,8 +10,6 @@ ready endpoint behind the Service ranks the documents as CrossEncoder does.
 from __future__ import annotations
 
 import copy
-import json
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,12 +77,8 @@ def _manifest(namespace: str, endpoint: str, order: list[int],
 
 
 def _rerank(ip: str, port: int) -> dict[str, Any]:
-    body = json.dumps({"query": QUERY, "documents": DOCUMENTS, "top_n": 3}).encode()
-    request = urllib.request.Request(f"http://{ip}:{port}/v1/rerank", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer: dict[str, Any] = json.loads(response.read())
-    return answer
+    return workload.post_json(ip, port, "/v1/rerank",
+                              {"query": QUERY, "documents": DOCUMENTS, "top_n": 3})
 
 
 def test_a_reranker_rolls_out_with_validation_and_answers_v1_rerank_through_its_service(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,12 +86,8 @@ def _manifest(namespace: str, endpoint: str, version: str, golden: str) -> dict[
 
 
 def _complete(ip: str, port: int, prompt: str, tokens: int) -> dict[str, Any]:
-    body = json.dumps({"prompt": prompt, "max_tokens": tokens, "temperature": 0}).encode()
-    request = urllib.request.Request(f"http://{ip}:{port}/v1/completions", data=body,
-                                     method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer: dict[str, Any] = json.loads(response.read())
-    return answer
+    return workload.post_json(ip, port, "/v1/completions",
+                              {"prompt": prompt, "max_tokens": tokens, "temperature": 0}, 60)
 
 
 def test_a_causal_lm_rolls_out_with_a_golden_prompt_and_a_failing_one_flips_back(
