@@ -20,6 +20,8 @@ from typing import Any
 
 from modeldeploy_e2e import workload
 from modeldeploy_e2e.kube import KubeClient
+from modeldeploy_e2e.loopback import LOOPBACK
+from modeldeploy_e2e.netns import listen
 from modeldeploy_e2e.s3 import MinioServer, upload_directory
 
 JsonDict = dict[str, Any]
@@ -97,12 +99,13 @@ def s3_unreachable(name: str, namespace: str, version: str = "no-s3",
 
 
 @contextmanager
-def silent_endpoint() -> Iterator[str]:
-    """An S3 endpoint on loopback that accepts connections and never answers."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(64)
-        yield f"http://127.0.0.1:{silent.getsockname()[1]}"
+def silent_endpoint(netns: str | None = None, host: str | None = None) -> Iterator[str]:
+    """An S3 endpoint that accepts connections and never answers: on loopback, or on
+    `host` inside the real node's namespace `netns` (where its pods reach it)."""
+    host = host or LOOPBACK
+    silent = listen(netns, (host, 0)) if netns else socket.create_server((host, 0), backlog=64)
+    with silent:
+        yield f"http://{host}:{silent.getsockname()[1]}"
 
 
 def _with_env(manifest: JsonDict, name: str, value: str) -> JsonDict:

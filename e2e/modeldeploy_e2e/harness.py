@@ -19,6 +19,12 @@ from typing import Any, TypeVar
 from modeldeploy_e2e import paths
 from modeldeploy_e2e.cluster import LocalCluster
 from modeldeploy_e2e.kube import KubeClient, KubeError
+from modeldeploy_e2e.nodenet import NodeNetwork
+
+# Which local node `connect` starts when no KUBECONFIG is given: the real one (kubelet,
+# containerd, kube-proxy in their own network namespace) or the loopback node agent.
+NODE_ENV = "MODELDEPLOY_E2E_NODE"
+NODE_KINDS = ("agent", "real")
 
 JsonDict = dict[str, Any]
 T = TypeVar("T")
@@ -54,6 +60,15 @@ class ClusterHandle:
     local: LocalCluster | None = None
     started_here: bool = False
     kubectl_binary: str = field(default_factory=lambda: _kubectl_binary())
+    # On a real node: its network namespace (pods, ClusterIPs and MinIO are reached from
+    # inside it) and the project images' references its containerd holds.
+    network: NodeNetwork | None = None
+    images: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def netns(self) -> str | None:
+        """The path of the node's network namespace, None when pods are on loopback."""
+        return self.network.path if self.network else None
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
@@ -121,18 +136,41 @@ def _kubectl_binary() -> str:
     return found
 
 
-def connect(kubeconfig_env: str | None = None, start_timeout: float = 240.0) -> ClusterHandle:
-    """Use the cluster named by $KUBECONFIG, or start (or reuse) the local one."""
+def node_kind(environ: dict[str, str] | None = None) -> str:
+    """`agent` or `real`, from $MODELDEPLOY_E2E_NODE (default agent)."""
+    value = (os.environ if environ is None else environ).get(NODE_ENV, "agent") or "agent"
+    if value not in NODE_KINDS:
+        raise ValueError(f"{NODE_ENV}={value!r}: expected one of {', '.join(NODE_KINDS)}")
+    return value
+
+
+def connect(kubeconfig_env: str | None = None, start_timeout: float | None = None
+            ) -> ClusterHandle:
+    """Use the cluster named by $KUBECONFIG, or start (or reuse) the local one: on the
+    real node when $MODELDEPLOY_E2E_NODE=real, with the project's images installed."""
     given = kubeconfig_env if kubeconfig_env is not None else os.environ.get("KUBECONFIG")
     if given:
         path = Path(given.split(os.pathsep)[0])
         return ClusterHandle(path, KubeClient.from_kubeconfig(path))
-    local = LocalCluster()
-    was_running = all(local.running().values())
-    local.up(timeout=start_timeout)
+    local: LocalCluster
+    network: NodeNetwork | None = None
+    refs: dict[str, str] = {}
+    if node_kind() == "real":
+        # Imported here: only the real node needs the image builder.
+        from modeldeploy_e2e.realnode import RealNodeCluster, install_project_images
+
+        real = RealNodeCluster()
+        was_running = all(real.running().values())
+        real.up(timeout=start_timeout)
+        refs = install_project_images(real)
+        local, network = real, real.network
+    else:
+        local = LocalCluster()
+        was_running = all(local.running().values())
+        local.up(timeout=240.0 if start_timeout is None else start_timeout)
     # Parallel sessions share the cluster: each registers, and the last one out stops it.
     users = local.state_dir / "users"
     users.mkdir(exist_ok=True)
     (users / str(os.getpid())).touch()
     return ClusterHandle(local.kubeconfig, KubeClient.from_kubeconfig(local.kubeconfig), local,
-                         started_here=not was_running)
+                         started_here=not was_running, network=network, images=refs)

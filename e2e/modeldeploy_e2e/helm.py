@@ -16,14 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy_e2e import paths
+from modeldeploy_e2e.harness import node_kind
 
 CHART = paths.REPO_ROOT / "charts" / "modeldeploy"
 LOCAL_VALUES = CHART / "ci" / "local-values.yaml"
+# On the real node the chart's images are pulled from the node's registry.
+REALNODE_VALUES = CHART / "ci" / "realnode-values.yaml"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 
 class HelmError(AssertionError):
     """A helm command failed; the message carries its stderr."""
+
+
+def cluster_values() -> Path:
+    """The values file for the local cluster the suite runs on (harness.node_kind)."""
+    return REALNODE_VALUES if node_kind() == "real" else LOCAL_VALUES
 
 
 def helm_binary() -> Path:
@@ -38,7 +46,7 @@ class HelmRelease:
     name: str
     namespace: str
     kubeconfig: Path
-    values_files: list[Path] = field(default_factory=lambda: [LOCAL_VALUES])
+    values_files: list[Path] = field(default_factory=lambda: [cluster_values()])
     set_values: dict[str, str] = field(default_factory=dict)
     home: Path | None = None
 

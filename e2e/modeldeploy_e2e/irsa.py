@@ -17,6 +17,7 @@ import base64
 import contextlib
 import http.server
 import json
+import socket
 import ssl
 import threading
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 from modeldeploy_e2e import pki
 from modeldeploy_e2e.kube import KubeClient, KubeError
+from modeldeploy_e2e.netns import listen
 from modeldeploy_e2e.s3 import LOOPBACK
 
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -86,8 +88,9 @@ class PodIdentityWebhook:
     """The EKS pod identity webhook's mutation, served on loopback for one namespace."""
 
     def __init__(self, client: KubeClient, pki_dir: Path, work_dir: Path,
-                 sts_endpoint: str) -> None:
+                 sts_endpoint: str, netns: str | None = None) -> None:
         self.client = client
+        self.netns = netns
         self.pki_dir = pki_dir
         self.work_dir = work_dir
         self.sts_endpoint = sts_endpoint
@@ -136,7 +139,14 @@ class PodIdentityWebhook:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler,
+                                                 bind_and_activate=False)
+        # The API server calls it: on a real node from inside the node's namespace, whose
+        # own loopback the webhook then listens on.
+        server.socket = (listen(self.netns, (LOOPBACK, 0)) if self.netns
+                         else socket.create_server((LOOPBACK, 0)))
+        server.server_address = server.socket.getsockname()[:2]
+        server.server_port = server.server_address[1]
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(leaf.cert), str(leaf.key))
         server.socket = context.wrap_socket(server.socket, server_side=True)

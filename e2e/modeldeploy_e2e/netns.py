@@ -22,7 +22,7 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from modeldeploy_e2e.loopback import LOOPBACK
 
@@ -41,24 +41,35 @@ def _enter(netns: str) -> None:
         os.close(fd)
 
 
-def connect(netns: str, address: tuple[str, int], timeout: float = 10.0) -> socket.socket:
-    """A TCP socket connected to `address` as seen from inside `netns`."""
+def _socket_inside(netns: str, make: Callable[[], socket.socket]) -> socket.socket:
+    """`make()` run from a thread inside `netns`: the socket it returns belongs there."""
     result: list[socket.socket | BaseException] = []
 
     def inside() -> None:
         # This thread ends right after: the namespace switch dies with it.
         try:
             _enter(netns)
-            result.append(socket.create_connection(address, timeout=timeout))
+            result.append(make())
         except BaseException as error:  # handed to the caller's thread
             result.append(error)
 
-    thread = threading.Thread(target=inside, name=f"connect in {netns}", daemon=True)
+    thread = threading.Thread(target=inside, name=f"socket in {netns}", daemon=True)
     thread.start()
     thread.join()
     if isinstance(result[0], BaseException):
         raise result[0]
     return result[0]
+
+
+def connect(netns: str, address: tuple[str, int], timeout: float = 10.0) -> socket.socket:
+    """A TCP socket connected to `address` as seen from inside `netns`."""
+    return _socket_inside(netns, lambda: socket.create_connection(address, timeout=timeout))
+
+
+def listen(netns: str, address: tuple[str, int], backlog: int = 64) -> socket.socket:
+    """A TCP socket listening on `address` inside `netns` (port 0: any free one), for a
+    server the cluster's own components or pods must reach."""
+    return _socket_inside(netns, lambda: socket.create_server(address, backlog=backlog))
 
 
 class HTTPConnection(http.client.HTTPConnection):

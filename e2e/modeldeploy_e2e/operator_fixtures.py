@@ -35,6 +35,11 @@ class Cluster:
 
     kubeconfig: Path
     client: KubeClient
+    # On a real node: its network namespace (None on loopback), its address (where MinIO
+    # listens for pods) and the runtime image its containerd holds.
+    netns: str | None = None
+    node_ip: str | None = None
+    runtime_image: str | None = None
 
     def env(self) -> dict[str, str]:
         """Environment for kubectl and the operator."""
@@ -60,7 +65,11 @@ class Cluster:
 @pytest.fixture(scope="session")
 def op_cluster(cluster: Any) -> Cluster:
     """The cluster under test (e2e/conftest.py's `cluster`), with the CRD installed."""
-    handle = Cluster(Path(cluster.kubeconfig), cluster.client)
+    network = cluster.network
+    handle = Cluster(Path(cluster.kubeconfig), cluster.client,
+                     netns=network.path if network else None,
+                     node_ip=network.node_ip if network else None,
+                     runtime_image=cluster.images.get("runtime"))
     handle.kubectl("apply", "--server-side", "--force-conflicts", "-f",
                    str(paths.REPO_ROOT / "crds"))
     # Established, and the resource answering: `kubectl wait` right after the create can
@@ -85,10 +94,28 @@ def op_cluster(cluster: Any) -> Cluster:
     return handle
 
 
+def minio_for_pods(op_cluster: Cluster, data_dir: Path, **options: Any) -> MinioServer:
+    """A MinIO the cluster's pods reach: on loopback beside the node agent, on the node's
+    address inside its namespace on a real node (the host uploads through a relay)."""
+    if op_cluster.netns and op_cluster.node_ip:
+        return MinioServer(data_dir, host=op_cluster.node_ip, netns=op_cluster.netns, **options)
+    return MinioServer(data_dir, **options)
+
+
+def operator_process(op_cluster: Cluster, namespaces: list[str], log_path: Path,
+                     **options: Any) -> OperatorProcess:
+    """The operator as a process, where it reaches the cluster's pods (inside the real
+    node's namespace) and defaulting to the runtime image the node holds."""
+    return OperatorProcess(op_cluster.kubeconfig, namespaces, log_path,
+                           netns=op_cluster.netns, runtime_image=op_cluster.runtime_image,
+                           **options)
+
+
 @pytest.fixture(scope="session")
-def minilm_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+def minilm_s3(op_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[MinioServer]:
     """MinIO with the packaged MiniLM weights under models/minilm/{v1,v2,v3}/."""
-    server = MinioServer(tmp_path_factory.mktemp("minio") / "data")
+    server = minio_for_pods(op_cluster, tmp_path_factory.mktemp("minio") / "data")
     server.start()
     try:
         create_bucket(server, BUCKET)
@@ -128,7 +155,7 @@ def operator_proc(
     op_cluster: Cluster, md_namespace: str, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
     """The real operator, watching the test's namespace; its log is kept in tmp_path."""
-    process = OperatorProcess(op_cluster.kubeconfig, [md_namespace], tmp_path / "operator.log")
+    process = operator_process(op_cluster, [md_namespace], tmp_path / "operator.log")
     process.start()
     try:
         yield process

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from modeldeploy_e2e import netns as netns_io
 from modeldeploy_e2e import paths
 from modeldeploy_e2e.s3 import LOOPBACK, free_port
 
@@ -34,12 +35,19 @@ class OperatorProcess:
         *,
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
+        netns: str | None = None,
+        runtime_image: str | None = None,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.namespaces = namespaces
         self.log_path = Path(log_path)
         self.extra_args = extra_args or []
         self.env = env or {}
+        # On a real node the operator runs inside the node's network namespace: it checks
+        # each ready pod over HTTP, and pod addresses exist only there. The API server's
+        # relay listens on the same loopback address inside and out, so one kubeconfig serves.
+        self.netns = netns
+        self.runtime_image = runtime_image
         self.health_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -51,8 +59,11 @@ class OperatorProcess:
     def command(self) -> list[str]:
         """The command line, as the Helm chart would run it (plain logs for people)."""
         scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
+        image = [f"--default-runtime-image={self.runtime_image}"] if self.runtime_image else []
         return [
+            *(["nsenter", f"--net={self.netns}"] if self.netns else []),
             str(paths.VENV_BIN / "modeldeploy-operator"),
+            *image,
             *scope,
             "--standalone",
             "--log-format=plain",
@@ -87,17 +98,23 @@ class OperatorProcess:
                     f"modeldeploy-operator exited with code {self.process.returncode}; "
                     f"see {self.log_path}"
                 )
-            try:
-                with urllib.request.urlopen(self.liveness_url, timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
+            if self.alive():
+                return self
             time.sleep(0.2)
         self.kill()
         raise OperatorError(
             f"modeldeploy-operator not alive after {timeout:.0f}s; see {self.log_path}"
         )
+
+    def alive(self) -> bool:
+        """Whether kopf's liveness endpoint answers 200."""
+        if self.netns:
+            return netns_io.http_ok(self.netns, self.liveness_url)
+        try:
+            with urllib.request.urlopen(self.liveness_url, timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
 
     @property
     def pid(self) -> int | None:

@@ -276,6 +276,26 @@ class RealNodeCluster(LocalCluster):
         return stopped
 
 
+def install_project_images(cluster: RealNodeCluster, store: images.Store | None = None
+                           ) -> dict[str, str]:
+    """Build both project images (cached layers: after a code change only the project's
+    own), push them to the node's registry and pull them into its containerd in advance
+    (gigabytes: a pod's pull would outlast a rollout's deadline). Returns each image's
+    name -> the reference pods use."""
+    store = store or images.Store(cluster.image_store)
+    store.build_base()
+    refs: dict[str, str] = {}
+    for image in images.project_images():
+        store.build(image)
+        store.push(image, nodeconfig.REGISTRY_ADDRESS, netns=cluster.network.path)
+        ref = image.remote_ref(nodeconfig.REGISTRY_ADDRESS)
+        # Pulled here so the node's tag names what was just built (pods pull IfNotPresent).
+        # ctr fetches itself (not containerd): it runs inside the namespace.
+        cluster.ctr("images", "pull", "--plain-http", ref, netns=True, timeout=1800)
+        refs[image.name] = ref
+    return refs
+
+
 def _unmount_under(roots: tuple[Path, ...]) -> None:
     """Unmount what the kubelet and containerd mounted at or below `roots` (deepest
     first; the kubelet bind-mounts its own root)."""

@@ -23,7 +23,7 @@ import yaml
 
 from modeldeploy_e2e import paths
 from modeldeploy_e2e.kube import KubeClient, KubeError
-from modeldeploy_e2e.netns import HTTPConnection
+from modeldeploy_e2e.netns import HTTPConnection, http_get
 from modeldeploy_e2e.traffic import Traffic
 from modeldeploy_e2e.traffic import service_endpoints as service_endpoints
 
@@ -217,10 +217,18 @@ def infer(ip: str, port: int, model: str, texts: list[str], timeout: float = 30.
         timeout, netns)
 
 
-def runtime_status(ip: str, port: int) -> JsonDict:
-    """A pod's runtime /status (which model version it serves, its load phases)."""
-    with urllib.request.urlopen(f"http://{ip}:{port}/status", timeout=5) as response:
-        answer: JsonDict = json.loads(response.read())
+def runtime_status(ip: str, port: int, netns: str | None = None) -> JsonDict:
+    """A pod's runtime /status (which model version it serves, its load phases), asked
+    from inside the node's namespace `netns` when given."""
+    url = f"http://{ip}:{port}/status"
+    if netns:
+        status, body = http_get(netns, url)
+        if status != 200:
+            raise OSError(f"GET {url} answered HTTP {status}")
+    else:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read()
+    answer: JsonDict = json.loads(body)
     return answer
 
 
@@ -247,13 +255,14 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / norm if norm else 0.0
 
 
-def served_versions(client: KubeClient, namespace: str, service: str, model: str) -> set[str]:
+def served_versions(client: KubeClient, namespace: str, service: str, model: str,
+                    netns: str | None = None) -> set[str]:
     """Which model versions answer behind a Service right now (asked via /status)."""
     versions: set[str] = set()
     for ip, port in service_endpoints(client, namespace, service):
         try:
-            versions.add(str(runtime_status(ip, port).get("model", {}).get("version")))
-        except (urllib.error.URLError, OSError, ValueError):
+            versions.add(str(runtime_status(ip, port, netns).get("model", {}).get("version")))
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
             continue
     return versions
 

@@ -19,7 +19,7 @@ from modeldeploy_e2e.gomod import required_version
 from modeldeploy_e2e.helm import HelmRelease
 from modeldeploy_e2e.kube import KubeClient
 from modeldeploy_e2e.paths import REPO_ROOT
-from modeldeploy_e2e.realnode import RealNodeCluster
+from modeldeploy_e2e.realnode import RealNodeCluster, install_project_images
 from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
 from modeldeploy_e2e.traffic import cluster_ip
 
@@ -39,15 +39,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNodeCluster]:
     image pulled in advance (gigabytes: a pod's pull would outlast a rollout's deadline)."""
     cluster = RealNodeCluster()
     cluster.up()
-    store = images.Store()
-    store.build_base()
-    for image in images.project_images():
-        store.build(image)  # layers cached: after a code change only the project's own
-        store.push(image, nodeconfig.REGISTRY_ADDRESS, netns=cluster.network.path)
-        # Pulled here so the node's tag names what was just built (pods pull IfNotPresent).
-        # ctr fetches itself (not containerd): it runs inside the namespace.
-        cluster.ctr("images", "pull", "--plain-http",
-                    image.remote_ref(nodeconfig.REGISTRY_ADDRESS), netns=True, timeout=1800)
+    install_project_images(cluster)
     try:
         yield cluster
     finally:

@@ -65,7 +65,8 @@ def chart_collectors(op_cluster: Cluster, namespace: str, tmp_path: Path, kinds:
     release = HelmRelease(f"gc-{secrets.token_hex(3)}", namespace, op_cluster.kubeconfig,
                           home=tmp_path / "helm-home")
     rendered = release.template({
-        "cacheGC.intervalSeconds": "2", "runtime.image": "local/modeldeploy/runtime:dev",
+        "cacheGC.intervalSeconds": "2",
+        "runtime.image": op_cluster.runtime_image or "local/modeldeploy/runtime:dev",
         **values,
     })
     objects = [o for o in yaml.safe_load_all(rendered)

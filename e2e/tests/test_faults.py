@@ -47,13 +47,14 @@ def break_and_expect_flip_back(
     target = broken["spec"]["model"]["version"]
     lkg_endpoints = {f"{ip}:{port}" for ip, port in workload.service_endpoints(
         cluster.client, ns, NAME)}
-    with workload.inference_traffic(cluster.client, ns, NAME) as traffic:
+    with workload.inference_traffic(cluster.client, ns, NAME, netns=cluster.netns) as traffic:
         cluster.apply(broken)
         status = workload.wait_for_status(cluster.client, ns, NAME, rolled_back, timeout,
                                           f"{target} rolled back")
         # Keep sending a little longer: the old pods must still answer after the flip.
         workload.wait_until(lambda: workload.served_versions(
-            cluster.client, ns, NAME, "minilm") == {"v1"}, 60, "v1 serving after the flip")
+            cluster.client, ns, NAME, "minilm",
+netns=cluster.netns) == {"v1"}, 60, "v1 serving after the flip")
     report = traffic.report
     print(f"traffic during the fault ({reason}): {report.summary()}")
     assert report.failures == 0, report.summary()
@@ -174,7 +175,7 @@ def test_a_load_overrunning_its_stage_deadline_flips_back_long_before_the_progre
 def test_a_fetch_from_an_s3_that_never_answers_overruns_its_stage_deadline_and_flips_back(
     op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
 ) -> None:
-    with faults.silent_endpoint() as endpoint:
+    with faults.silent_endpoint(op_cluster.netns, op_cluster.node_ip) as endpoint:
         broken = faults.fetch_overruns(NAME, md_namespace, endpoint, deadline_seconds=10,
                                        replicas=1)
         status = break_and_expect_flip_back(op_cluster, md_namespace, minilm_s3, broken,
@@ -253,7 +254,8 @@ def test_operator_killed_during_the_flip_itself_finishes_it_after_restart(
     workload.wait_for_status(client, ns, NAME, workload.available_at("v1"), 300, "v1 Available")
     broken = faults.wrong_expected_output(NAME, ns, minilm_s3.endpoint, replicas=1)
     with faults.flip_held(op_cluster, ns, back_to="v1"), \
-            workload.inference_traffic(op_cluster.client, ns, NAME) as traffic:
+            workload.inference_traffic(op_cluster.client, ns, NAME,
+                                       netns=op_cluster.netns) as traffic:
         op_cluster.apply(broken)
         # The failure is recorded (first write) while the Deployment's template cannot go
         # back to v1 (second write): the operator is stopped exactly between the two.
@@ -273,7 +275,8 @@ def test_operator_killed_during_the_flip_itself_finishes_it_after_restart(
         workload.wait_until(lambda: template_version(op_cluster, ns) == "v1", 120,
                             "the flip finished after the restart")
         status = workload.wait_for_status(client, ns, NAME, rolled_back, 60, "RolledBack")
-        workload.wait_until(lambda: workload.served_versions(client, ns, NAME, "minilm")
+        workload.wait_until(lambda: workload.served_versions(client, ns, NAME, "minilm",
+                                                   netns=op_cluster.netns)
                             == {"v1"}, 60, "v1 serving")
     assert traffic.report.failures == 0, traffic.report.summary()
     assert status["currentVersion"] == "v1" and status["targetVersion"] == "wrong-output"
@@ -294,7 +297,8 @@ def test_spec_change_during_a_failing_rollout_goes_to_the_new_version(
                              "v1 Available")
     stuck = faults.never_ready(NAME, md_namespace, minilm_s3.endpoint, delay_seconds=300,
                                deadline_seconds=120, replicas=1)
-    with workload.inference_traffic(op_cluster.client, md_namespace, NAME) as traffic:
+    with workload.inference_traffic(op_cluster.client, md_namespace, NAME,
+                                    netns=op_cluster.netns) as traffic:
         op_cluster.apply(stuck)
         workload.wait_for_status(
             client, md_namespace, NAME,
@@ -306,7 +310,8 @@ def test_spec_change_during_a_failing_rollout_goes_to_the_new_version(
                                           workload.available_at("v3"), 300, "v3 Available")
     assert traffic.report.failures == 0, traffic.report.summary()
     assert status["lastKnownGoodVersion"] == "v3"
-    assert workload.served_versions(client, md_namespace, NAME, "minilm") == {"v3"}
+    assert workload.served_versions(client, md_namespace, NAME, "minilm",
+                                                   netns=op_cluster.netns) == {"v3"}
     outcomes = {h["version"]: h["outcome"] for h in status["history"]}
     assert outcomes.get("v3") == "Promoted", status["history"]
     assert outcomes.get("slow") != "Promoted", status["history"]

@@ -70,7 +70,7 @@ def test_a_version_going_wrong_after_the_switch_is_flipped_back_to_the_still_run
     # 20 s leaves the preview check (within a second or two of Ready) a correct answer.
     drifting = faults.wrong_after_ready(NAME, ns, minilm_s3.endpoint, after_seconds=20,
                                         replicas=1, strategy=STRATEGY)
-    with workload.inference_traffic(op_cluster.client, ns, NAME) as traffic:
+    with workload.inference_traffic(op_cluster.client, ns, NAME, netns=op_cluster.netns) as traffic:
         op_cluster.apply(drifting)
         workload.wait_for_status(client, ns, NAME, in_window("drifts"), 300,
                                  "drifts promoted and in its post-promotion window")
@@ -83,7 +83,8 @@ def test_a_version_going_wrong_after_the_switch_is_flipped_back_to_the_still_run
         candidate_replicas = replicas_of(op_cluster, ns, "drifts")
         candidate_pods = pods_of(op_cluster, ns, "drifts")
         assert stable_selector(op_cluster, ns) == v1_selector
-        workload.wait_until(lambda: workload.served_versions(client, ns, NAME, "minilm")
+        workload.wait_until(lambda: workload.served_versions(client, ns, NAME, "minilm",
+                                                   netns=op_cluster.netns)
                             == {"v1"}, 60, "v1 serving after the flip")
     report = traffic.report
     print(f"traffic across the switch and the flip back: {report.summary()}")

@@ -120,7 +120,8 @@ def test_helm_installed_operator_flips_a_broken_version_back_to_last_known_good(
         op_cluster.client, md_namespace, NAME, workload.available_at("v1"), 300, "v1 Available"
     )
     # "broken" has no objects in the bucket: the fetch init container fails.
-    with workload.inference_traffic(op_cluster.client, md_namespace, NAME) as traffic:
+    with workload.inference_traffic(op_cluster.client, md_namespace, NAME,
+                                    netns=op_cluster.netns) as traffic:
         op_cluster.apply(manifest("broken"))
         status = workload.wait_for_status(
             op_cluster.client, md_namespace, NAME,
@@ -129,7 +130,8 @@ def test_helm_installed_operator_flips_a_broken_version_back_to_last_known_good(
     assert status["currentVersion"] == "v1"
     assert status["lastKnownGoodVersion"] == "v1"
     assert traffic.report.failures == 0, traffic.report.summary()
-    assert workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm") == {"v1"}
+    assert workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm",
+                                    netns=op_cluster.netns) == {"v1"}
     history = [(h["version"], h["outcome"]) for h in status["history"]]
     assert history[-1] == ("broken", "RolledBack")
 

@@ -20,7 +20,12 @@ import pytest
 from modeldeploy_e2e import faults, workload
 from modeldeploy_e2e.irsa import ROLE_ANNOTATION, PodIdentityWebhook, allow_issuer_discovery
 from modeldeploy_e2e.oidc import minio_openid_env, role_arn
-from modeldeploy_e2e.operator_fixtures import Cluster, fresh_namespace
+from modeldeploy_e2e.operator_fixtures import (
+    Cluster,
+    fresh_namespace,
+    minio_for_pods,
+    operator_process,
+)
 from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
 
@@ -39,8 +44,9 @@ def sts_s3(op_cluster: Cluster, cluster: Any,
     (tmp / "certs" / "CAs").mkdir(parents=True)
     shutil.copy(cluster.local.pki_dir / "ca.crt", tmp / "certs" / "CAs" / "cluster-ca.crt")
     issuer = op_cluster.client.endpoint.server.rstrip("/")
-    server = MinioServer(tmp / "data", quiet=False, certs_dir=tmp / "certs", extra_env=(
-        minio_openid_env(f"{issuer}/.well-known/openid-configuration", "readwrite")))
+    server = minio_for_pods(op_cluster, tmp / "data", quiet=False, certs_dir=tmp / "certs",
+                            extra_env=minio_openid_env(
+                                f"{issuer}/.well-known/openid-configuration", "readwrite"))
     server.start()
     try:
         client = server.client()
@@ -67,7 +73,7 @@ def ns(op_cluster: Cluster) -> Iterator[str]:
 
 @pytest.fixture
 def operator(op_cluster: Cluster, ns: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(op_cluster.kubeconfig, [ns], tmp_path / "operator.log")
+    process = operator_process(op_cluster, [ns], tmp_path / "operator.log")
     process.start()
     try:
         yield process
@@ -98,7 +104,7 @@ def test_irsa_a_keyless_model_deployment_becomes_available(
                       "metadata": {"name": ACCOUNT, "namespace": ns,
                                    "annotations": {ROLE_ANNOTATION: arn}}})
     webhook = PodIdentityWebhook(op_cluster.client, cluster.local.pki_dir, tmp_path / "webhook",
-                                 sts_endpoint=sts_s3.endpoint).start(ns)
+                                 sts_endpoint=sts_s3.endpoint, netns=op_cluster.netns).start(ns)
     try:
         manifest = _keyless(ns, sts_s3.endpoint)
         manifest["spec"]["runtime"]["serviceAccountName"] = ACCOUNT

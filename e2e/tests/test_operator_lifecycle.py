@@ -7,6 +7,7 @@ is deleted, every child object and every runtime process is gone.
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,8 @@ def test_create_becomes_available_and_answers_through_the_service(
     assert conditions["Ready"]["observedGeneration"] == 1
 
     ip, port = workload.service_endpoints(op_cluster.client, md_namespace, NAME)[0]
-    answer = workload.infer(ip, port, "minilm", [workload.VALIDATION_INPUT])
+    answer = workload.infer(ip, port, "minilm", [workload.VALIDATION_INPUT],
+                            netns=op_cluster.netns)
     vector = workload.embedding_of(answer)
     assert len(vector) == 384
     assert workload.cosine(vector, workload.minilm_embedding()) > 0.99
@@ -82,9 +84,9 @@ def test_delete_removes_every_child_and_runtime_process(
     def nothing_answers() -> bool:
         for ip, port in endpoints:
             try:
-                workload.runtime_status(ip, port)
+                workload.runtime_status(ip, port, op_cluster.netns)
                 return False
-            except (urllib.error.URLError, OSError):
+            except (urllib.error.URLError, OSError, http.client.HTTPException):
                 continue
         return True
 

@@ -69,7 +69,7 @@ def test_operator_killed_mid_rollout_resumes_without_duplicate_children(
     traffic = Traffic(
         op_cluster.client, md_namespace, NAME, path="/v2/models/minilm/infer", method="POST",
         body=body, headers={"Content-Type": "application/json"}, interval=0.05, timeout=10,
-        ok_statuses=range(200, 300),
+        ok_statuses=range(200, 300), netns=op_cluster.netns,
     )
     with traffic:
         op_cluster.apply(manifest("v2"))

@@ -36,7 +36,8 @@ def test_rolling_upgrade_v1_to_v2_drops_no_request(
     workload.wait_for_status(
         op_cluster.client, md_namespace, NAME, workload.available_at("v1"), 300, "v1 Available"
     )
-    with workload.inference_traffic(op_cluster.client, md_namespace, NAME) as traffic:
+    with workload.inference_traffic(op_cluster.client, md_namespace, NAME,
+                                    netns=op_cluster.netns) as traffic:
         op_cluster.apply(manifest("v2"))
         workload.wait_for_status(
             op_cluster.client, md_namespace, NAME,
@@ -52,7 +53,8 @@ def test_rolling_upgrade_v1_to_v2_drops_no_request(
     assert report.failures == 0, report.summary()
     assert report.successes > 20, report.summary()
     assert status["lastKnownGoodVersion"] == "v2"
-    assert workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm") == {"v2"}
+    assert workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm",
+                                    netns=op_cluster.netns) == {"v2"}
     kids = workload.children(op_cluster.client, md_namespace, NAME)
     assert kids["deployments"] == [NAME], "Rolling keeps one Deployment"
     history = [(h["version"], h["outcome"]) for h in status["history"]]
@@ -75,7 +77,8 @@ def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
     (old_deployment,) = workload.children(op_cluster.client, md_namespace, NAME)["deployments"]
     preview_seen: set[str] = set()
     stable_during_preview: set[str] = set()
-    with workload.inference_traffic(op_cluster.client, md_namespace, NAME) as traffic:
+    with workload.inference_traffic(op_cluster.client, md_namespace, NAME,
+                                    netns=op_cluster.netns) as traffic:
         op_cluster.apply(manifest("v3"))
 
         def preview_answers_v3() -> bool:
@@ -83,12 +86,13 @@ def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
             if status.get("currentVersion") != "v2":
                 return False
             preview = workload.served_versions(
-                op_cluster.client, md_namespace, f"{NAME}-preview", "minilm"
-            )
+                op_cluster.client, md_namespace, f"{NAME}-preview", "minilm",
+                netns=op_cluster.netns)
             if preview == {"v3"}:
                 preview_seen.update(preview)
                 stable_during_preview.update(
-                    workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm")
+                    workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm",
+                                             netns=op_cluster.netns)
                 )
                 return True
             return False
@@ -105,7 +109,8 @@ def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
     assert preview_seen == {"v3"}
     assert stable_during_preview == {"v2"}, "the stable Service moved before the switch"
     assert status["lastKnownGoodVersion"] == "v3"
-    assert workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm") == {"v3"}
+    assert workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm",
+                                    netns=op_cluster.netns) == {"v3"}
 
     def old_scaled_down() -> bool:
         dep = op_cluster.client.get(
@@ -139,7 +144,7 @@ def test_a_blue_green_version_on_another_port_and_its_flip_back_keep_every_servi
     op_cluster.apply(manifest("v1", 8080))
     workload.wait_for_status(client, md_namespace, NAME, workload.available_at("v1"), 300,
                              "v1 Available")
-    with workload.inference_traffic(client, md_namespace, NAME) as traffic:
+    with workload.inference_traffic(client, md_namespace, NAME, netns=op_cluster.netns) as traffic:
         op_cluster.apply(manifest("v2", 9090))
         workload.wait_for_status(client, md_namespace, NAME, workload.available_at("v2"), 300,
                                  "v2 Available on port 9090")
@@ -155,5 +160,6 @@ def test_a_blue_green_version_on_another_port_and_its_flip_back_keep_every_servi
     assert report.failures == 0, report.summary()
     assert report.successes > 10, report.summary()
     assert status["currentVersion"] == "v2"
-    assert workload.served_versions(client, md_namespace, NAME, "minilm") == {"v2"}
+    assert workload.served_versions(client, md_namespace, NAME, "minilm",
+                                                   netns=op_cluster.netns) == {"v2"}
     assert {port for _, port in workload.service_endpoints(client, md_namespace, NAME)} == {9090}

@@ -76,9 +76,10 @@ def _manifest(namespace: str, endpoint: str, order: list[int],
     return manifest
 
 
-def _rerank(ip: str, port: int) -> dict[str, Any]:
+def _rerank(ip: str, port: int, netns: str | None) -> dict[str, Any]:
     return workload.post_json(ip, port, "/v1/rerank",
-                              {"query": QUERY, "documents": DOCUMENTS, "top_n": 3})
+                              {"query": QUERY, "documents": DOCUMENTS, "top_n": 3},
+                              netns=netns)
 
 
 def test_a_reranker_rolls_out_with_validation_and_answers_v1_rerank_through_its_service(
@@ -100,10 +101,10 @@ def test_a_reranker_rolls_out_with_validation_and_answers_v1_rerank_through_its_
     endpoints = workload.service_endpoints(op_cluster.client, md_namespace, NAME)
     assert endpoints, "no ready endpoint behind the Service"
     for ip, port in endpoints:
-        runtime = workload.runtime_status(ip, port)
+        runtime = workload.runtime_status(ip, port, op_cluster.netns)
         assert runtime["task"] == "reranking"
         assert runtime["validation"]["passed"] is True, runtime["validation"]
-        answer = _rerank(ip, port)
+        answer = _rerank(ip, port, op_cluster.netns)
         assert [r["index"] for r in answer["results"]] == order[:3]
         for result in answer["results"]:
             assert abs(result["relevance_score"] - scores[result["index"]]) <= 1e-4

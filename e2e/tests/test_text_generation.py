@@ -85,9 +85,11 @@ def _manifest(namespace: str, endpoint: str, version: str, golden: str) -> dict[
     return manifest
 
 
-def _complete(ip: str, port: int, prompt: str, tokens: int) -> dict[str, Any]:
+def _complete(ip: str, port: int, prompt: str, tokens: int, netns: str | None
+              ) -> dict[str, Any]:
     return workload.post_json(ip, port, "/v1/completions",
-                              {"prompt": prompt, "max_tokens": tokens, "temperature": 0}, 60)
+                              {"prompt": prompt, "max_tokens": tokens, "temperature": 0}, 60,
+                              netns=netns)
 
 
 def test_a_causal_lm_rolls_out_with_a_golden_prompt_and_a_failing_one_flips_back(
@@ -106,16 +108,17 @@ def test_a_causal_lm_rolls_out_with_a_golden_prompt_and_a_failing_one_flips_back
     endpoints = workload.service_endpoints(client, md_namespace, NAME)
     assert endpoints, "no ready endpoint behind the Service"
     for ip, port in endpoints:
-        runtime = workload.runtime_status(ip, port)
+        runtime = workload.runtime_status(ip, port, op_cluster.netns)
         assert runtime["task"] == "text-generation"
         assert runtime["validation"]["passed"] is True, runtime["validation"]
-        answer = _complete(ip, port, PROMPT, GOLDEN_TOKENS)
+        answer = _complete(ip, port, PROMPT, GOLDEN_TOKENS, op_cluster.netns)
         assert answer["choices"][0]["text"] == golden
 
     body = json.dumps({"prompt": "hello world", "max_tokens": 2, "temperature": 0}).encode()
     traffic = Traffic(client, md_namespace, NAME, path="/v1/completions", method="POST",
                       body=body, headers={"Content-Type": "application/json"},
-                      interval=0.05, timeout=30, ok_statuses=range(200, 300))
+                      interval=0.05, timeout=30, ok_statuses=range(200, 300),
+                      netns=op_cluster.netns)
     status = flip_back_under_traffic(
         client, md_namespace, NAME, traffic,
         lambda: op_cluster.apply(_manifest(md_namespace, minilm_s3.endpoint, "v2",
