@@ -66,6 +66,13 @@ class ClusterHandle:
     images: dict[str, str] = field(default_factory=dict)
 
     @property
+    def test_image(self) -> str:
+        """The image the harness's own test pods run (they need python and sh): on the real
+        node the project's operator image, which it holds; a public one elsewhere (the
+        node agent ignores images)."""
+        return self.images.get("operator", "python:3.12-slim")
+
+    @property
     def netns(self) -> str | None:
         """The path of the node's network namespace, None when pods are on loopback."""
         return self.network.path if self.network else None

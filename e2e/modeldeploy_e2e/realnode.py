@@ -34,10 +34,13 @@ from modeldeploy_e2e.kube import KubeClient, KubeError
 from modeldeploy_e2e.registry import registry_config
 
 COMPONENTS = ("etcd", "kube-apiserver", "apirelay", "kube-controller-manager",
-              "kube-scheduler", "registry", "containerd", "kubelet", "kube-proxy", "coredns")
+              "kube-scheduler", "registry", "containerd", "kubelet", "kube-proxy", "coredns",
+              "provisioner")
 DEFAULT_STATE_DIR = paths.CACHE_DIR / "realnode"
 CRI_NAMESPACE = "k8s.io"
 _IN_NAMESPACE_ROOT = "/run/md-containerd-"
+# Components that run on the host side (their hint: what their command line holds).
+_ON_HOST = {"apirelay": "modeldeploy_e2e.netns", "provisioner": "modeldeploy_e2e.provisioner"}
 
 
 class RealNodeCluster(LocalCluster):
@@ -66,10 +69,10 @@ class RealNodeCluster(LocalCluster):
     # -- how components run ----------------------------------------------------------
     def _prefix(self, name: str) -> list[str]:
         # nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup mounts.
-        return [] if name == "apirelay" else ["nsenter", f"--net={self.network.path}"]
+        return [] if name in _ON_HOST else ["nsenter", f"--net={self.network.path}"]
 
     def _hint(self, name: str) -> str:
-        return "modeldeploy_e2e.netns" if name == "apirelay" else super()._hint(name)
+        return _ON_HOST.get(name) or super()._hint(name)
 
     def _extra_identities(self) -> dict[str, tuple[str, str]]:
         return {
@@ -110,6 +113,10 @@ class RealNodeCluster(LocalCluster):
                 layout, d / "kube-proxy.kubeconfig"))
             # --v=2 logs each rules sync with its time: what a lagging endpoint is judged by.
             return [str(bin_dir / "kube-proxy"), f"--config={config}", "--v=2"]
+        if name == "provisioner":
+            # PersistentVolumes for claims (no storage driver here): hostPath directories.
+            return [sys.executable, "-m", "modeldeploy_e2e.provisioner",
+                    "--kubeconfig", str(self.kubeconfig), "--root", str(d / "pv")]
         if name == "coredns":
             return [str(bin_dir / "coredns"), "-conf", str(self._file(
                 "Corefile", nodeconfig.corefile(layout, d / "coredns.kubeconfig")))]
@@ -215,6 +222,8 @@ class RealNodeCluster(LocalCluster):
             "kube-proxy": lambda: netns.http_ok(
                 ns, f"{inside}:{nodeconfig.PROXY_HEALTHZ_PORT}/healthz"),
             "coredns": lambda: netns.http_ok(ns, f"{inside}:{nodeconfig.DNS_READY_PORT}/ready"),
+            # A polling loop with no endpoint: alive is all there is to check.
+            "provisioner": lambda: True,
         }
 
     # -- the node's containers -------------------------------------------------------

@@ -101,6 +101,9 @@ class TrafficReport:
     failures: int = 0
     no_endpoints: int = 0
     by_endpoint: Counter[str] = field(default_factory=Counter)
+    # Answers by their body (with `count_bodies`): which versions answered, through a
+    # ClusterIP that hides which pod did.
+    by_body: Counter[str] = field(default_factory=Counter)
     first_failures: list[str] = field(default_factory=list)
     endpoint_changes: int = 0
 
@@ -154,6 +157,7 @@ class Traffic:
         max_seconds: float = 600.0,
         ok_statuses: range = range(200, 400),
         netns: str | None = None,
+        count_bodies: bool = False,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -171,6 +175,7 @@ class Traffic:
         # A real node's namespace: requests go to the Service's ClusterIP from inside it,
         # through kube-proxy's rules, instead of to endpoints picked here.
         self.netns = netns
+        self.count_bodies = count_bodies
         self.report = TrafficReport()
         self.endpoints: list[tuple[str, int]] = []
         self._stop = threading.Event()
@@ -210,30 +215,33 @@ class Traffic:
             else:
                 host, port = endpoints[turn % len(endpoints)]
                 turn += 1
-                self._record(f"{host}:{port}", self._request(host, port))
+                self._record(f"{host}:{port}", *self._request(host, port))
             self._stop.wait(self.interval)
 
-    def _request(self, host: str, port: int) -> str | None:
+    def _request(self, host: str, port: int) -> tuple[str | None, str]:
+        """(the error, None when the answer was ok; the answer's body)."""
         conn = (HTTPConnection(self.netns, host, port, self.timeout) if self.netns
                 else http.client.HTTPConnection(host, port, timeout=self.timeout))
         try:
             conn.request(self.method, self.path, body=self.body, headers=self.headers)
             response = conn.getresponse()
-            response.read()
+            body = response.read().decode(errors="replace")
             if response.status in self.ok_statuses:
-                return None
-            return f"HTTP {response.status}"
+                return None, body
+            return f"HTTP {response.status}", body
         except (OSError, http.client.HTTPException) as error:
-            return f"{type(error).__name__}: {error}"
+            return f"{type(error).__name__}: {error}", ""
         finally:
             conn.close()
 
-    def _record(self, endpoint: str | None, error: str | None) -> None:
+    def _record(self, endpoint: str | None, error: str | None, body: str = "") -> None:
         with self._lock:
             if error is None:
                 self.report.successes += 1
                 if endpoint:
                     self.report.by_endpoint[endpoint] += 1
+                if self.count_bodies:
+                    self.report.by_body[body] += 1
                 return
             self.report.failures += 1
             if endpoint is None:
@@ -244,14 +252,33 @@ class Traffic:
                     f"#{self.report.total} {time.strftime('%H:%M:%S')} {endpoint or '-'}: "
                     f"{error}")
 
-    def start(self) -> Traffic:
-        """Read the endpoints once, then start the watcher and sender threads."""
+    def start(self, first_answer_timeout: float = 30.0) -> Traffic:
+        """Read the endpoints once, then start the watcher and sender threads.
+
+        Through kube-proxy, a Service made moments ago (a first blue-green version's stable
+        Service is made at its promotion) answers once kube-proxy has programmed its
+        ClusterIP, about a second later: counting starts at its first answer, as any client
+        of a new Service would wait for it. The change under test is applied after start."""
         self.refresh_endpoints()
+        if self.netns:
+            self._await_first_answer(first_answer_timeout)
         self._threads = [threading.Thread(target=self._watch, daemon=True),
                          threading.Thread(target=self._send, daemon=True)]
         for thread in self._threads:
             thread.start()
         return self
+
+    def _await_first_answer(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        error: str | None = "no attempt"
+        while time.monotonic() < deadline:
+            host, port = self.refresh_endpoints()[0]
+            error, _ = self._request(host, port)
+            if error is None:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{self.namespace}/{self.service} never answered through its "
+                             f"ClusterIP within {timeout:.0f}s; last: {error}")
 
     def stop(self) -> TrafficReport:
         """Stop sending and return the report."""

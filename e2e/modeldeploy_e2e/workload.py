@@ -33,6 +33,7 @@ EXAMPLES = paths.REPO_ROOT / "examples"
 VALIDATION_INPUT = "hello world"
 LABEL_TEMPLATE_HASH = "modeldeploy.dev/template-hash"
 LABEL_MODEL_DEPLOYMENT = "modeldeploy.dev/modeldeployment"
+TEST_CPU_REQUEST = "100m"
 
 
 def minilm_dir() -> Path:
@@ -80,6 +81,9 @@ def minilm_manifest(
     spec = manifest["spec"]
     spec["replicas"] = replicas
     spec["model"]["version"] = version
+    # The test node has two cores and a blue-green of two replicas holds four serving pods
+    # at once (a real kubelet schedules by requests): ask for a slice of a core each.
+    spec["runtime"]["resources"]["requests"]["cpu"] = TEST_CPU_REQUEST
     spec["model"]["source"]["s3"].update(
         {
             "bucket": bucket,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -104,10 +106,15 @@ def events(op_cluster: Cluster, namespace: str, reason: str) -> list[str]:
 
 
 @pytest.fixture
-def host_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "node-cache"
-    folder.mkdir()
-    return folder
+def host_dir() -> Iterator[Path]:
+    """The node's cache directory, as a node's /var/cache/modeldeploy would be: every
+    directory above it traversable by the runtime's user (pytest's tmp_path is not)."""
+    folder = Path(tempfile.mkdtemp(prefix="md-e2e-node-cache-", dir="/var/tmp"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_three_versions_rolled_out_in_turn_leave_only_the_referenced_one_on_disk(

@@ -1,6 +1,6 @@
-"""The harness's own story: a real control plane, a node that runs pods as processes,
-Deployments that roll pod by pod, crash loops, garbage collection, and traffic that
-follows EndpointSlices without dropping a request."""
+"""The harness's own story: a real control plane, a node that runs pods (containers on
+the real node, processes on the node agent), Deployments that roll pod by pod, crash loops,
+garbage collection, and traffic through the Service without dropping a request."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modeldeploy_e2e import netns
 from modeldeploy_e2e.harness import ClusterHandle, wait_for
 from modeldeploy_e2e.kube import KubeError
+from modeldeploy_e2e.realnode import RealNodeCluster
 from modeldeploy_e2e.traffic import Traffic
 
 JsonDict = dict[str, Any]
-# The local node agent ignores images; a real cluster (KUBECONFIG mode) pulls this one.
-IMAGE = "python:3.12-slim"
 PORT = 8080
 
 
-def web_deployment(version: str, replicas: int = 3) -> JsonDict:
+def web_deployment(image: str, version: str, replicas: int = 3) -> JsonDict:
     """A Deployment of python's http.server serving a ConfigMap with the version in it."""
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -38,7 +38,7 @@ def web_deployment(version: str, replicas: int = 3) -> JsonDict:
                     "terminationGracePeriodSeconds": 10,
                     "containers": [{
                         "name": "http",
-                        "image": IMAGE,
+                        "image": image,
                         "command": ["python", "-m", "http.server", "--bind", "$(POD_IP)",
                                     "--directory", "/srv/www", str(PORT)],
                         "env": [{"name": "POD_IP", "valueFrom": {
@@ -160,7 +160,7 @@ def test_deployment_rolls_pod_by_pod_while_traffic_sees_no_failure(
     for version in ("v1", "v2"):
         cluster.apply(www_config_map(version), namespace)
     cluster.apply(WEB_SERVICE, namespace)
-    cluster.apply(web_deployment("v1"), namespace)
+    cluster.apply(web_deployment(cluster.test_image, "v1"), namespace)
     wait_for("web v1 Available", lambda: deployment_available(cluster, namespace, "web", 3),
              timeout=90)
     first = pods(cluster, namespace, "app=web")
@@ -181,10 +181,10 @@ def test_deployment_rolls_pod_by_pod_while_traffic_sees_no_failure(
 
     watcher = threading.Thread(target=watch_rollout, daemon=True)
     with Traffic(cluster.client, namespace, "web", port=80, path="/version",
-                 interval=0.02) as traffic:
+                 interval=0.02, netns=cluster.netns, count_bodies=True) as traffic:
         wait_for("traffic flowing", lambda: traffic.report.successes > 20, timeout=30)
         watcher.start()
-        cluster.apply(web_deployment("v2"), namespace)
+        cluster.apply(web_deployment(cluster.test_image, "v2"), namespace)
         wait_for("web v2 Available", lambda: deployment_available(cluster, namespace, "web", 3),
                  timeout=120)
         wait_for("v2 answering", lambda: all(
@@ -196,26 +196,35 @@ def test_deployment_rolls_pod_by_pod_while_traffic_sees_no_failure(
     report = traffic.report
     assert report.failures == 0, report.summary()
     assert report.successes > 100, report.summary()
-    assert len(report.by_endpoint) >= 6, "traffic reached both old and new pods"
+    assert set(report.by_body) == {"v1", "v2"}, "traffic reached both old and new pods"
     assert max(alive for alive, _, _ in observed) <= 4  # maxSurge 1 over 3 replicas
     assert min(ready for _, ready, _ in observed) >= 3  # maxUnavailable 0
     assert max(fresh for _, _, fresh in observed) <= 1  # one new pod at a time
     endpoint = traffic.endpoints[0]
-    with urllib.request.urlopen(f"http://{endpoint[0]}:{endpoint[1]}/version", timeout=5) as r:
-        assert r.read() == b"v2"
+    assert _get(cluster, f"http://{endpoint[0]}:{endpoint[1]}/version") == b"v2"
 
 
-def crashing_pod(message: str) -> JsonDict:
+def _get(cluster: ClusterHandle, url: str) -> bytes:
+    """GET `url` from where the cluster's pods and Services are reached."""
+    if cluster.netns:
+        status, body = netns.http_get(cluster.netns, url)
+        assert status == 200, (url, status)
+        return body
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return bytes(answer.read())
+
+
+def crashing_pod(image: str, message: str) -> JsonDict:
     script = (f"open('/dev/termination-log', 'w').write({message!r}); "
               "import sys; sys.exit(3)")
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
-            "spec": {"containers": [{"name": "main", "image": IMAGE,
+            "spec": {"containers": [{"name": "main", "image": image,
                                      "command": ["python", "-c", script]}]}}
 
 
 def test_crashing_container_shows_crash_loop_back_off_with_its_termination_message(
         cluster: ClusterHandle, namespace: str) -> None:
-    cluster.apply(crashing_pod("model file is corrupt"), namespace)
+    cluster.apply(crashing_pod(cluster.test_image, "model file is corrupt"), namespace)
 
     def crash_looping() -> JsonDict | None:
         pod = cluster.client.get(f"/api/v1/namespaces/{namespace}/pods/crasher")
@@ -244,26 +253,30 @@ def test_crashing_container_shows_crash_loop_back_off_with_its_termination_messa
 def test_deleting_a_deployment_collects_its_pods_and_their_processes_exit(
         cluster: ClusterHandle, namespace: str) -> None:
     cluster.apply(www_config_map("v1"), namespace)
-    cluster.apply(web_deployment("v1", replicas=2), namespace)
+    cluster.apply(web_deployment(cluster.test_image, "v1", replicas=2), namespace)
     wait_for("web Available", lambda: deployment_available(cluster, namespace, "web", 2),
              timeout=90)
     running = pods(cluster, namespace, "app=web")
-    pids = [int(p["status"]["containerStatuses"][0]["containerID"].rsplit("/", 1)[-1])
-            for p in running]
+    # "containerd://<id>" on the real node, "<scheme>://<pid>" on the node agent.
+    ids = [p["status"]["containerStatuses"][0]["containerID"].rsplit("/", 1)[-1]
+           for p in running]
     cluster.kubectl("delete", "deployment", "web", "-n", namespace, "--wait=false")
     wait_for("pods garbage-collected", lambda: not pods(cluster, namespace, "app=web"),
              timeout=60)
-    if cluster.local is not None:  # the processes are only visible from this host
-        assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    if isinstance(cluster.local, RealNodeCluster):  # its containerd's own task list
+        tasks = cluster.local.ctr("tasks", "ls", "-q").stdout.split()
+        assert not [task for task in ids if task in tasks]
+    elif cluster.local is not None:  # the processes are only visible from this host
+        assert not [pid for pid in ids if Path(f"/proc/{pid}").exists()]
     with pytest.raises(KubeError, match="404"):
         cluster.client.get(f"/apis/apps/v1/namespaces/{namespace}/replicasets/"
                            f"{running[0]['metadata']['ownerReferences'][0]['name']}")
 
 
-def gpu_pod(name: str, gpus: int) -> JsonDict:
+def gpu_pod(image: str, name: str, gpus: int) -> JsonDict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
             "spec": {"containers": [{
-                "name": "main", "image": IMAGE, "command": ["sleep", "60"],
+                "name": "main", "image": image, "command": ["sleep", "60"],
                 "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}}
 
 
@@ -274,8 +287,8 @@ def test_scheduler_places_pods_by_the_nodes_extended_resources(
                    for n in nodes)
     if cluster.local is not None:
         assert capacity == 2  # LocalCluster's default --extended-resource nvidia.com/gpu=2
-    cluster.apply(gpu_pod("fits", 1), namespace)
-    cluster.apply(gpu_pod("too-big", capacity + 1), namespace)
+    cluster.apply(gpu_pod(cluster.test_image, "fits", 1), namespace)
+    cluster.apply(gpu_pod(cluster.test_image, "too-big", capacity + 1), namespace)
     wait_for("fits scheduled", lambda: cluster.client.get(
         f"/api/v1/namespaces/{namespace}/pods/fits").get("spec", {}).get("nodeName"),
         timeout=60)

@@ -1,4 +1,4 @@
-"""Pods as the node agent runs them: init containers, env from Secrets/ConfigMaps/fields,
+"""Pods as the node runs them: init containers, env from Secrets/ConfigMaps/fields,
 volumes at their mountPaths, probes that restart, memory limits, graceful deletion."""
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from modeldeploy_e2e import netns
 from modeldeploy_e2e.harness import ClusterHandle, wait_for
 
 JsonDict = dict[str, Any]
-# The local node agent ignores images; a real cluster (KUBECONFIG mode) pulls this one.
-IMAGE = "python:3.12-slim"
 
 
 def get_pod(cluster: ClusterHandle, namespace: str, name: str) -> JsonDict:
@@ -61,11 +60,11 @@ def test_init_container_env_sources_and_volumes_reach_the_container(
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server"},
         "spec": {
             "initContainers": [{
-                "name": "seed", "image": IMAGE,
+                "name": "seed", "image": cluster.test_image,
                 "command": ["sh", "-c", "echo -n seeded > /var/cache/modeldeploy/seed"],
                 "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/modeldeploy"}]}],
             "containers": [{
-                "name": "main", "image": IMAGE, "command": ["python", "-c", SERVE_ENV],
+                "name": "main", "image": cluster.test_image, "command": ["python", "-c", SERVE_ENV],
                 "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds",
                                                                          "key": "token"}}},
                         {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings",
@@ -90,8 +89,13 @@ def test_init_container_env_sources_and_volumes_reach_the_container(
     assert init["state"]["terminated"]["exitCode"] == 0
     assert init["state"]["terminated"]["reason"] == "Completed"
     ip = pod["status"]["podIP"]
-    with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as response:
-        assert response.read().decode() == f"seeded|s3cr3t|fast|server|{namespace}|fast"
+    if cluster.netns:  # pod addresses exist inside the real node's namespace only
+        status, body = netns.http_get(cluster.netns, f"http://{ip}:8080/")
+        assert status == 200
+    else:
+        with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as response:
+            body = response.read()
+    assert body.decode() == f"seeded|s3cr3t|fast|server|{namespace}|fast"
 
 
 def test_failing_liveness_probe_restarts_the_container(
@@ -99,7 +103,7 @@ def test_failing_liveness_probe_restarts_the_container(
     cluster.apply({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unhealthy"},
         "spec": {"containers": [{
-            "name": "main", "image": IMAGE,
+            "name": "main", "image": cluster.test_image,
             "command": ["python", "-m", "http.server", "--bind", "$(POD_IP)", "8080"],
             "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
             "livenessProbe": {"httpGet": {"path": "/no-such-health", "port": 8080},
@@ -117,7 +121,7 @@ def test_memory_limit_is_enforced_and_reported_as_oom_killed(
     cluster.apply({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hungry"},
         "spec": {"restartPolicy": "Never", "containers": [{
-            "name": "main", "image": IMAGE,
+            "name": "main", "image": cluster.test_image,
             "command": ["python", "-c", "import time; x = bytearray(400 * 2**20); time.sleep(5)"],
             "resources": {"limits": {"memory": "64Mi"}}}]},
     }, namespace)
@@ -143,8 +147,11 @@ def test_delete_sends_sigterm_waits_for_the_process_then_removes_the_pod(
     out = tmp_path_factory.mktemp("graceful")
     cluster.apply({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "graceful"},
-        "spec": {"terminationGracePeriodSeconds": 20, "containers": [{
-            "name": "main", "image": IMAGE, "command": ["python", "-c", GRACEFUL],
+        # As root: the hostPath directory is the test's own (mode 0700), whatever user the
+        # image runs as.
+        "spec": {"terminationGracePeriodSeconds": 20,
+                 "securityContext": {"runAsUser": 0}, "containers": [{
+            "name": "main", "image": cluster.test_image, "command": ["python", "-c", GRACEFUL],
             "volumeMounts": [{"name": "out", "mountPath": "/out"}]}],
             "volumes": [{"name": "out", "hostPath": {"path": str(out),
                                                      "type": "Directory"}}]},
@@ -170,7 +177,7 @@ def test_persistent_volume_claim_outlives_the_pod_that_wrote_it(
     def job_pod(name: str, script: str) -> JsonDict:
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                 "spec": {"restartPolicy": "Never", "containers": [{
-                    "name": "main", "image": IMAGE, "command": ["sh", "-c", script],
+                    "name": "main", "image": cluster.test_image, "command": ["sh", "-c", script],
                     "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/modeldeploy"}]}],
                     "volumes": [{"name": "cache",
                                  "persistentVolumeClaim": {"claimName": "cache"}}]}}
@@ -193,7 +200,7 @@ def test_persistent_volume_claim_outlives_the_pod_that_wrote_it(
 def test_kubectl_logs_shows_container_output(cluster: ClusterHandle, namespace: str) -> None:
     cluster.apply({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker"},
-        "spec": {"containers": [{"name": "main", "image": IMAGE, "command": [
+        "spec": {"containers": [{"name": "main", "image": cluster.test_image, "command": [
             "sh", "-c", "for i in 1 2 3; do echo line $i; done; sleep 60"]}]},
     }, namespace)
     wait_for("three lines logged", lambda: cluster.kubectl(
@@ -222,7 +229,8 @@ def test_pod_reaches_the_api_server_with_its_service_account_token(
         cluster: ClusterHandle, namespace: str) -> None:
     cluster.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "caller"},
                    "spec": {"restartPolicy": "Never", "containers": [{
-                       "name": "main", "image": IMAGE, "command": ["python", "-c", IN_CLUSTER]}]}},
+                       "name": "main", "image": cluster.test_image,
+                       "command": ["python", "-c", IN_CLUSTER]}]}},
                   namespace)
     pod = wait_for("caller done", pod_when(cluster, namespace, "caller", lambda p: p.get(
         "status", {}).get("phase") in ("Succeeded", "Failed")), timeout=60)

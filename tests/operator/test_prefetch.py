@@ -120,8 +120,10 @@ def test_the_prefetch_pod_is_the_fetch_container_alone_pinned_to_its_node() -> N
     owner = builders.Owner(NAME, "ns", "uid-1")
     pod = prefetch.prefetch_pod(owner, spec, "abc123", "node-7", "img:1")
     serving = builders.pod_template(owner, spec, "abc123", "img:1")
-    assert pod["spec"]["containers"] == serving["spec"]["initContainers"]
-    assert "initContainers" not in pod["spec"]
+    # The fetch runs as the pod's container, after what prepares the shared cache.
+    *prepare, fetch = serving["spec"]["initContainers"]
+    assert pod["spec"]["containers"] == [fetch]
+    assert pod["spec"].get("initContainers", []) == prepare
     assert pod["spec"]["restartPolicy"] == "Never"
     terms = pod["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]

@@ -17,9 +17,9 @@ from modeldeploy_e2e.nodeagent import logserver
 from modeldeploy_e2e.nodeagent.agent import NodeAgent
 from modeldeploy_e2e.nodeagent.ipam import PodIPs
 from modeldeploy_e2e.nodeagent.process import mount_namespaces_work
-from modeldeploy_e2e.nodeagent.provisioner import Provisioner
 from modeldeploy_e2e.nodeagent.volumes import VolumeBuilder
 from modeldeploy_e2e.nodeagent.worker import NodeContext
+from modeldeploy_e2e.provisioner import Provisioner
 
 
 def _resource(text: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ __all__ = [
     "ANNOTATION_PROMOTE",
     "ANNOTATION_RETRY",
     "ANNOTATION_SPEC_SNAPSHOT",
+    "CACHE_OWNER_CONTAINER",
     "FETCH_CONTAINER",
     "GROUP",
     "LABEL_MODEL_DEPLOYMENT",
@@ -39,6 +40,8 @@ ANNOTATION_SPEC_SNAPSHOT = f"{GROUP}/spec-snapshot"
 # runtime.port is used whatever version the Service currently selects.
 PORT_NAME = "http"
 FETCH_CONTAINER = "fetch"
+# First on a hostPath cache: hands the node's directory to the runtime's user.
+CACHE_OWNER_CONTAINER = "cache-owner"
 SERVE_CONTAINER = "serve"
 
 

@@ -27,6 +27,11 @@ from modeldeploy_operator.api.spec import (
     RuntimeSpec,
 )
 from modeldeploy_operator.planning import runtime_config
+from modeldeploy_operator.planning.cache_volume import (
+    RUNTIME_UID,
+    cache_owner_containers,
+    cache_volume,
+)
 
 Manifest = dict[str, Any]
 
@@ -36,8 +41,6 @@ CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE}"
 TERMINATION_LOG = "/dev/termination-log"
 HASH_LENGTH = 10
 SERVICE_PORT = 80
-# Non-root user of the runtime image (docker/runtime.Dockerfile).
-RUNTIME_UID = 65532
 PRE_STOP_SECONDS = 5
 TERMINATION_GRACE_SECONDS = 30
 ANNOTATION_CONFIG_HASH = f"{naming.GROUP}/config-hash"
@@ -286,18 +289,6 @@ def _container_security() -> Manifest:
     }
 
 
-def _cache_volume(spec: ModelDeploymentSpec) -> Manifest:
-    cache = spec.cache
-    if cache.volume == "hostPath":
-        return {"name": "cache", "hostPath": {"path": cache.host_path, "type": "DirectoryOrCreate"}}
-    if cache.volume == "persistentVolumeClaim":
-        return {"name": "cache", "persistentVolumeClaim": {"claimName": cache.claim_name}}
-    empty_dir: Manifest = {}
-    if cache.size:
-        empty_dir["sizeLimit"] = cache.size
-    return {"name": "cache", "emptyDir": empty_dir}
-
-
 def _http_probe(path: str, period: int, failures: int) -> Manifest:
     return {
         "httpGet": {"path": path, "port": naming.PORT_NAME},
@@ -390,14 +381,14 @@ def pod_template(
                 spec.pod.termination_grace_period_seconds or TERMINATION_GRACE_SECONDS
             ),
             **pod_placement(spec),
-            "initContainers": [fetch],
+            "initContainers": [*cache_owner_containers(spec, image), fetch],
             "containers": [serve],
             "volumes": [
                 {
                     "name": "config",
                     "configMap": {"name": naming.config_map_name(owner.name, hash_)},
                 },
-                _cache_volume(spec),
+                cache_volume(spec),
                 {"name": "tmp", "emptyDir": {}},
             ],
         },

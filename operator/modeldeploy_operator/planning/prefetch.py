@@ -86,10 +86,13 @@ def prefetch_pod(
     owner: builders.Owner, spec: ModelDeploymentSpec, template_hash: str, node: str,
     default_image: str | None = None,
 ) -> Manifest:
-    """The pod: the serving pod's own fetch container, alone, pinned to `node`."""
+    """The pod: the serving pod's own fetch container (after what prepares the cache),
+    alone, pinned to `node`."""
     template = builders.pod_template(owner, spec, template_hash, default_image)
     pod_spec = template["spec"]
-    (fetch,) = pod_spec.pop("initContainers")
+    *prepare, fetch = pod_spec.pop("initContainers")
+    if prepare:
+        pod_spec["initContainers"] = prepare
     pod_spec["containers"] = [fetch]
     pod_spec["restartPolicy"] = "Never"
     for key in ("affinity", "nodeSelector", "topologySpreadConstraints"):

@@ -3,13 +3,22 @@ PersistentVolume pre-bound to it, so pods with PVC volumes schedule on the local
 
 Nodes may not create PersistentVolumes, so this runs with its own (admin) credentials.
 Volumes it made are labelled; once their claim is gone they and their directory go too.
+Each directory is made world-writable first, as local-path provisioners do: the pods'
+containers run as any user (the project's images as 65532).
+
+    python -m modeldeploy_e2e.provisioner --kubeconfig K --root DIR
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import shutil
+import signal
 import threading
+import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +75,12 @@ class Provisioner:
         live = {c["metadata"]["uid"] for c in claims}
         for claim in claims:
             if needs_volume(claim):
+                volume = volume_for(claim, self.root)
+                path = Path(volume["spec"]["hostPath"]["path"])
+                path.mkdir(parents=True, exist_ok=True)
+                os.chmod(path, 0o777)
                 try:
-                    self.client.create("/api/v1/persistentvolumes", volume_for(claim, self.root))
+                    self.client.create("/api/v1/persistentvolumes", volume)
                 except KubeError as error:
                     if error.status != 409:
                         raise
@@ -85,3 +98,25 @@ class Provisioner:
                 self.sync_once()
             except (KubeError, OSError) as error:
                 log.warning("provisioner sync failed: %s", error)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: provision until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m modeldeploy_e2e.provisioner")
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--root", type=Path, required=True, help="where volumes' directories go")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: types.FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    Provisioner(KubeClient.from_kubeconfig(args.kubeconfig), args.root, stop).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
