@@ -20,18 +20,20 @@ COPY contract/modeldeploy_contract contract/modeldeploy_contract
 COPY operator/modeldeploy_operator operator/modeldeploy_operator
 COPY runtime/modeldeploy_runtime runtime/modeldeploy_runtime
 COPY e2e/modeldeploy_e2e e2e/modeldeploy_e2e
-# The project goes to its own prefix (/opt/app, on PYTHONPATH) so the final image copies
+# The project goes to its own prefix (/opt/app, on PYTHONPATH) so the final image holds
 # the dependencies and the project as two layers. One wheel holds every package; the
 # image keeps only what it runs.
 RUN /opt/venv/bin/pip install --no-deps --target /opt/app . \
  && rm -rf /opt/app/modeldeploy_runtime /opt/app/modeldeploy_e2e \
  && PYTHONPATH=/opt/app /opt/app/bin/modeldeploy-operator --help >/dev/null
 
-FROM ${PYTHON_IMAGE}
+# On the deps stage itself, so its venv layer is this image's own: a `COPY --from=deps`
+# of the venv would be committed and hashed again on every build (gigabytes for torch).
+FROM deps
+WORKDIR /
 LABEL org.opencontainers.image.title="modeldeploy-operator" \
       org.opencontainers.image.description="Kubernetes operator for safe ML model rollouts." \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=deps /opt/venv /opt/venv
 COPY --from=build /opt/app /opt/app
 ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH \
     PYTHONPATH=/opt/app \

@@ -2,8 +2,6 @@
 # real node (see e2e/README.md, "Images" and "Real node"). Included by the main Makefile
 # after e2e/cluster.mk, whose BIN_DIR, GO_ENV, GO_BUILD and modver it uses.
 
-IMAGES_DIR := $(CACHE_DIR)/images
-
 # Host tools: buildah (daemonless builds, chroot isolation), mmdebstrap (the Python base
 # from Debian packages), libseccomp-dev (runc's seccomp support). Installed when missing.
 NODE_APT := buildah:buildah mmdebstrap:mmdebstrap /usr/include/seccomp.h:libseccomp-dev \
@@ -54,7 +52,9 @@ cni: $(BIN_DIR)/.cni-$(CNI_VERSION) ## build the CNI plugins (bridge, host-local
 # reachable here); pass RUNTIME_VARIANT=cpu TORCH_INDEX_URL=... where one is.
 RUNTIME_VARIANT ?= cuda
 TORCH_INDEX_URL ?=
-IMAGES_CLI = $(PY) -m modeldeploy_e2e.images --store $(IMAGES_DIR)
+# The store lives in the machine's cache (modeldeploy_e2e.paths.MACHINE_CACHE), not the
+# checkout: a fresh clone reuses the built layers, and the disk holds them once.
+IMAGES_CLI = $(PY) -m modeldeploy_e2e.images
 
 .PHONY: python-base
 python-base: venv node-deps ## the Python base image made from Debian packages (mmdebstrap), in .cache/images

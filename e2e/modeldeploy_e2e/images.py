@@ -22,8 +22,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STORE = REPO_ROOT / ".cache" / "images"
+from modeldeploy_e2e import paths
+
+REPO_ROOT = paths.REPO_ROOT
+DEFAULT_STORE = paths.MACHINE_CACHE / "images"
 # The base's name says what the Dockerfiles assume of it: Python 3.11 (bookworm's), with
 # `python` on PATH (python-is-python3) and `tomllib`, venv and CA certificates.
 BASE_REF = "localhost/modeldeploy/python:3.11-bookworm"

@@ -35,10 +35,12 @@ class NodeLayout:
     bin_dir: Path
     node_name: str
     network: NodeNetwork
+    # containerd's content and snapshots (the pulled images), when kept elsewhere.
+    containerd_dir: Path | None = None
 
     @property
     def containerd_root(self) -> Path:
-        return self.state_dir / "containerd"
+        return self.containerd_dir or self.state_dir / "containerd"
 
     @property
     def containerd_state(self) -> Path:

@@ -9,6 +9,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / ".cache"
 BIN_DIR = CACHE_DIR / "bin"
 CLUSTER_DIR = CACHE_DIR / "cluster"
+# What outlives a checkout, as Go's and uv's caches do: the image store and registry, and
+# the real node's containerd content (gigabytes: a fresh clone on this machine reuses them
+# rather than building, pushing and pulling the runtime image again, or filling the disk).
+MACHINE_CACHE = Path(
+    os.environ.get("MODELDEPLOY_MACHINE_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modeldeploy"
+)
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 
 

@@ -62,9 +62,12 @@ class RealNodeCluster(LocalCluster):
                          pod_cidr=self.network.pod_cidr)
         self.advertise_address = self.network.node_ip
         self.image_store = Path(image_store)
+        # The pulled images outlive the checkout (paths.MACHINE_CACHE): one node at a time
+        # runs on a machine (its network namespace has one name).
         self.layout = nodeconfig.NodeLayout(self.state_dir, paths.BIN_DIR,
                                             ClusterState.model_fields["node_name"].default,
-                                            self.network)
+                                            self.network,
+                                            containerd_dir=paths.MACHINE_CACHE / "containerd")
 
     # -- how components run ----------------------------------------------------------
     def _prefix(self, name: str) -> list[str]:

@@ -22,6 +22,7 @@ import http.client
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -101,9 +102,9 @@ class TrafficReport:
     failures: int = 0
     no_endpoints: int = 0
     by_endpoint: Counter[str] = field(default_factory=Counter)
-    # Answers by their body (with `count_bodies`): which versions answered, through a
-    # ClusterIP that hides which pod did.
-    by_body: Counter[str] = field(default_factory=Counter)
+    # Answers by what `classify` made of their body (e.g. the model version that answered):
+    # through a ClusterIP, which hides which pod did, this says who answered.
+    by_answer: Counter[str] = field(default_factory=Counter)
     first_failures: list[str] = field(default_factory=list)
     endpoint_changes: int = 0
 
@@ -116,7 +117,8 @@ class TrafficReport:
         """One line for assertion messages."""
         return (f"{self.successes} ok, {self.failures} failed ({self.no_endpoints} with no ready "
                 f"endpoint), {self.endpoint_changes} endpoint changes, by endpoint "
-                f"{dict(self.by_endpoint)}, first failures {self.first_failures}")
+                f"{dict(self.by_endpoint)}, by answer {dict(self.by_answer)}, "
+                f"first failures {self.first_failures}")
 
 
 def service_endpoints(client: KubeClient, namespace: str, service: str,
@@ -157,7 +159,7 @@ class Traffic:
         max_seconds: float = 600.0,
         ok_statuses: range = range(200, 400),
         netns: str | None = None,
-        count_bodies: bool = False,
+        classify: Callable[[str], str] | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -175,7 +177,7 @@ class Traffic:
         # A real node's namespace: requests go to the Service's ClusterIP from inside it,
         # through kube-proxy's rules, instead of to endpoints picked here.
         self.netns = netns
-        self.count_bodies = count_bodies
+        self.classify = classify
         self.report = TrafficReport()
         self.endpoints: list[tuple[str, int]] = []
         self._stop = threading.Event()
@@ -240,8 +242,8 @@ class Traffic:
                 self.report.successes += 1
                 if endpoint:
                     self.report.by_endpoint[endpoint] += 1
-                if self.count_bodies:
-                    self.report.by_body[body] += 1
+                if self.classify is not None:
+                    self.report.by_answer[self.classify(body)] += 1
                 return
             self.report.failures += 1
             if endpoint is None:

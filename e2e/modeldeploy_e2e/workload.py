@@ -299,5 +299,13 @@ def inference_traffic(client: KubeClient, namespace: str, service: str,
     return Traffic(
         client, namespace, service, path="/v2/models/minilm/infer", method="POST",
         body=body, headers={"Content-Type": "application/json"}, interval=0.05, timeout=10,
-        ok_statuses=range(200, 300), netns=netns,
+        ok_statuses=range(200, 300), netns=netns, classify=answered_version,
     )
+
+
+def answered_version(body: str) -> str:
+    """The model version an inference answer names (OIP v2 `model_version`)."""
+    try:
+        return str(json.loads(body).get("model_version"))
+    except (ValueError, AttributeError):
+        return "not JSON"

@@ -181,7 +181,7 @@ def test_deployment_rolls_pod_by_pod_while_traffic_sees_no_failure(
 
     watcher = threading.Thread(target=watch_rollout, daemon=True)
     with Traffic(cluster.client, namespace, "web", port=80, path="/version",
-                 interval=0.02, netns=cluster.netns, count_bodies=True) as traffic:
+                 interval=0.02, netns=cluster.netns, classify=str) as traffic:
         wait_for("traffic flowing", lambda: traffic.report.successes > 20, timeout=30)
         watcher.start()
         cluster.apply(web_deployment(cluster.test_image, "v2"), namespace)
@@ -196,7 +196,7 @@ def test_deployment_rolls_pod_by_pod_while_traffic_sees_no_failure(
     report = traffic.report
     assert report.failures == 0, report.summary()
     assert report.successes > 100, report.summary()
-    assert set(report.by_body) == {"v1", "v2"}, "traffic reached both old and new pods"
+    assert set(report.by_answer) == {"v1", "v2"}, "traffic reached both old and new pods"
     assert max(alive for alive, _, _ in observed) <= 4  # maxSurge 1 over 3 replicas
     assert min(ready for _, ready, _ in observed) >= 3  # maxUnavailable 0
     assert max(fresh for _, _, fresh in observed) <= 1  # one new pod at a time

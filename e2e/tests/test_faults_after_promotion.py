@@ -84,7 +84,7 @@ def test_a_version_going_wrong_after_the_switch_is_flipped_back_to_the_still_run
         candidate_pods = pods_of(op_cluster, ns, "drifts")
         assert stable_selector(op_cluster, ns) == v1_selector
         workload.wait_until(lambda: workload.served_versions(client, ns, NAME, "minilm",
-                                                   netns=op_cluster.netns)
+                                                             netns=op_cluster.netns)
                             == {"v1"}, 60, "v1 serving after the flip")
     report = traffic.report
     print(f"traffic across the switch and the flip back: {report.summary()}")

@@ -161,5 +161,5 @@ def test_a_blue_green_version_on_another_port_and_its_flip_back_keep_every_servi
     assert report.successes > 10, report.summary()
     assert status["currentVersion"] == "v2"
     assert workload.served_versions(client, md_namespace, NAME, "minilm",
-                                                   netns=op_cluster.netns) == {"v2"}
+                                    netns=op_cluster.netns) == {"v2"}
     assert {port for _, port in workload.service_endpoints(client, md_namespace, NAME)} == {9090}
