@@ -22,9 +22,10 @@ from modeldeploy_e2e.kube import KubeClient, KubeError
 from modeldeploy_e2e.nodenet import NodeNetwork
 
 # Which local node `connect` starts when no KUBECONFIG is given: the real one (kubelet,
-# containerd, kube-proxy in their own network namespace) or the loopback node agent.
+# containerd, kube-proxy in their own network namespace; the default) or the loopback node
+# agent (until it is retired).
 NODE_ENV = "MODELDEPLOY_E2E_NODE"
-NODE_KINDS = ("agent", "real")
+NODE_KINDS = ("real", "agent")
 
 JsonDict = dict[str, Any]
 T = TypeVar("T")
@@ -144,8 +145,8 @@ def _kubectl_binary() -> str:
 
 
 def node_kind(environ: dict[str, str] | None = None) -> str:
-    """`agent` or `real`, from $MODELDEPLOY_E2E_NODE (default agent)."""
-    value = (os.environ if environ is None else environ).get(NODE_ENV, "agent") or "agent"
+    """`real` or `agent`, from $MODELDEPLOY_E2E_NODE (default real)."""
+    value = (os.environ if environ is None else environ).get(NODE_ENV) or NODE_KINDS[0]
     if value not in NODE_KINDS:
         raise ValueError(f"{NODE_ENV}={value!r}: expected one of {', '.join(NODE_KINDS)}")
     return value
