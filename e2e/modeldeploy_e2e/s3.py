@@ -160,7 +160,7 @@ class MinioServer:
                 )
             if self.netns:
                 if http_ok(self.netns, url):
-                    self._relay = Relay(self.netns, (self.host, self.port)).start()
+                    self.relay_from_host()
                     return
             else:
                 try:
@@ -174,6 +174,12 @@ class MinioServer:
             f"MinIO at {self.endpoint} not ready after {self.ready_timeout:.0f}s; "
             f"see {self.log_path} or raise ready_timeout"
         )
+
+    def relay_from_host(self) -> None:
+        """For a server inside a namespace (also one another process started): the relay
+        the host's clients (`client()`) go through."""
+        if self.netns and self._relay is None:
+            self._relay = Relay(self.netns, (self.host, self.port)).start()
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop the server: SIGTERM, then SIGKILL after `grace` seconds."""
