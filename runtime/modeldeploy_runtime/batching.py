@@ -2,11 +2,17 @@
 
 Requests arrive already tokenised (tokenisation runs in the server's thread pool, off the
 forward thread) as `Work`: unpadded rows and a `compute` that pads rows, runs the model and
-reduces each row to its output (pooled vector, logits). One forward thread takes the queue
+reduces each row to its output (pooled vector, logits). A forward thread takes the queue
 in arrival order: the requests whose `key` matches the oldest one's, up to `max_batch_tokens`
 tokens, waiting at most `max_wait` for more while the batch is short. Their rows are sorted
 by length and cut into sub-batches (`plan`), so a long text pads only its neighbours in
 length; each request is answered as soon as its own rows are done.
+
+On a CPU there are several forward threads (`fit`: as many as preload.forward_threads
+says), each taking its own batch from the one queue and running it with one intra-op
+thread: passes run side by side instead of each splitting its matrix multiplies across
+OpenMP workers that meet at a barrier after every operation (bench/README.md). Under load
+each thread still takes whatever queued while it was busy, so short texts keep batching.
 
 The queue is bounded (`QueueFull`: a 503 with Retry-After) and every request has a deadline
 (`DeadlineExceeded`): one that waited too long gets an error, never a late answer.
@@ -129,7 +135,7 @@ class _Pending:
 
 
 class Batcher:
-    """The queue and forward thread of one model."""
+    """The queue and forward threads of one model."""
 
     def __init__(self, settings: Batching | None = None, metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -142,7 +148,8 @@ class Batcher:
         self._queued_tokens = 0
         self._rate = 0.0  # texts per second of forward time, smoothed
         self.max_batch_tokens = self.settings.max_batch_tokens or CPU_BATCH_TOKENS
-        self._thread: threading.Thread | None = None
+        self.forward_threads = 1
+        self._threads: list[threading.Thread] = []
         self._closed = False
 
     # -- the request side (event loop) --
@@ -169,7 +176,7 @@ class Batcher:
         with self._cond:
             # An empty queue takes any request, so no valid request is refused forever.
             if self._queued_texts and self._queued_texts + size > limit:
-                wait = retry_after(self._queued_texts, self._rate)
+                wait = retry_after(self._queued_texts, self._rate * self.forward_threads)
                 raise QueueFull(
                     f"the batching queue holds {self._queued_texts} texts and this request "
                     f"has {size}; the limit is runtime.batching.maxQueuedTexts={limit}: "
@@ -178,9 +185,11 @@ class Batcher:
             self._queued_texts += size
             self._queued_tokens += tokens
             self._gauge()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="forward", daemon=True)
-                self._thread.start()
+            while len(self._threads) < self.forward_threads:
+                thread = threading.Thread(target=self._loop, daemon=True,
+                                          name=f"forward-{len(self._threads)}")
+                thread.start()
+                self._threads.append(thread)
             self._cond.notify()
         return pending
 
@@ -199,17 +208,19 @@ class Batcher:
             f"{limit} (it waited {waited:.2f} s): the server is overloaded; retry, send "
             "fewer texts per request, raise requestTimeoutSeconds or add replicas")
 
-    def fit(self, device_type: str) -> None:
-        """Take the token budget of the model's device when the settings leave it unset."""
+    def fit(self, device_type: str, forward_threads: int = 1) -> None:
+        """Take the token budget of the model's device when the settings leave it unset, and
+        the number of forward threads (before the first request)."""
+        self.forward_threads = max(1, forward_threads)
         if self.settings.max_batch_tokens is None:
             self.max_batch_tokens = GPU_BATCH_TOKENS if device_type == "cuda" else (
                 CPU_BATCH_TOKENS)
 
     def close(self) -> None:
-        """Stop the forward thread after the batch in progress."""
+        """Stop the forward threads after their batches in progress."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
+            self._cond.notify_all()
 
     # -- the forward thread --
 
@@ -228,7 +239,7 @@ class Batcher:
                 batch = self._take()
             try:
                 self._run(batch)
-            except Exception as error:  # never let the one forward thread die
+            except Exception as error:  # never let a forward thread die
                 log.exception("batch failed")
                 for pending in batch:
                     pending.settle(error=error)
@@ -325,6 +336,8 @@ class Batcher:
         pending.settle(torch.stack([p for p in pending.parts if p is not None]))
 
     def _observe_rate(self, texts: int, seconds: float) -> None:
+        """Texts per second of one forward thread, smoothed (Retry-After counts them all)."""
         if seconds > 0:
             rate = texts / seconds
-            self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
+            with self._cond:
+                self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate

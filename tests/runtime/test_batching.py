@@ -117,6 +117,45 @@ def test_requests_of_different_keys_never_share_a_pass() -> None:
     asyncio.run(scenario())
 
 
+def test_forward_threads_run_their_passes_at_the_same_time() -> None:
+    async def scenario() -> None:
+        both_inside = threading.Barrier(2, timeout=10)  # broken unless two passes overlap
+
+        def compute(rows: Sequence[Row]) -> torch.Tensor:
+            both_inside.wait()
+            return torch.tensor([[float(r["input_ids"][0])] for r in rows])
+
+        batcher = Batcher(Batching(max_wait_milliseconds=0))
+        batcher.fit("cpu", forward_threads=2)
+        one = asyncio.ensure_future(batcher.submit(Work("k", [{"input_ids": [1]}], compute)))
+        await asyncio.sleep(0.05)  # the first thread is inside its pass before the second
+        two = batcher.submit(Work("k", [{"input_ids": [2]}], compute))
+        assert [(await f).tolist() for f in (one, asyncio.ensure_future(two))] == [
+            [[1.0]], [[2.0]]]
+        batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_with_every_forward_thread_busy_queued_requests_still_share_one_pass() -> None:
+    async def scenario() -> None:
+        compute = _Recorder()
+        batcher = Batcher(Batching(max_wait_milliseconds=0))
+        batcher.fit("cpu", forward_threads=2)
+        compute.gate.clear()
+        busy = [asyncio.ensure_future(batcher.submit(_work(compute, [i]))) for i in (1, 2)]
+        await asyncio.sleep(0.1)  # both threads took one request each and wait at the gate
+        queued = [asyncio.ensure_future(batcher.submit(_work(compute, [i]))) for i in (3, 4, 5)]
+        await asyncio.sleep(0.05)
+        compute.gate.set()
+        answers = await asyncio.gather(*busy, *queued)
+        assert [a.tolist() for a in answers] == [[[float(i)]] for i in range(1, 6)]
+        assert sorted(map(sorted, compute.batches)) == [[1], [2], [3, 4, 5]]
+        batcher.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_full_queue_refuses_with_a_retry_delay_and_an_empty_one_takes_any_size() -> None:
     async def scenario() -> None:
         compute = _Recorder()
