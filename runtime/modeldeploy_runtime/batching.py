@@ -109,6 +109,19 @@ def retry_after(queued_texts: int, texts_per_second: float) -> int:
     return max(1, min(_RETRY_AFTER_MAX, math.ceil(queued_texts / texts_per_second)))
 
 
+def spread(batches: list[list[int]], ways: int) -> list[list[int]]:
+    """`batches` (from `plan`) cut further, halving the one with most rows, until there are
+    `ways` of them or every one is a single row: work for that many forward threads."""
+    out = [list(b) for b in batches]
+    while len(out) < ways:
+        widest = max(range(len(out)), key=lambda k: len(out[k]), default=None)
+        if widest is None or len(out[widest]) < 2:
+            break
+        rows = out[widest]
+        out[widest:widest + 1] = [rows[:(len(rows) + 1) // 2], rows[(len(rows) + 1) // 2:]]
+    return out
+
+
 @dataclass(eq=False)
 class _Pending:
     work: Work | None  # None: an opaque job that runs alone
@@ -134,6 +147,15 @@ class _Pending:
         self.loop.call_soon_threadsafe(_set)
 
 
+@dataclass(eq=False)
+class _Sub:
+    """Rows of one forward pass: (request, row index) pairs and how to compute them."""
+
+    members: list[tuple[_Pending, int]]
+    compute: Callable[[Sequence[Row]], Tensor]
+    longest: int  # tokens of the longest row: the pass's padded width
+
+
 class Batcher:
     """The queue and forward threads of one model."""
 
@@ -150,6 +172,8 @@ class Batcher:
         self.max_batch_tokens = self.settings.max_batch_tokens or CPU_BATCH_TOKENS
         self.forward_threads = 1
         self._threads: list[threading.Thread] = []
+        self._subs: deque[_Sub] = deque()  # sub-batches taken, waiting for a forward thread
+        self._idle = 0  # forward threads waiting for work
         self._closed = False
 
     # -- the request side (event loop) --
@@ -230,18 +254,26 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
+            batch: list[_Pending] = []
             with self._cond:
-                while not self._queue and not self._closed:
+                self._idle += 1
+                while not self._subs and not self._queue and not self._closed:
                     self._cond.wait()
+                self._idle -= 1
                 if self._closed:
                     return
-                self._gather()
-                batch = self._take()
+                sub = self._subs.popleft() if self._subs else None
+                if sub is None:
+                    self._gather()
+                    batch = self._take()
             try:
-                self._run(batch)
+                if sub is not None:
+                    self._compute(sub)
+                else:
+                    self._run(batch)
             except Exception as error:  # never let a forward thread die
                 log.exception("batch failed")
-                for pending in batch:
+                for pending in batch if sub is None else [p for p, _ in sub.members]:
                     pending.settle(error=error)
 
     def _gather(self) -> None:
@@ -306,28 +338,47 @@ class Batcher:
                 pending.settle(error=ValueError("a request without inputs has no answer"))
             rows.extend((pending, i) for i in range(len(pending.work.rows)))
         lengths = [len(p.work.rows[i]["input_ids"]) for p, i in rows if p.work is not None]
-        compute = first.work.compute
-        for sub in plan(lengths, self.max_batch_tokens):
-            members = [rows[i] for i in sub]
-            live = [(p, i) for p, i in members if p.missing > 0 and not p.future.done()]
-            if not live:
-                continue
-            try:
-                out = compute([p.work.rows[i] for p, i in live if p.work is not None])
-            except Exception as error:
-                for pending in {p for p, _ in live}:
-                    pending.settle(error=error)
+        if not rows:
+            return
+        with self._cond:
+            # Idle forward threads take a share of this batch instead of waiting for the next.
+            subs = [_Sub([rows[i] for i in sub], first.work.compute, max(lengths[i] for i in sub))
+                    for sub in spread(plan(lengths, self.max_batch_tokens), 1 + self._idle)]
+            self._subs.extend(subs[1:])
+            self._cond.notify(len(subs) - 1)
+        self._compute(subs[0])
+
+    def _compute(self, sub: _Sub) -> None:
+        """One sub-batch through the model; each request answered once all its rows are."""
+        started = self._clock()
+        with self._cond:
+            live = [(p, i) for p, i in sub.members if p.missing > 0 and not p.future.done()]
+        if not live:
+            return
+        try:
+            out = sub.compute([p.work.rows[i] for p, i in live if p.work is not None])
+        except Exception as error:
+            with self._cond:
+                failed = {p for p, _ in live if p.missing > 0}
+                for pending in failed:
                     pending.missing = -1
-                continue
-            if self._metrics is not None:
-                self._metrics.batch_texts.observe(len(live))
-                self._metrics.batch_tokens.observe(len(live) * max(lengths[i] for i in sub))
+            for pending in failed:
+                pending.settle(error=error)
+            return
+        if self._metrics is not None:
+            self._metrics.batch_texts.observe(len(live))
+            self._metrics.batch_tokens.observe(len(live) * sub.longest)
+        done: list[_Pending] = []
+        with self._cond:
             for (pending, i), row in zip(live, out, strict=True):
-                pending.parts[i] = row
-                pending.missing -= 1
-                if pending.missing == 0:
-                    self._answer(pending)
-        self._observe_rate(len(rows), self._clock() - started)
+                if pending.missing > 0:
+                    pending.parts[i] = row
+                    pending.missing -= 1
+                    if pending.missing == 0:
+                        done.append(pending)
+        for pending in done:
+            self._answer(pending)
+        self._observe_rate(len(live), self._clock() - started)
 
     @staticmethod
     def _answer(pending: _Pending) -> None:

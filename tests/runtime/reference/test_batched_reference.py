@@ -236,9 +236,9 @@ def test_a_full_queue_answers_503_with_retry_after_and_keeps_what_it_queued(
 
     running = [threading.Thread(target=send, args=(f"running {i}", [f"hello world {i}"]))
                for i in range(BUSY_THREADS)]
-    for thread in running:  # each forward thread takes one and is busy for 4 s
+    for taken, thread in enumerate(running, start=1):  # a forward thread each, busy 4 s
         thread.start()
-    assert server.served.wait_until(lambda: _taken(server, BUSY_THREADS), timeout=30)
+        assert server.served.wait_until(lambda n=taken: _taken(server, n), timeout=30)
     queued = threading.Thread(target=send, args=("queued", ["a", "b", "c", "d"]))
     queued.start()
     assert server.served.wait_until(
@@ -271,9 +271,9 @@ def test_a_request_past_its_deadline_gets_an_error_not_a_late_answer(
 
     running = [threading.Thread(target=send, args=(f"running {i}",))
                for i in range(BUSY_THREADS)]
-    for thread in running:  # each runs for 4 s: past its own 1 s deadline
+    for taken, thread in enumerate(running, start=1):  # each runs 4 s, past its 1 s deadline
         thread.start()
-    assert server.served.wait_until(lambda: _taken(server, BUSY_THREADS), timeout=30)
+        assert server.served.wait_until(lambda n=taken: _taken(server, n), timeout=30)
     queued = threading.Thread(target=send, args=("queued",))
     queued.start()  # waits behind them, and expires in the queue
     for thread in (*running, queued):
