@@ -12,7 +12,8 @@ On a CPU there are several forward threads (`fit`: as many as preload.forward_th
 says), each taking its own batch from the one queue and running it with one intra-op
 thread: passes run side by side instead of each splitting its matrix multiplies across
 OpenMP workers that meet at a barrier after every operation (bench/README.md). Under load
-each thread still takes whatever queued while it was busy, so short texts keep batching.
+each thread still takes whatever queued while it was busy, so short texts keep batching;
+a thread that finds idle ones hands them a share of its sub-batches (`spread`).
 
 The queue is bounded (`QueueFull`: a 503 with Retry-After) and every request has a deadline
 (`DeadlineExceeded`): one that waited too long gets an error, never a late answer.

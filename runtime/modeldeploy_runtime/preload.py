@@ -43,8 +43,8 @@ def forward_threads(cpus: int, device_type: str, requested: str | None = None) -
     `requested` passes at once (MODELDEPLOY_FORWARD_THREADS), by default one per CPU, with
     the CPUs split among them. Independent single-threaded passes have no OpenMP barrier to
     wait at, so on shared or throttled cores each keeps running while the others wait for
-    the scheduler (bench/README.md: 1.6-1.9x the texts per second of one two-thread pass
-    on 2 cores)."""
+    the scheduler (bench/README.md: 1.3-1.8x the texts per second of one two-thread pass,
+    in one process on 2 shared cores)."""
     cpus = max(1, cpus)
     if device_type == "cuda":
         return Threads(forward=1, intra_op=cpus)
