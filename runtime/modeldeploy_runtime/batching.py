@@ -346,7 +346,8 @@ class Batcher:
             subs = [_Sub([rows[i] for i in sub], first.work.compute, max(lengths[i] for i in sub))
                     for sub in spread(plan(lengths, self.max_batch_tokens), 1 + self._idle)]
             self._subs.extend(subs[1:])
-            self._cond.notify(len(subs) - 1)
+            if len(subs) > 1:  # all: a thread gathering a batch waits on the same condition
+                self._cond.notify_all()
         self._compute(subs[0])
 
     def _compute(self, sub: _Sub) -> None:
