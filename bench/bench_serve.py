@@ -395,6 +395,12 @@ def _run(workload: Workload, servers: list[Server], variants: list[str], warmup:
                 print(_line(f"{cell}: runtime vs {'infinity' if other is peer else 'plain'} "
                             f"server CPU per {unit[:-1]}", ours.cpu_ms_per_text,
                             other.cpu_ms_per_text, "lower is better, no target", "ms"))
+            if key != "runtime":  # the variant against the defaults, same cell
+                default = results[(length, clients, "runtime")]
+                print(_line(f"{cell}: {key} vs default runtime throughput", ours.texts_per_s,
+                            default.texts_per_s, "no target", f"{unit}/s"))
+                print(_line(f"{cell}: {key} vs default runtime p99", ours.p99 * 1000,
+                            default.p99 * 1000, "no target", "ms"))
 
 
 def main() -> None:

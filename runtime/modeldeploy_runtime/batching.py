@@ -2,11 +2,18 @@
 
 Requests arrive already tokenised (tokenisation runs in the server's thread pool, off the
 forward thread) as `Work`: unpadded rows and a `compute` that pads rows, runs the model and
-reduces each row to its output (pooled vector, logits). One forward thread takes the queue
+reduces each row to its output (pooled vector, logits). A forward thread takes the queue
 in arrival order: the requests whose `key` matches the oldest one's, up to `max_batch_tokens`
 tokens, waiting at most `max_wait` for more while the batch is short. Their rows are sorted
 by length and cut into sub-batches (`plan`), so a long text pads only its neighbours in
 length; each request is answered as soon as its own rows are done.
+
+On a CPU there are several forward threads (`fit`: as many as preload.forward_threads
+says), each taking its own batch from the one queue and running it with one intra-op
+thread: passes run side by side instead of each splitting its matrix multiplies across
+OpenMP workers that meet at a barrier after every operation (bench/README.md). Under load
+each thread still takes whatever queued while it was busy, so short texts keep batching;
+a thread that finds idle ones hands them a share of its sub-batches (`spread`).
 
 The queue is bounded (`QueueFull`: a 503 with Retry-After) and every request has a deadline
 (`DeadlineExceeded`): one that waited too long gets an error, never a late answer.
@@ -103,6 +110,19 @@ def retry_after(queued_texts: int, texts_per_second: float) -> int:
     return max(1, min(_RETRY_AFTER_MAX, math.ceil(queued_texts / texts_per_second)))
 
 
+def spread(batches: list[list[int]], ways: int) -> list[list[int]]:
+    """`batches` (from `plan`) cut further, halving the one with most rows, until there are
+    `ways` of them or every one is a single row: work for that many forward threads."""
+    out = [list(b) for b in batches]
+    while len(out) < ways:
+        widest = max(range(len(out)), key=lambda k: len(out[k]), default=None)
+        if widest is None or len(out[widest]) < 2:
+            break
+        rows = out[widest]
+        out[widest:widest + 1] = [rows[:(len(rows) + 1) // 2], rows[(len(rows) + 1) // 2:]]
+    return out
+
+
 @dataclass(eq=False)
 class _Pending:
     work: Work | None  # None: an opaque job that runs alone
@@ -128,8 +148,17 @@ class _Pending:
         self.loop.call_soon_threadsafe(_set)
 
 
+@dataclass(eq=False)
+class _Sub:
+    """Rows of one forward pass: (request, row index) pairs and how to compute them."""
+
+    members: list[tuple[_Pending, int]]
+    compute: Callable[[Sequence[Row]], Tensor]
+    longest: int  # tokens of the longest row: the pass's padded width
+
+
 class Batcher:
-    """The queue and forward thread of one model."""
+    """The queue and forward threads of one model."""
 
     def __init__(self, settings: Batching | None = None, metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -142,7 +171,10 @@ class Batcher:
         self._queued_tokens = 0
         self._rate = 0.0  # texts per second of forward time, smoothed
         self.max_batch_tokens = self.settings.max_batch_tokens or CPU_BATCH_TOKENS
-        self._thread: threading.Thread | None = None
+        self.forward_threads = 1
+        self._threads: list[threading.Thread] = []
+        self._subs: deque[_Sub] = deque()  # sub-batches taken, waiting for a forward thread
+        self._idle = 0  # forward threads waiting for work
         self._closed = False
 
     # -- the request side (event loop) --
@@ -169,7 +201,7 @@ class Batcher:
         with self._cond:
             # An empty queue takes any request, so no valid request is refused forever.
             if self._queued_texts and self._queued_texts + size > limit:
-                wait = retry_after(self._queued_texts, self._rate)
+                wait = retry_after(self._queued_texts, self._rate * self.forward_threads)
                 raise QueueFull(
                     f"the batching queue holds {self._queued_texts} texts and this request "
                     f"has {size}; the limit is runtime.batching.maxQueuedTexts={limit}: "
@@ -178,9 +210,11 @@ class Batcher:
             self._queued_texts += size
             self._queued_tokens += tokens
             self._gauge()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="forward", daemon=True)
-                self._thread.start()
+            while len(self._threads) < self.forward_threads:
+                thread = threading.Thread(target=self._loop, daemon=True,
+                                          name=f"forward-{len(self._threads)}")
+                thread.start()
+                self._threads.append(thread)
             self._cond.notify()
         return pending
 
@@ -199,17 +233,19 @@ class Batcher:
             f"{limit} (it waited {waited:.2f} s): the server is overloaded; retry, send "
             "fewer texts per request, raise requestTimeoutSeconds or add replicas")
 
-    def fit(self, device_type: str) -> None:
-        """Take the token budget of the model's device when the settings leave it unset."""
+    def fit(self, device_type: str, forward_threads: int = 1) -> None:
+        """Take the token budget of the model's device when the settings leave it unset, and
+        the number of forward threads (before the first request)."""
+        self.forward_threads = max(1, forward_threads)
         if self.settings.max_batch_tokens is None:
             self.max_batch_tokens = GPU_BATCH_TOKENS if device_type == "cuda" else (
                 CPU_BATCH_TOKENS)
 
     def close(self) -> None:
-        """Stop the forward thread after the batch in progress."""
+        """Stop the forward threads after their batches in progress."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
+            self._cond.notify_all()
 
     # -- the forward thread --
 
@@ -219,18 +255,26 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
+            batch: list[_Pending] = []
             with self._cond:
-                while not self._queue and not self._closed:
+                self._idle += 1
+                while not self._subs and not self._queue and not self._closed:
                     self._cond.wait()
+                self._idle -= 1
                 if self._closed:
                     return
-                self._gather()
-                batch = self._take()
+                sub = self._subs.popleft() if self._subs else None
+                if sub is None:
+                    self._gather()
+                    batch = self._take()
             try:
-                self._run(batch)
-            except Exception as error:  # never let the one forward thread die
+                if sub is not None:
+                    self._compute(sub)
+                else:
+                    self._run(batch)
+            except Exception as error:  # never let a forward thread die
                 log.exception("batch failed")
-                for pending in batch:
+                for pending in batch if sub is None else [p for p, _ in sub.members]:
                     pending.settle(error=error)
 
     def _gather(self) -> None:
@@ -295,28 +339,48 @@ class Batcher:
                 pending.settle(error=ValueError("a request without inputs has no answer"))
             rows.extend((pending, i) for i in range(len(pending.work.rows)))
         lengths = [len(p.work.rows[i]["input_ids"]) for p, i in rows if p.work is not None]
-        compute = first.work.compute
-        for sub in plan(lengths, self.max_batch_tokens):
-            members = [rows[i] for i in sub]
-            live = [(p, i) for p, i in members if p.missing > 0 and not p.future.done()]
-            if not live:
-                continue
-            try:
-                out = compute([p.work.rows[i] for p, i in live if p.work is not None])
-            except Exception as error:
-                for pending in {p for p, _ in live}:
-                    pending.settle(error=error)
+        if not rows:
+            return
+        with self._cond:
+            # Idle forward threads take a share of this batch instead of waiting for the next.
+            subs = [_Sub([rows[i] for i in sub], first.work.compute, max(lengths[i] for i in sub))
+                    for sub in spread(plan(lengths, self.max_batch_tokens), 1 + self._idle)]
+            self._subs.extend(subs[1:])
+            if len(subs) > 1:  # all: a thread gathering a batch waits on the same condition
+                self._cond.notify_all()
+        self._compute(subs[0])
+
+    def _compute(self, sub: _Sub) -> None:
+        """One sub-batch through the model; each request answered once all its rows are."""
+        started = self._clock()
+        with self._cond:
+            live = [(p, i) for p, i in sub.members if p.missing > 0 and not p.future.done()]
+        if not live:
+            return
+        try:
+            out = sub.compute([p.work.rows[i] for p, i in live if p.work is not None])
+        except Exception as error:
+            with self._cond:
+                failed = {p for p, _ in live if p.missing > 0}
+                for pending in failed:
                     pending.missing = -1
-                continue
-            if self._metrics is not None:
-                self._metrics.batch_texts.observe(len(live))
-                self._metrics.batch_tokens.observe(len(live) * max(lengths[i] for i in sub))
+            for pending in failed:
+                pending.settle(error=error)
+            return
+        if self._metrics is not None:
+            self._metrics.batch_texts.observe(len(live))
+            self._metrics.batch_tokens.observe(len(live) * sub.longest)
+        done: list[_Pending] = []
+        with self._cond:
             for (pending, i), row in zip(live, out, strict=True):
-                pending.parts[i] = row
-                pending.missing -= 1
-                if pending.missing == 0:
-                    self._answer(pending)
-        self._observe_rate(len(rows), self._clock() - started)
+                if pending.missing > 0:
+                    pending.parts[i] = row
+                    pending.missing -= 1
+                    if pending.missing == 0:
+                        done.append(pending)
+        for pending in done:
+            self._answer(pending)
+        self._observe_rate(len(live), self._clock() - started)
 
     @staticmethod
     def _answer(pending: _Pending) -> None:
@@ -325,6 +389,8 @@ class Batcher:
         pending.settle(torch.stack([p for p in pending.parts if p is not None]))
 
     def _observe_rate(self, texts: int, seconds: float) -> None:
+        """Texts per second of one forward thread, smoothed (Retry-After counts them all)."""
         if seconds > 0:
             rate = texts / seconds
-            self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
+            with self._cond:
+                self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate

@@ -25,7 +25,7 @@ from modeldeploy_runtime.batching import Batcher
 from modeldeploy_runtime.decoding import Sampling
 from modeldeploy_runtime.errors import LoadError, RuntimeFailure, ValidationFailed
 from modeldeploy_runtime.metrics import Metrics
-from modeldeploy_runtime.preload import Imports
+from modeldeploy_runtime.preload import Imports, use_forward_threads
 from modeldeploy_runtime.server import ModelSlot, build_app
 from modeldeploy_runtime.state import Phase, RuntimeState
 
@@ -66,7 +66,10 @@ def _prepare(
         generator = generate.load(config, entry, record)
     else:
         pipeline = loader.load(config, entry, record)
-        batcher.fit(pipeline.device.type)
+        threads = use_forward_threads(pipeline.device.type)
+        log.info("%d forward thread(s) of %d intra-op thread(s) each", threads.forward,
+                 threads.intra_op)
+        batcher.fit(pipeline.device.type, threads.forward)
     model = generator if generator is not None else pipeline
     assert model is not None
 

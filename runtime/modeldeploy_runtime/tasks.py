@@ -68,9 +68,10 @@ class Pipeline:
     multi_label: bool = False  # sigmoid per label instead of softmax over labels
     score_activation: str = "sigmoid"  # reranking: CrossEncoder's activation_fn
     tagger: Any = None  # token-classification: a transformers TokenClassificationPipeline
-    # One forward at a time (the batcher's thread, or warm-up and validation before it):
-    # torch already uses every core for one batch.
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # transformers' token-classification pipeline keeps per-call state: one call at a time.
+    # The encoder's own forward passes run concurrently (the batcher's forward threads): a
+    # module under inference_mode only reads its weights.
+    _tagger_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _run(self, features: dict[str, Tensor]) -> Tensor:
         out = self.forward(features).float()
@@ -105,7 +106,7 @@ class Pipeline:
             prompt_length = len(self.tokenizer.rows([prompt], None, True)[0]["input_ids"]) - 1
 
         def compute(batch: Sequence[Row]) -> Tensor:
-            with self._lock, torch.inference_mode():
+            with torch.inference_mode():
                 features = self.tokenizer.collate(batch, self.device)
                 hidden = self._run(features)
                 vectors = pooling.pool(self.sentence.pooling, hidden,
@@ -125,7 +126,7 @@ class Pipeline:
                     self._logits)
 
     def _logits(self, batch: Sequence[Row]) -> Tensor:
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             return self._run(self.tokenizer.collate(batch, self.device)).cpu()
 
     def work(self, inputs: Inputs) -> Work:
@@ -189,7 +190,7 @@ class Pipeline:
 
     def entities(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
         """Entities per text: entity_group, score, word, start, end (character offsets)."""
-        with self._lock, torch.inference_mode():
+        with self._tagger_lock, torch.inference_mode():
             found = self.tagger(list(texts))
         rows = [found] if texts and found and isinstance(found[0], dict) else found
         return [[{"entity_group": str(e["entity_group"]), "score": float(e["score"]),

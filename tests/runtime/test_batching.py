@@ -117,6 +117,85 @@ def test_requests_of_different_keys_never_share_a_pass() -> None:
     asyncio.run(scenario())
 
 
+def test_forward_threads_run_their_passes_at_the_same_time() -> None:
+    async def scenario() -> None:
+        both_inside = threading.Barrier(2, timeout=10)  # broken unless two passes overlap
+
+        def compute(rows: Sequence[Row]) -> torch.Tensor:
+            both_inside.wait()
+            return torch.tensor([[float(r["input_ids"][0])] for r in rows])
+
+        batcher = Batcher(Batching(max_wait_milliseconds=0))
+        batcher.fit("cpu", forward_threads=2)
+        one = asyncio.ensure_future(batcher.submit(Work("k", [{"input_ids": [1]}], compute)))
+        await asyncio.sleep(0.05)  # the first thread is inside its pass before the second
+        two = batcher.submit(Work("k", [{"input_ids": [2]}], compute))
+        assert [(await f).tolist() for f in (one, asyncio.ensure_future(two))] == [
+            [[1.0]], [[2.0]]]
+        batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_with_every_forward_thread_busy_queued_requests_still_share_one_pass() -> None:
+    async def scenario() -> None:
+        compute = _Recorder()
+        batcher = Batcher(Batching(max_wait_milliseconds=0))
+        batcher.fit("cpu", forward_threads=2)
+        compute.gate.clear()
+        busy = [asyncio.ensure_future(batcher.submit(_work(compute, [i]))) for i in (1, 2)]
+        await asyncio.sleep(0.1)  # both threads took one request each and wait at the gate
+        queued = [asyncio.ensure_future(batcher.submit(_work(compute, [i]))) for i in (3, 4, 5)]
+        await asyncio.sleep(0.05)
+        compute.gate.set()
+        answers = await asyncio.gather(*busy, *queued)
+        assert [a.tolist() for a in answers] == [[[float(i)]] for i in range(1, 6)]
+        # One thread takes all three queued requests; the other, if idle by then, computes
+        # a share of them: two passes at most, never one each.
+        later = [b for b in compute.batches if b not in ([1], [2])]
+        assert len(compute.batches) - len(later) == 2
+        assert len(later) <= 2 and sorted(i for b in later for i in b) == [3, 4, 5]
+        batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_idle_forward_thread_computes_a_share_of_anothers_batch() -> None:
+    async def scenario() -> None:
+        both_inside = threading.Barrier(2, timeout=10)  # broken unless the halves overlap
+        batches: list[list[int]] = []
+
+        def compute(rows: Sequence[Row]) -> torch.Tensor:
+            if len(rows) > 1 or batches:
+                both_inside.wait()
+            batches.append([r["input_ids"][0] for r in rows])
+            return torch.tensor([[float(r["input_ids"][0])] for r in rows])
+
+        batcher = Batcher(Batching(max_wait_milliseconds=0))
+        batcher.fit("cpu", forward_threads=2)
+        await batcher.submit(Work("k", [{"input_ids": [0]}], compute))  # both threads up
+        await asyncio.sleep(0.1)  # and both idle again
+        rows = [{"input_ids": [i, 0, 0][:1 + i % 3]} for i in range(1, 7)]
+        assert (await batcher.submit(Work("k", rows, compute)))[:, 0].tolist() == [
+            1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        assert sorted(len(b) for b in batches[1:]) == [3, 3]
+        batcher.close()
+
+    asyncio.run(scenario())
+
+
+@given(st.lists(st.lists(st.integers(0, 99), min_size=1, max_size=20), max_size=6),
+       st.integers(1, 8))
+def test_spreading_cuts_batches_into_as_many_as_asked_keeping_every_row_once(
+    batches: list[list[int]], ways: int,
+) -> None:
+    out = batching.spread(batches, ways)
+    assert [i for b in out for i in b] == [i for b in batches for i in b]  # order kept
+    assert all(out)
+    rows = sum(map(len, batches))
+    assert len(out) == max(len(batches), min(ways, rows))
+
+
 def test_a_full_queue_refuses_with_a_retry_delay_and_an_empty_one_takes_any_size() -> None:
     async def scenario() -> None:
         compute = _Recorder()

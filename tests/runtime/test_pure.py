@@ -140,3 +140,29 @@ def test_cpu_quota_reads_whole_cpus_from_cgroup_cpu_max(line: str, cpus: int | N
     from modeldeploy_runtime.preload import cpu_quota
 
     assert cpu_quota(line) == cpus
+
+
+@pytest.mark.parametrize(("cpus", "device", "requested", "forward", "intra_op"), [
+    (2, "cpu", None, 2, 1),  # one single-threaded pass per CPU
+    (4, "cpu", "", 4, 1),
+    (1, "cpu", None, 1, 1),
+    (4, "cpu", "2", 2, 2),  # fewer passes share the CPUs among them
+    (2, "cpu", "1", 1, 2),  # the one-pass layout: every CPU inside each pass
+    (2, "cpu", "4", 4, 1),  # more passes than CPUs: never fewer than one thread each
+    (8, "cuda", "4", 1, 8),  # a GPU runs one pass at a time whatever is asked
+])
+def test_forward_threads_split_the_cpus_between_concurrent_passes(
+    cpus: int, device: str, requested: str | None, forward: int, intra_op: int,
+) -> None:
+    from modeldeploy_runtime.preload import Threads, forward_threads
+
+    assert forward_threads(cpus, device, requested) == Threads(forward, intra_op)
+
+
+@pytest.mark.parametrize("requested", ["0", "-1", "two", "1.5"])
+def test_a_bad_forward_thread_count_is_refused_naming_the_variable(requested: str) -> None:
+    from modeldeploy_runtime.errors import ConfigError
+    from modeldeploy_runtime.preload import forward_threads
+
+    with pytest.raises(ConfigError, match=f"MODELDEPLOY_FORWARD_THREADS='{requested}'"):
+        forward_threads(2, "cpu", requested)

@@ -199,17 +199,24 @@ def _raw_post(base: str, path: str, body: dict[str, Any]) -> tuple[int, Message,
 
 @pytest.fixture(scope="module")
 def busy(ref: Any, start_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Two servers whose every forward pass takes 4 s (the test knob): one with a queue of
-    4 texts, one with a 1 s request deadline."""
+    """Two servers whose every forward pass takes 4 s (the test knob), each with
+    BUSY_THREADS forward threads: one with a queue of 4 texts, one with a 1 s request
+    deadline."""
     root = tmp_path_factory.mktemp("busy-models")
     checkpoint = _with_fast_tokenizer(ref.make_checkpoint(root / "bert", "bert"))
     with pytest.MonkeyPatch.context() as patch:  # the processes inherit it as they start
         patch.setenv("MODELDEPLOY_DEBUG_FORWARD_DELAY_SECONDS", "4")
+        patch.setenv("MODELDEPLOY_FORWARD_THREADS", str(BUSY_THREADS))
         return start_models(
             {"small-queue": (checkpoint, "embedding"),
              "short-deadline": (checkpoint, "embedding")},
             {"small-queue": {"batching": {"maxQueuedTexts": 4}},
              "short-deadline": {"batching": {"requestTimeoutSeconds": 1}}})
+
+
+# Two forward threads, whatever this machine's CPUs: the requests that keep the model busy
+# must occupy every one of them before anything queues.
+BUSY_THREADS = 2
 
 
 def _taken(server: Any, count: int) -> bool:
@@ -227,9 +234,11 @@ def test_a_full_queue_answers_503_with_retry_after_and_keeps_what_it_queued(
     def send(label: str, texts: list[str]) -> None:
         answers[label] = _raw_post(base, "/v1/embeddings", {"input": texts})
 
-    first = threading.Thread(target=send, args=("running", ["hello world"]))
-    first.start()  # the forward thread takes it and is busy for 4 s
-    assert server.served.wait_until(lambda: _taken(server, 1), timeout=30)
+    running = [threading.Thread(target=send, args=(f"running {i}", [f"hello world {i}"]))
+               for i in range(BUSY_THREADS)]
+    for taken, thread in enumerate(running, start=1):  # a forward thread each, busy 4 s
+        thread.start()
+        assert server.served.wait_until(lambda n=taken: _taken(server, n), timeout=30)
     queued = threading.Thread(target=send, args=("queued", ["a", "b", "c", "d"]))
     queued.start()
     assert server.served.wait_until(
@@ -239,9 +248,10 @@ def test_a_full_queue_answers_503_with_retry_after_and_keeps_what_it_queued(
     assert status == 503 and body["reason"] == "QueueFull", body
     assert "maxQueuedTexts=4" in body["error"]
     assert int(headers.get("Retry-After", "0")) >= 1
-    first.join(60)
-    queued.join(60)
-    assert answers["running"][0] == 200 and answers["queued"][0] == 200
+    for thread in (*running, queued):
+        thread.join(60)
+    assert [answers[f"running {i}"][0] for i in range(BUSY_THREADS)] == [200] * BUSY_THREADS
+    assert answers["queued"][0] == 200
     assert len(answers["queued"][2]["data"]) == 4
     # Once drained, the queue takes requests again.
     assert _raw_post(base, "/v1/embeddings", {"input": "again"})[0] == 200
@@ -259,21 +269,23 @@ def test_a_request_past_its_deadline_gets_an_error_not_a_late_answer(
         answers.append(_raw_post(base, "/v2/models/short-deadline/infer",
                                  ref.oip("short-deadline", [text])))
 
-    running = threading.Thread(target=send, args=("running",))
-    running.start()  # runs for 4 s: past its own 1 s deadline
-    assert server.served.wait_until(lambda: _taken(server, 1), timeout=30)
+    running = [threading.Thread(target=send, args=(f"running {i}",))
+               for i in range(BUSY_THREADS)]
+    for taken, thread in enumerate(running, start=1):  # each runs 4 s, past its 1 s deadline
+        thread.start()
+        assert server.served.wait_until(lambda n=taken: _taken(server, n), timeout=30)
     queued = threading.Thread(target=send, args=("queued",))
-    queued.start()  # waits behind it, and expires in the queue
-    running.join(60)
-    queued.join(60)
-    assert len(answers) == 2
+    queued.start()  # waits behind them, and expires in the queue
+    for thread in (*running, queued):
+        thread.join(60)
+    assert len(answers) == BUSY_THREADS + 1
     for status, headers, body in answers:
         assert status == 503 and body["reason"] == "DeadlineExceeded", body
         assert "requestTimeoutSeconds=1" in body["error"]
         assert headers.get("Retry-After") is not None
-    # The pass in progress finishes (its answer dropped); the expired one never runs.
+    # The passes in progress finish (their answers dropped); the expired one never runs.
     assert server.served.wait_until(
         lambda: _metric(server, "modeldeploy_batch_queue_texts") == 0, timeout=30)
     time.sleep(0.5)
     passes, _ = (a - b for a, b in zip(_forward_passes(server), before, strict=True))
-    assert passes == 1
+    assert passes == BUSY_THREADS
