@@ -239,8 +239,11 @@ def test_crashing_container_shows_crash_loop_back_off_with_its_termination_messa
     assert terminated["reason"] == "Error"
     assert terminated["message"] == "model file is corrupt"
     assert status["ready"] is False
-    table = cluster.kubectl("get", "pod", "crasher", "-n", namespace).stdout
-    assert "CrashLoopBackOff" in table
+    # What `kubectl get pod` shows between the restarts (a real kubelet restarts it after
+    # 10, 20, 40 s: in between it is briefly Running again).
+    wait_for("kubectl get pod showing CrashLoopBackOff",
+             lambda: "CrashLoopBackOff" in cluster.kubectl(
+                 "get", "pod", "crasher", "-n", namespace).stdout, timeout=60)
     def back_off_event() -> bool:
         events = cluster.get_json("events", "-n", namespace,
                                   "--field-selector", "involvedObject.name=crasher")["items"]
