@@ -103,8 +103,7 @@ def silent_endpoint(netns: str | None = None, host: str | None = None) -> Iterat
     """An S3 endpoint that accepts connections and never answers: on loopback, or on
     `host` inside the real node's namespace `netns` (where its pods reach it)."""
     host = host or LOOPBACK
-    silent = listen(netns, (host, 0)) if netns else socket.create_server((host, 0), backlog=64)
-    with silent:
+    with listen(netns, (host, 0)) as silent:
         yield f"http://{host}:{silent.getsockname()[1]}"
 
 

@@ -17,7 +17,6 @@ import base64
 import contextlib
 import http.server
 import json
-import socket
 import ssl
 import threading
 from pathlib import Path
@@ -143,8 +142,7 @@ class PodIdentityWebhook:
                                                  bind_and_activate=False)
         # The API server calls it: on a real node from inside the node's namespace, whose
         # own loopback the webhook then listens on.
-        server.socket = (listen(self.netns, (LOOPBACK, 0)) if self.netns
-                         else socket.create_server((LOOPBACK, 0)))
+        server.socket = listen(self.netns, (LOOPBACK, 0))
         server.server_address = server.socket.getsockname()[:2]
         server.server_port = server.server_address[1]
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -41,8 +41,11 @@ def _enter(netns: str) -> None:
         os.close(fd)
 
 
-def _socket_inside(netns: str, make: Callable[[], socket.socket]) -> socket.socket:
-    """`make()` run from a thread inside `netns`: the socket it returns belongs there."""
+def _socket_inside(netns: str | None, make: Callable[[], socket.socket]) -> socket.socket:
+    """`make()` run from a thread inside `netns`: the socket it returns belongs there
+    (netns None: this process's own namespace, so callers need no second code path)."""
+    if netns is None:
+        return make()
     result: list[socket.socket | BaseException] = []
 
     def inside() -> None:
@@ -61,12 +64,13 @@ def _socket_inside(netns: str, make: Callable[[], socket.socket]) -> socket.sock
     return result[0]
 
 
-def connect(netns: str, address: tuple[str, int], timeout: float = 10.0) -> socket.socket:
+def connect(netns: str | None, address: tuple[str, int], timeout: float = 10.0
+            ) -> socket.socket:
     """A TCP socket connected to `address` as seen from inside `netns`."""
     return _socket_inside(netns, lambda: socket.create_connection(address, timeout=timeout))
 
 
-def listen(netns: str, address: tuple[str, int], backlog: int = 64) -> socket.socket:
+def listen(netns: str | None, address: tuple[str, int], backlog: int = 64) -> socket.socket:
     """A TCP socket listening on `address` inside `netns` (port 0: any free one), for a
     server the cluster's own components or pods must reach."""
     return _socket_inside(netns, lambda: socket.create_server(address, backlog=backlog))
@@ -75,7 +79,7 @@ def listen(netns: str, address: tuple[str, int], backlog: int = 64) -> socket.so
 class HTTPConnection(http.client.HTTPConnection):
     """http.client's connection, its socket connected from inside `netns`."""
 
-    def __init__(self, netns: str, host: str, port: int, timeout: float) -> None:
+    def __init__(self, netns: str | None, host: str, port: int, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
         self.netns = netns
 
@@ -84,7 +88,7 @@ class HTTPConnection(http.client.HTTPConnection):
 
 
 class HTTPSConnection(HTTPConnection):
-    def __init__(self, netns: str, host: str, port: int, timeout: float,
+    def __init__(self, netns: str | None, host: str, port: int, timeout: float,
                  context: ssl.SSLContext) -> None:
         super().__init__(netns, host, port, timeout)
         self.context = context
@@ -94,7 +98,7 @@ class HTTPSConnection(HTTPConnection):
         self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
 
 
-def http_get(netns: str, url: str, context: ssl.SSLContext | None = None,
+def http_get(netns: str | None, url: str, context: ssl.SSLContext | None = None,
              timeout: float = 5.0) -> tuple[int, bytes]:
     """GET `url` from inside `netns`: (status, body)."""
     parts = urllib.parse.urlsplit(url)
@@ -113,7 +117,7 @@ def http_get(netns: str, url: str, context: ssl.SSLContext | None = None,
         connection.close()
 
 
-def http_ok(netns: str, url: str, context: ssl.SSLContext | None = None) -> bool:
+def http_ok(netns: str | None, url: str, context: ssl.SSLContext | None = None) -> bool:
     """True when GET `url` from inside `netns` answers 200."""
     try:
         return http_get(netns, url, context)[0] == 200

@@ -222,8 +222,7 @@ class Traffic:
 
     def _request(self, host: str, port: int) -> tuple[str | None, str]:
         """(the error, None when the answer was ok; the answer's body)."""
-        conn = (HTTPConnection(self.netns, host, port, self.timeout) if self.netns
-                else http.client.HTTPConnection(host, port, timeout=self.timeout))
+        conn = HTTPConnection(self.netns, host, port, self.timeout)
         try:
             conn.request(self.method, self.path, body=self.body, headers=self.headers)
             response = conn.getresponse()
@@ -273,8 +272,9 @@ class Traffic:
     def _await_first_answer(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         error: str | None = "no attempt"
+        # The ClusterIP start() just read: a Service keeps it for its lifetime.
+        host, port = self.endpoints[0]
         while time.monotonic() < deadline:
-            host, port = self.refresh_endpoints()[0]
             error, _ = self._request(host, port)
             if error is None:
                 return

@@ -197,8 +197,7 @@ def post_json(ip: str, port: int, path: str, payload: JsonDict, timeout: float =
               netns: str | None = None) -> JsonDict:
     """POST `payload` as JSON to a pod or Service address (from inside the real node's
     namespace `netns` when given) and decode the JSON answer; an error status fails."""
-    connection = (HTTPConnection(netns, ip, port, timeout) if netns
-                  else http.client.HTTPConnection(ip, port, timeout=timeout))
+    connection = HTTPConnection(netns, ip, port, timeout)
     try:
         connection.request("POST", path, body=json.dumps(payload).encode(),
                            headers={"Content-Type": "application/json"})
@@ -225,13 +224,9 @@ def runtime_status(ip: str, port: int, netns: str | None = None) -> JsonDict:
     """A pod's runtime /status (which model version it serves, its load phases), asked
     from inside the node's namespace `netns` when given."""
     url = f"http://{ip}:{port}/status"
-    if netns:
-        status, body = http_get(netns, url)
-        if status != 200:
-            raise OSError(f"GET {url} answered HTTP {status}")
-    else:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body = response.read()
+    status, body = http_get(netns, url)
+    if status != 200:
+        raise OSError(f"GET {url} answered HTTP {status}")
     answer: JsonDict = json.loads(body)
     return answer
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -206,12 +205,9 @@ def test_deployment_rolls_pod_by_pod_while_traffic_sees_no_failure(
 
 def _get(cluster: ClusterHandle, url: str) -> bytes:
     """GET `url` from where the cluster's pods and Services are reached."""
-    if cluster.netns:
-        status, body = netns.http_get(cluster.netns, url)
-        assert status == 200, (url, status)
-        return body
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        return bytes(answer.read())
+    status, body = netns.http_get(cluster.netns, url)
+    assert status == 200, (url, status)
+    return body
 
 
 def crashing_pod(image: str, message: str) -> JsonDict:
