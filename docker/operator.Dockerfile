@@ -4,18 +4,24 @@
 # Without a Docker daemon: `make images` (buildah, a Python base made from Debian packages).
 ARG PYTHON_IMAGE=python:3.11.9-slim-bookworm
 
-# Third-party requirements come from pyproject.toml alone, so a code change reuses this
-# layer and rebuilds only the project's own (small) layer below.
+# The third-party requirement list, read from pyproject.toml. The dependencies' layer is
+# keyed on this list, not on pyproject.toml's bytes: an edit elsewhere in that file (the
+# package list, a linter's settings) reuses it, and a code change rebuilds only the
+# project's own (small) layer below.
+FROM ${PYTHON_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['operator']))" > requirements.txt
+
 FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['operator']))" > requirements.txt \
- && python -m venv /opt/venv \
+COPY --from=requirements /src/requirements.txt ./
+RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install -r requirements.txt
 
 FROM deps AS build
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY contract/modeldeploy_contract contract/modeldeploy_contract
 COPY operator/modeldeploy_operator operator/modeldeploy_operator
 COPY runtime/modeldeploy_runtime runtime/modeldeploy_runtime

@@ -8,14 +8,21 @@
 # variant needs a CPU-only wheel index so the image does not ship gigabytes of CUDA.
 ARG PYTHON_IMAGE=python:3.11.9-slim-bookworm
 
-# Third-party requirements (torch among them) come from pyproject.toml alone, so a code
-# change reuses this layer and rebuilds only the project's own (small) layer below.
+# The third-party requirement list (torch among them), read from pyproject.toml. The
+# dependencies' layer (gigabytes) is keyed on this list, not on pyproject.toml's bytes: an
+# edit elsewhere in that file (the package list, a linter's settings) reuses it, and a code
+# change rebuilds only the project's own (small) layer below.
+FROM ${PYTHON_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['runtime']))" > requirements.txt
+
 FROM ${PYTHON_IMAGE} AS deps
 ARG VARIANT=cpu
 ARG TORCH_INDEX_URL=
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml ./
+COPY --from=requirements /src/requirements.txt ./
 RUN set -eux; \
     case "$VARIANT" in \
       cpu) test -n "$TORCH_INDEX_URL" || { echo "VARIANT=cpu needs --build-arg TORCH_INDEX_URL=<CPU wheel index>" >&2; exit 1; }; \
@@ -23,12 +30,11 @@ RUN set -eux; \
       cuda) extra="" ;; \
       *) echo "VARIANT must be cpu or cuda, got $VARIANT" >&2; exit 1 ;; \
     esac; \
-    python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['runtime']))" > requirements.txt; \
     python -m venv /opt/venv; \
     /opt/venv/bin/pip install $extra -r requirements.txt
 
 FROM deps AS build
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY contract/modeldeploy_contract contract/modeldeploy_contract
 COPY operator/modeldeploy_operator operator/modeldeploy_operator
 COPY runtime/modeldeploy_runtime runtime/modeldeploy_runtime
