@@ -1,12 +1,14 @@
 """Operator benchmark: overhead per upgrade, and cost at scale with 1000 ModelDeployments.
 
-    make bench-operator        # against $KUBECONFIG, else the local cluster (started if needed)
+    make bench-operator        # against $KUBECONFIG, else the local cluster on the real node
+                               # (started if needed, with the project's images)
 
 1. Overhead over 5 blue-green upgrades of MiniLM (1 replica, operator-side validation on):
    time from `kubectl apply` of the new version to every endpoint of the stable Service
    answering with it, minus the slowest new pod's own time-to-ready (its /status
    `timeToReadySeconds`, process start to ready). What is left is scheduling, the
-   cache fetch, the node agent, and the operator's own reaction and validation.
+   cache fetch, the kubelet's pod start, and the operator's own reaction and validation.
+   MinIO and the operator run inside the node's network namespace, as in the e2e suite.
 2. Cost at scale: 1000 ModelDeployments with replicas 0 (children, no pods) created in a
    burst, then a quiet period: time to settle, CPU seconds and API requests per reconcile
    during the burst (from the operator's /metrics), and at rest CPU % of a core, API
@@ -22,15 +24,19 @@ import os
 import re
 import secrets
 import statistics
-import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from modeldeploy_e2e import paths, workload
-from modeldeploy_e2e.kube import KubeClient
+from modeldeploy_e2e import harness, netns, workload
+from modeldeploy_e2e.operator_fixtures import (
+    Cluster,
+    minio_for_pods,
+    operator_cluster,
+    operator_process,
+    with_crds,
+)
 from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer, create_bucket, free_port, upload_directory
 from timeline import OPERATOR_STEPS, STEPS, Timeline
@@ -40,25 +46,9 @@ SECRET = "modeldeploy-s3"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def kubeconfig() -> Path:
-    given = os.environ.get("KUBECONFIG")
-    if given:
-        return Path(given)
-    from modeldeploy_e2e.cluster import LocalCluster
-
-    cluster = LocalCluster()
-    cluster.up()
-    path: Path = cluster.kubeconfig
-    return path
-
-
-def kubectl(config: Path, *args: str, input: str | None = None) -> str:
-    env = {**os.environ, "PATH": paths.harness_path(), "KUBECONFIG": str(config)}
-    result = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True,
-                            env=env, check=False, timeout=300)
-    if result.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
+def kubectl(cluster: Cluster, *args: str, input: str | None = None) -> None:
+    """kubectl with the benchmark's longer bound: a 100-object apply on a busy machine."""
+    cluster.kubectl(*args, input=input, timeout=300)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -73,33 +63,36 @@ def process_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def counter(metrics_url: str, name: str) -> float:
-    """The sum of a Prometheus counter over all its labels."""
-    with urllib.request.urlopen(metrics_url, timeout=5) as response:
-        text = response.read().decode()
+def counter(cluster: Cluster, metrics_url: str, name: str) -> float:
+    """The sum of a Prometheus counter over all its labels (read where the operator runs)."""
+    status, body = netns.http_get(cluster.netns, metrics_url)
+    if status != 200:
+        raise RuntimeError(f"GET {metrics_url} answered HTTP {status}")
+    text = body.decode()
     return sum(float(m) for m in re.findall(
         rf'^{name}_total\{{[^}}]*\}} ([0-9.e+]+)$', text, re.M))
 
 
-def reconciles(metrics_url: str) -> float:
-    return counter(metrics_url, "modeldeploy_reconciles")
+def reconciles(cluster: Cluster, metrics_url: str) -> float:
+    return counter(cluster, metrics_url, "modeldeploy_reconciles")
 
 
-def api_requests(metrics_url: str) -> float:
-    return counter(metrics_url, "modeldeploy_api_requests")
+def api_requests(cluster: Cluster, metrics_url: str) -> float:
+    return counter(cluster, metrics_url, "modeldeploy_api_requests")
 
 
-def setup_namespace(config: Path, s3: MinioServer) -> str:
+def setup_namespace(cluster: Cluster, s3: MinioServer) -> str:
     namespace = f"md-bench-{secrets.token_hex(3)}"
-    kubectl(config, "create", "namespace", namespace)
+    kubectl(cluster, "create", "namespace", namespace)
     secret = workload.s3_secret(namespace, SECRET, s3.access_key, s3.secret_key)
-    kubectl(config, "apply", "-f", "-", input=json.dumps(secret))
+    kubectl(cluster, "apply", "-f", "-", input=json.dumps(secret))
     return namespace
 
 
-def bench_overhead(config: Path, client: KubeClient, s3: MinioServer, upgrades: int,
+def bench_overhead(cluster: Cluster, s3: MinioServer, upgrades: int,
                    workdir: Path) -> None:
-    namespace = setup_namespace(config, s3)
+    namespace = setup_namespace(cluster, s3)
+    client = cluster.client
     name = "bench"
     strategy = {"type": "BlueGreen", "blueGreen": {"scaleDownDelaySeconds": 0}}
 
@@ -114,14 +107,14 @@ def bench_overhead(config: Path, client: KubeClient, s3: MinioServer, upgrades: 
     rows = []
     splits: list[dict[str, float]] = []
     timeline = Timeline(client, namespace)
-    with OperatorProcess(config, [namespace], workdir / "operator-overhead.log"):
-        kubectl(config, "apply", "-f", "-", input=json.dumps(manifest("b0")))
+    with operator_process(cluster, [namespace], workdir / "operator-overhead.log"):
+        kubectl(cluster, "apply", "-f", "-", input=json.dumps(manifest("b0")))
         workload.wait_for_status(client, namespace, name, workload.available_at("b0"), 300,
                                  "b0 Available")
         for n in range(1, upgrades + 1):
             version = f"b{n}"
             started = time.monotonic()
-            kubectl(config, "apply", "-f", "-", input=json.dumps(manifest(version)))
+            kubectl(cluster, "apply", "-f", "-", input=json.dumps(manifest(version)))
             preview_ready: float | None = None
             created: float | None = None
             deadline = started + 300
@@ -134,14 +127,17 @@ def bench_overhead(config: Path, client: KubeClient, s3: MinioServer, upgrades: 
                         labelSelector=f"modeldeploy.dev/version={version}").get("items"):
                     created = now
                 if preview_ready is None and workload.served_versions(
-                        client, namespace, f"{name}-preview", "minilm") == {version}:
+                        client, namespace, f"{name}-preview", "minilm",
+                        cluster.netns) == {version}:
                     preview_ready = now
-                if workload.served_versions(client, namespace, name, "minilm") == {version}:
+                if workload.served_versions(client, namespace, name, "minilm",
+                                            cluster.netns) == {version}:
                     break
                 time.sleep(0.05)
             answered = time.monotonic()
             total = answered - started
-            ready = [workload.runtime_status(ip, port).get("timeToReadySeconds") or 0.0
+            ready = [workload.runtime_status(ip, port, cluster.netns).get("timeToReadySeconds")
+                     or 0.0
                      for ip, port in workload.service_endpoints(client, namespace, name)]
             slowest = max(float(r) for r in ready)
             switch = total - ((preview_ready or started) - started)
@@ -150,7 +146,7 @@ def bench_overhead(config: Path, client: KubeClient, s3: MinioServer, upgrades: 
             workload.wait_for_status(client, namespace, name, workload.available_at(version),
                                      120, f"{version} Available")
             splits.append(timeline.steps(name, version, started, answered))
-    kubectl(config, "delete", "namespace", namespace, "--wait=false")
+    kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
     print_split(splits)
     print("\n== operator overhead per blue-green upgrade (1 replica, validation on)")
     print(f"{'version':>8} {'apply->serving':>15} {'pod ready':>10} {'overhead':>9} "
@@ -188,20 +184,20 @@ def print_split(splits: list[dict[str, float]]) -> None:
               f"switching): median {median:.2f}s vs target 0.5s: ratio {median / 0.5:.2f}")
 
 
-def bench_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
+def bench_scale(cluster: Cluster, s3: MinioServer, count: int,
                 workdir: Path, quiet_seconds: float, settle_seconds: float,
                 resync_seconds: float) -> None:
-    namespace = setup_namespace(config, s3)
+    namespace = setup_namespace(cluster, s3)
     port = free_port()
     metrics_url = f"http://127.0.0.1:{port}/metrics"
-    operator = OperatorProcess(config, [namespace], workdir / "operator-scale.log",
-                               extra_args=[f"--metrics-port={port}", "--metrics-host=127.0.0.1",
-                                           f"--resync-seconds={resync_seconds}"])
+    operator = operator_process(cluster, [namespace], workdir / "operator-scale.log",
+                                extra_args=[f"--metrics-port={port}", "--metrics-host=127.0.0.1",
+                                            f"--resync-seconds={resync_seconds}"])
     try:
-        measured = _measure_scale(config, client, s3, count, quiet_seconds, namespace,
+        measured = _measure_scale(cluster, s3, count, quiet_seconds, namespace,
                                   operator, metrics_url, settle_seconds)
     finally:
-        kubectl(config, "delete", "namespace", namespace, "--wait=false")
+        kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
     cpu0, rss0, n0, a0, cpu1, rss1, n1, a1, cpu2, rss2, n2, a2, burst = measured
     print(f"\n== cost with {count} ModelDeployments (replicas 0: children, no pods; "
           f"resync every {resync_seconds:.0f}s)")
@@ -221,15 +217,15 @@ def bench_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
     print(f"at rest: RSS {rss2:.0f} MiB vs target 300: ratio {rss2 / 300:.2f}")
 
 
-def _measure_scale(config: Path, client: KubeClient, s3: MinioServer, count: int,
+def _measure_scale(cluster: Cluster, s3: MinioServer, count: int,
                    quiet_seconds: float, namespace: str, operator: OperatorProcess,
                    metrics_url: str, settle_seconds: float) -> tuple[float, ...]:
     with operator:
         assert operator.pid is not None
         pid = operator.pid
         def sample() -> tuple[float, float, float, float]:
-            return (process_cpu_seconds(pid), process_rss_mib(pid), reconciles(metrics_url),
-                    api_requests(metrics_url))
+            return (process_cpu_seconds(pid), process_rss_mib(pid),
+                    reconciles(cluster, metrics_url), api_requests(cluster, metrics_url))
 
         cpu0, rss0, n0, a0 = sample()
         items = [workload.minilm_manifest(f"md-{i:04d}", namespace, version="v1",
@@ -238,11 +234,11 @@ def _measure_scale(config: Path, client: KubeClient, s3: MinioServer, count: int
         started = time.monotonic()
         # In chunks: one kubectl apply of 1000 objects outlasts its timeout on a busy machine.
         for chunk in range(0, count, 100):
-            kubectl(config, "apply", "-f", "-", input=json.dumps(
+            kubectl(cluster, "apply", "-f", "-", input=json.dumps(
                 {"apiVersion": "v1", "kind": "List", "items": items[chunk:chunk + 100]}))
 
         def all_settled() -> bool:
-            listing = client.get(workload.md_path(namespace))
+            listing = cluster.client.get(workload.md_path(namespace))
             phases = [(i.get("status") or {}).get("phase") for i in listing.get("items", [])]
             # replicas 0 settles as Pending (nothing to validate yet): any phase will do.
             return len(phases) == count and all(p is not None for p in phases)
@@ -270,20 +266,21 @@ def main() -> int:
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
-    config = kubeconfig()
-    client = KubeClient.from_kubeconfig(config)
-    kubectl(config, "apply", "--server-side", "--force-conflicts", "-f",
-            str(paths.REPO_ROOT / "crds"))
-    with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
-        workdir = Path(tmp)
-        with MinioServer(workdir / "minio") as s3:
-            create_bucket(s3, BUCKET)
-            upload_directory(s3, BUCKET, "minilm/v1", workload.minilm_dir())
-            if not args.skip_overhead:
-                bench_overhead(config, client, s3, args.upgrades, workdir)
-            if not args.skip_scale:
-                bench_scale(config, client, s3, args.count, workdir, args.quiet_seconds,
-                            args.settle_seconds, args.resync_seconds)
+    handle = harness.connect()
+    try:
+        cluster = with_crds(operator_cluster(handle))
+        with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
+            workdir = Path(tmp)
+            with minio_for_pods(cluster, workdir / "minio") as s3:
+                create_bucket(s3, BUCKET)
+                upload_directory(s3, BUCKET, "minilm/v1", workload.minilm_dir())
+                if not args.skip_overhead:
+                    bench_overhead(cluster, s3, args.upgrades, workdir)
+                if not args.skip_scale:
+                    bench_scale(cluster, s3, args.count, workdir, args.quiet_seconds,
+                                args.settle_seconds, args.resync_seconds)
+    finally:
+        handle.release()
     return 0
 
 

@@ -3,7 +3,7 @@
 
 CACHE_DIR := $(CURDIR)/.cache
 BIN_DIR := $(CACHE_DIR)/bin
-CLUSTER_DIR := $(CACHE_DIR)/cluster
+CLUSTER_DIR := $(CACHE_DIR)/realnode
 GO_ENV := GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 GO_BUILD := go build -trimpath -ldflags '-s -w'
 
@@ -73,9 +73,9 @@ k8s-gomod: venv
 		$(CURDIR)/$(PY) -m modeldeploy_e2e.gomod --version $(K8S_NEW) --upstream "$$upstream" --out go.mod && \
 		$(GO_ENV) go mod tidy
 
-# Host tools the cluster uses: openssl (certificates), ip (pod addresses on lo), unshare
-# and nsenter (per-container mount namespaces). Installed with apt-get when missing.
-HOST_TOOLS := openssl:openssl ip:iproute2 unshare:util-linux nsenter:util-linux
+# Host tools the cluster uses: openssl (certificates), ip (the node's network namespace),
+# nsenter (components run inside it). Installed with apt-get when missing.
+HOST_TOOLS := openssl:openssl ip:iproute2 nsenter:util-linux
 .PHONY: cluster-deps
 cluster-deps:
 	@missing=""; for pair in $(HOST_TOOLS); do command -v $${pair%%:*} >/dev/null || \
@@ -83,29 +83,28 @@ cluster-deps:
 	if [ -n "$$missing" ]; then echo "installing$$missing"; \
 		apt-get update -qq && apt-get install -y -qq $$missing; fi
 
+# The local cluster: the control plane and a real node (kubelet, containerd, kube-proxy,
+# CoreDNS) in the harness's own network namespace (e2e/README.md, "Real node").
+CLUSTER_DEPS := venv binaries cluster-deps node-binaries node-deps
+
 .PHONY: cluster-up
-cluster-up: venv binaries cluster-deps ## start etcd, the control plane and the node agent on loopback (idempotent)
-	PATH="$(BIN_DIR):$$PATH" $(PY) -m modeldeploy_e2e.cluster up
+cluster-up: $(CLUSTER_DEPS) ## start the local cluster on a real node in its own network namespace (idempotent)
+	$(PY) -m modeldeploy_e2e.realnode up
 
 .PHONY: cluster-down
-cluster-down: ## stop every process cluster-up started (by pid); state stays in .cache/cluster
-	@if [ -x $(PY) ]; then $(PY) -m modeldeploy_e2e.cluster down; fi
+cluster-down: ## stop it: containers, shims, mounts, cgroups, pod and node namespaces (state stays in .cache/realnode)
+	@if [ -x $(PY) ]; then $(PY) -m modeldeploy_e2e.realnode down; fi
 
 .PHONY: cluster-clean
 cluster-clean: cluster-down ## stop the cluster and delete its state (etcd data, certs, logs)
 	rm -rf $(CLUSTER_DIR)
 
-# Which node the e2e suite's local cluster runs pods on (modeldeploy_e2e.harness.node_kind
-# decides; default real: kubelet, containerd, kube-proxy and CoreDNS in the harness's own
-# network namespace, pods from the project's images, which the session builds and pushes).
-# E2E_NODE=agent: the loopback node agent, until it is retired.
-E2E_NODE ?=
-E2E_NODE_DEPS = $(if $(filter agent,$(E2E_NODE)),,node-binaries node-deps)
-E2E_PYTEST = $(if $(E2E_NODE),MODELDEPLOY_E2E_NODE=$(E2E_NODE)) PATH="$(BIN_DIR):$$PATH" \
-	$(PY) -m pytest -q e2e/tests
+# The suite starts the local cluster and installs the project's images on it (built and
+# pushed by the session); with $KUBECONFIG set it runs against that cluster instead.
+E2E_PYTEST = PATH="$(BIN_DIR):$$PATH" $(PY) -m pytest -q e2e/tests
 
 .PHONY: test-e2e
-test-e2e: venv binaries minio cluster-deps $(E2E_NODE_DEPS) ## harness and end-to-end tests (the local cluster on a real node; E2E_NODE=agent: the node agent; $$KUBECONFIG: that cluster)
+test-e2e: $(CLUSTER_DEPS) ## harness and end-to-end tests (on the local cluster; $$KUBECONFIG: that cluster)
 	$(E2E_PYTEST)
 
 # The flake hunt (issue 16): the whole e2e suite N times in a row, every run to its end,
@@ -113,7 +112,7 @@ test-e2e: venv binaries minio cluster-deps $(E2E_NODE_DEPS) ## harness and end-t
 N ?= 3
 LOAD ?= 0
 .PHONY: test-e2e-repeat
-test-e2e-repeat: venv binaries minio cluster-deps $(E2E_NODE_DEPS) ## the whole e2e suite N times (N=3), optionally under LOAD=k busy loops
+test-e2e-repeat: $(CLUSTER_DEPS) ## the whole e2e suite N times (N=3), optionally under LOAD=k busy loops
 	@pids=""; for _ in $$(seq 1 $(LOAD)); do ( while :; do :; done ) & pids="$$pids $$!"; done; \
 	trap 'test -z "$$pids" || kill $$pids 2>/dev/null' EXIT; \
 	results=""; failed=0; \

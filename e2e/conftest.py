@@ -1,7 +1,7 @@
 """Fixtures for e2e tests: a session-wide cluster and a fresh namespace per test.
 
-`cluster` uses $KUBECONFIG when set; otherwise it starts the local cluster (`make
-cluster-up` does the same) and stops it after the session if it started it and no other
+`cluster` uses $KUBECONFIG when set; otherwise it starts the local cluster on the real
+node (`make cluster-up` does the same) and stops it after the session if it started it and no other
 test session still uses it, unless MODELDEPLOY_KEEP_CLUSTER=1.
 """
 

@@ -1,1 +1,2 @@
-"""Local Kubernetes cluster harness: control plane, node agent, S3 and a traffic helper."""
+"""Local Kubernetes cluster harness: the control plane and a real node, the
+project's images, S3, the operator and a traffic helper."""

@@ -1,11 +1,10 @@
-"""A local Kubernetes control plane on loopback: etcd, kube-apiserver, controller-manager,
-scheduler (all built by `make binaries`) and the node agent, as background processes.
+"""A local cluster's control plane as background processes: etcd, kube-apiserver,
+controller-manager and scheduler (built by `make binaries`), their certificates, kubeconfigs
+and state file, started, health-checked and stopped by pid.
 
-    python -m modeldeploy_e2e.cluster up      # idempotent; waits for health and a Ready node
-    python -m modeldeploy_e2e.cluster down    # stops what `up` started, by process id
-    python -m modeldeploy_e2e.cluster status
-
-State, certificates, logs and the admin kubeconfig live in `.cache/cluster/`.
+`ControlPlane` is the base of `realnode.RealNodeCluster`, which adds the node (containerd,
+kubelet, kube-proxy, CoreDNS), says where each component runs and how its health is read.
+State, certificates, logs and the admin kubeconfig live in the subclass's state directory.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from modeldeploy_e2e.s3 import free_port
 LOOPBACK = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "nodeagent")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
 class ClusterError(RuntimeError):
@@ -51,7 +49,6 @@ class Ports(BaseModel):
     apiserver: int
     controller_manager: int
     scheduler: int
-    kubelet: int = 0  # 0 in state files written before the node agent served logs
 
 
 class ClusterState(BaseModel):
@@ -95,8 +92,9 @@ def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
         return False
 
 
-class LocalCluster:
-    """Start, inspect and stop the local cluster whose state lives in `state_dir`."""
+class ControlPlane:
+    """Start, inspect and stop a local cluster whose state lives in `state_dir`: the control
+    plane here, the node's components and every health check in a subclass."""
 
     components: tuple[str, ...] = COMPONENTS
     # What the CLI calls it, and how long `up` waits for every component by default.
@@ -109,20 +107,16 @@ class LocalCluster:
 
     def __init__(
         self,
-        state_dir: Path = paths.CLUSTER_DIR,
+        state_dir: Path,
         *,
-        extended_resources: dict[str, str] | None = None,
-        node_cpu: str = "8",
-        node_memory: str = "32Gi",
-        pod_cidr: str | None = None,
+        extended_resources: dict[str, str],
+        pod_cidr: str,
     ) -> None:
-        self.pod_cidr = pod_cidr or default_pod_cidr(Path(state_dir))
+        self.pod_cidr = pod_cidr
         self.state_dir = Path(state_dir)
         self.pki_dir = self.state_dir / "pki"
         self.log_dir = self.state_dir / "logs"
-        self.extended_resources = extended_resources or {"nvidia.com/gpu": "2"}
-        self.node_cpu = node_cpu
-        self.node_memory = node_memory
+        self.extended_resources = extended_resources
 
     # -- paths and state -------------------------------------------------------------
     @property
@@ -191,8 +185,6 @@ class LocalCluster:
                 etcd_client=free_port(), etcd_peer=free_port(), apiserver=free_port(),
                 controller_manager=free_port(), scheduler=free_port(),
             ))
-        if state.ports.kubelet == 0:
-            state.ports.kubelet = free_port()
         self._write_pki_and_kubeconfigs(state)
         deadline = time.monotonic() + timeout
         for name in self.components:
@@ -242,7 +234,7 @@ class LocalCluster:
                     raise ClusterError(f"RBAC for node events not created: {error}") from error
 
     def down(self, grace: float = 15.0) -> list[str]:
-        """Stop every recorded component (node agent first); return the names stopped."""
+        """Stop every recorded component (the node's first); return the names stopped."""
         with self._locked():
             return self._down(grace)
 
@@ -320,7 +312,7 @@ class LocalCluster:
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
                     "--authorization-mode=Node,RBAC",
-                    # kubectl logs: the API server calls the node agent's /containerLogs.
+                    # kubectl logs and exec: the API server calls the kubelet.
                     f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
                     f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
                     f"--kubelet-certificate-authority={p / 'ca.crt'}",
@@ -345,15 +337,7 @@ class LocalCluster:
             return [str(paths.binary("kube-scheduler")), f"--kubeconfig={kc}",
                     f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
                     f"--secure-port={ports.scheduler}", *kubeconfig_auth]
-        resources = [f"--extended-resource={k}={v}" for k, v in self.extended_resources.items()]
-        return [sys.executable, "-m", "modeldeploy_e2e.nodeagent",
-                f"--kubeconfig={d / 'node.kubeconfig'}", f"--node-name={state.node_name}",
-                f"--state-dir={d / 'node'}", f"--cpu={self.node_cpu}",
-                f"--memory={self.node_memory}", f"--provisioner-kubeconfig={self.kubeconfig}",
-                f"--kubelet-port={state.ports.kubelet}", f"--serving-cert={p / 'kubelet.crt'}",
-                f"--serving-key={p / 'kubelet.key'}", f"--client-ca={p / 'ca.crt'}",
-                f"--pod-cidr={self.pod_cidr}",
-                *resources]
+        raise ClusterError(f"no command for component {name!r}")
 
     def _spawn(self, name: str, command: list[str]) -> int:
         log_path = self.log_dir / f"{name}.log"
@@ -379,12 +363,15 @@ class LocalCluster:
 
     def _hint(self, name: str) -> str:
         """A string in the component's command line (tells a live pid from a reused one)."""
-        return _hint(name)
+        return str(paths.BIN_DIR / name)
 
     def _wait_healthy(self, name: str, state: ClusterState, deadline: float) -> None:
         checks = self._health_checks(state)
         while time.monotonic() < deadline:
-            if not _pid_alive(state.pids[name], self._hint(name)):
+            # Whether it still runs, not whose it is: `running()` already told a live pid
+            # from a reused one, or `_up` just spawned it, and while nsenter execs the
+            # component its command line reads empty for a moment.
+            if not _running(state.pids[name]):
                 raise ClusterError(f"{name} exited during start; see {self.log_dir / name}.log")
             if checks[name]():
                 return
@@ -392,22 +379,8 @@ class LocalCluster:
         raise ClusterError(f"{name} not healthy in time; see {self.log_dir / name}.log")
 
     def _health_checks(self, state: ClusterState) -> dict[str, Callable[[], bool]]:
-        ports = state.ports
-        insecure = ssl.create_default_context()
-        insecure.check_hostname = False
-        insecure.verify_mode = ssl.CERT_NONE  # the components' self-signed serving certs
-        checks = {
-            "etcd": lambda: http_ok(f"http://{LOOPBACK}:{ports.etcd_client}/health"),
-            "kube-apiserver": lambda: http_ok(
-                f"https://{LOOPBACK}:{ports.apiserver}/readyz",
-                ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))),
-            "kube-controller-manager": lambda: http_ok(
-                f"https://{LOOPBACK}:{ports.controller_manager}/healthz", insecure),
-            "kube-scheduler": lambda: http_ok(
-                f"https://{LOOPBACK}:{ports.scheduler}/healthz", insecure),
-            "nodeagent": self._workloads_ready(state),
-        }
-        return checks
+        """Each component's readiness check; where they run decides how they are read."""
+        raise NotImplementedError
 
     def _workloads_ready(self, state: ClusterState) -> Callable[[], bool]:
         """The node is Ready and the default ServiceAccount exists (pods can be made)."""
@@ -421,17 +394,6 @@ class LocalCluster:
         return result.returncode == 0 and result.stdout.strip() == "True"
 
 
-def default_pod_cidr(state_dir: Path) -> str:
-    """A /16 in 127.100-127.199 derived from the state directory's path, so clusters of two
-    checkouts on one machine never hand out the same pod address. Loopback only: test
-    traffic on this machine may go to 127.0.0.0/8 and nowhere else."""
-    return f"127.{100 + zlib.crc32(str(state_dir.resolve()).encode()) % 100}.0.0/16"
-
-
-def _hint(name: str) -> str:
-    return "modeldeploy_e2e.nodeagent" if name == "nodeagent" else str(paths.BIN_DIR / name)
-
-
 def _terminate(pid: int, grace: float) -> None:
     """SIGTERM the process group, SIGKILL it after `grace` seconds."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
@@ -443,9 +405,14 @@ def _terminate(pid: int, grace: float) -> None:
         while time.monotonic() < end:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            if not _running(pid):
                 return
             time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie has)."""
+    return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -455,9 +422,9 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def cli(argv: list[str] | None, make: Callable[[Path], LocalCluster], prog: str,
+def cli(argv: list[str] | None, make: Callable[[Path], ControlPlane], prog: str,
         default_state_dir: Path) -> int:
-    """`up | down | status` for a cluster class (the loopback one, the real node)."""
+    """`up | down | status` for a cluster class."""
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("action", choices=("up", "down", "status"))
     parser.add_argument("--state-dir", type=Path, default=default_state_dir)
@@ -477,12 +444,3 @@ def cli(argv: list[str] | None, make: Callable[[Path], LocalCluster], prog: str,
     else:
         print(json.dumps(cluster.running(), indent=2))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: up | down | status."""
-    return cli(argv, LocalCluster, "python -m modeldeploy_e2e.cluster", paths.CLUSTER_DIR)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,15 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from modeldeploy_e2e import paths
-from modeldeploy_e2e.cluster import LocalCluster
 from modeldeploy_e2e.kube import KubeClient, KubeError
 from modeldeploy_e2e.nodenet import NodeNetwork
-
-# Which local node `connect` starts when no KUBECONFIG is given: the real one (kubelet,
-# containerd, kube-proxy in their own network namespace; the default) or the loopback node
-# agent (until it is retired).
-NODE_ENV = "MODELDEPLOY_E2E_NODE"
-NODE_KINDS = ("real", "agent")
+from modeldeploy_e2e.realnode import RealNodeCluster, install_project_images
 
 JsonDict = dict[str, Any]
 T = TypeVar("T")
@@ -54,28 +48,30 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0,
 
 @dataclass
 class ClusterHandle:
-    """A reachable cluster: kubeconfig, API client, kubectl; `local` when we started it."""
+    """A reachable cluster: kubeconfig, API client, kubectl; `local` when it is the local
+    cluster on the real node."""
 
     kubeconfig: Path
     client: KubeClient
-    local: LocalCluster | None = None
+    local: RealNodeCluster | None = None
     started_here: bool = False
     kubectl_binary: str = field(default_factory=lambda: _kubectl_binary())
-    # On a real node: its network namespace (pods, ClusterIPs and MinIO are reached from
+    # On the local node: its network namespace (pods, ClusterIPs and MinIO are reached from
     # inside it) and the project images' references its containerd holds.
     network: NodeNetwork | None = None
     images: dict[str, str] = field(default_factory=dict)
 
     @property
     def test_image(self) -> str:
-        """The image the harness's own test pods run (they need python and sh): on the real
-        node the project's operator image, which it holds; a public one elsewhere (the
-        node agent ignores images)."""
+        """The image the harness's own test pods run (they need python and sh): on the local
+        node the project's operator image, which it holds; a public one on a cluster given
+        by $KUBECONFIG."""
         return self.images.get("operator", "python:3.12-slim")
 
     @property
     def netns(self) -> str | None:
-        """The path of the node's network namespace, None when pods are on loopback."""
+        """The path of the local node's network namespace; None on a cluster given by
+        $KUBECONFIG (its pods are reached from this process's own namespace)."""
         return self.network.path if self.network else None
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
@@ -144,41 +140,21 @@ def _kubectl_binary() -> str:
     return found
 
 
-def node_kind(environ: dict[str, str] | None = None) -> str:
-    """`real` or `agent`, from $MODELDEPLOY_E2E_NODE (default real)."""
-    value = (os.environ if environ is None else environ).get(NODE_ENV) or NODE_KINDS[0]
-    if value not in NODE_KINDS:
-        raise ValueError(f"{NODE_ENV}={value!r}: expected one of {', '.join(NODE_KINDS)}")
-    return value
-
-
 def connect(kubeconfig_env: str | None = None, start_timeout: float | None = None
             ) -> ClusterHandle:
-    """Use the cluster named by $KUBECONFIG, or start (or reuse) the local one: on the
-    real node when $MODELDEPLOY_E2E_NODE=real, with the project's images installed."""
+    """Use the cluster named by $KUBECONFIG, or start (or reuse) the local one on the real
+    node, with the project's images built and installed on it."""
     given = kubeconfig_env if kubeconfig_env is not None else os.environ.get("KUBECONFIG")
     if given:
         path = Path(given.split(os.pathsep)[0])
         return ClusterHandle(path, KubeClient.from_kubeconfig(path))
-    local: LocalCluster
-    network: NodeNetwork | None = None
-    refs: dict[str, str] = {}
-    if node_kind() == "real":
-        # Imported here: only the real node needs the image builder.
-        from modeldeploy_e2e.realnode import RealNodeCluster, install_project_images
-
-        real = RealNodeCluster()
-        was_running = all(real.running().values())
-        real.up(timeout=start_timeout)
-        refs = install_project_images(real)
-        local, network = real, real.network
-    else:
-        local = LocalCluster()
-        was_running = all(local.running().values())
-        local.up(timeout=240.0 if start_timeout is None else start_timeout)
+    local = RealNodeCluster()
+    was_running = all(local.running().values())
+    local.up(timeout=start_timeout)
+    refs = install_project_images(local)
     # Parallel sessions share the cluster: each registers, and the last one out stops it.
     users = local.state_dir / "users"
     users.mkdir(exist_ok=True)
     (users / str(os.getpid())).touch()
     return ClusterHandle(local.kubeconfig, KubeClient.from_kubeconfig(local.kubeconfig), local,
-                         started_here=not was_running, network=network, images=refs)
+                         started_here=not was_running, network=local.network, images=refs)

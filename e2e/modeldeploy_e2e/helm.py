@@ -1,9 +1,8 @@
 """The operator installed by its Helm chart, as the e2e scenarios and chart checks use it.
 
-On the local cluster the node agent runs the container's `command` from the repository's
-virtualenv (images are not pulled), with the chart's ServiceAccount token mounted and
-KUBERNETES_SERVICE_HOST/PORT set, so the operator runs as a real pod under the chart's
-real RBAC. `charts/modeldeploy/ci/local-values.yaml` holds the values that cluster needs.
+On the local cluster the operator runs as a pod from the project's own image, pulled by the
+node's containerd from the registry inside the node's namespace, under the chart's real
+ServiceAccount and RBAC. `charts/modeldeploy/ci/realnode-values.yaml` names those images.
 """
 
 from __future__ import annotations
@@ -16,22 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy_e2e import paths
-from modeldeploy_e2e.harness import node_kind
 
 CHART = paths.REPO_ROOT / "charts" / "modeldeploy"
-LOCAL_VALUES = CHART / "ci" / "local-values.yaml"
-# On the real node the chart's images are pulled from the node's registry.
+# The local cluster's values: the chart's images as the node's registry holds them.
 REALNODE_VALUES = CHART / "ci" / "realnode-values.yaml"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 
 class HelmError(AssertionError):
     """A helm command failed; the message carries its stderr."""
-
-
-def cluster_values() -> Path:
-    """The values file for the local cluster the suite runs on (harness.node_kind)."""
-    return REALNODE_VALUES if node_kind() == "real" else LOCAL_VALUES
 
 
 def helm_binary() -> Path:
@@ -46,7 +38,7 @@ class HelmRelease:
     name: str
     namespace: str
     kubeconfig: Path
-    values_files: list[Path] = field(default_factory=lambda: [cluster_values()])
+    values_files: list[Path] = field(default_factory=lambda: [REALNODE_VALUES])
     set_values: dict[str, str] = field(default_factory=dict)
     home: Path | None = None
 
@@ -114,18 +106,10 @@ class HelmRelease:
 
 
 def container_log(kubeconfig: Path, namespace: str, pod: str, container: str) -> str:
-    """A container's output: `kubectl logs`, else the local node agent's log file.
-
-    The local cluster has no kubelet API, so `kubectl logs` cannot work there; its node
-    agent keeps each container's output under .cache/cluster/node/pods/.
-    """
+    """A container's output (`kubectl logs`); empty when the kubelet has none to give."""
     env = {**os.environ, "PATH": paths.harness_path(), "KUBECONFIG": str(kubeconfig)}
     result = subprocess.run(
         ["kubectl", "logs", "-n", namespace, pod, "-c", container], capture_output=True,
         text=True, env=env, timeout=30, check=False,
     )
-    if result.returncode == 0:
-        return result.stdout
-    pods = paths.CLUSTER_DIR / "node" / "pods"
-    logs = sorted(pods.glob(f"{namespace}_{pod}_*/containers/{container}/output.log"))
-    return "".join(log.read_text(errors="replace") for log in logs)
+    return result.stdout if result.returncode == 0 else ""

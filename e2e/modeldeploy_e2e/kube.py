@@ -1,8 +1,7 @@
 """A small JSON client for the Kubernetes API, configured from a kubeconfig file.
 
-The harness reads and writes plain dicts (what `kubectl get -o json` shows), which keeps
-the node agent's decisions pure functions over dicts. Client-certificate and bearer-token
-kubeconfigs are supported; one connection per thread.
+The harness reads and writes plain dicts (what `kubectl get -o json` shows).
+Client-certificate and bearer-token kubeconfigs are supported; one connection per thread.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from modeldeploy_e2e import paths, workload
+from modeldeploy_e2e.harness import ClusterHandle
 from modeldeploy_e2e.kube import KubeClient, KubeError
 from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
@@ -35,8 +36,8 @@ class Cluster:
 
     kubeconfig: Path
     client: KubeClient
-    # On a real node: its network namespace (None on loopback), its address (where MinIO
-    # listens for pods) and the runtime image its containerd holds.
+    # On the local node: its network namespace, its address (where MinIO listens for pods)
+    # and the runtime image its containerd holds; None on a cluster given by $KUBECONFIG.
     netns: str | None = None
     node_ip: str | None = None
     runtime_image: str | None = None
@@ -46,12 +47,12 @@ class Cluster:
         return {**os.environ, "PATH": paths.harness_path(), "KUBECONFIG": str(self.kubeconfig)}
 
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl; with `check`, fail the test with its stderr on a non-zero exit."""
         result = subprocess.run(
             ["kubectl", *args], input=input, capture_output=True, text=True,
-            env=self.env(), timeout=120, check=False,
+            env=self.env(), timeout=timeout, check=False,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -63,13 +64,22 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def op_cluster(cluster: Any) -> Cluster:
+def op_cluster(cluster: ClusterHandle) -> Cluster:
     """The cluster under test (e2e/conftest.py's `cluster`), with the CRD installed."""
+    return with_crds(operator_cluster(cluster))
+
+
+def operator_cluster(cluster: ClusterHandle) -> Cluster:
+    """How the operator scenarios (and the operator benchmark) reach a harness cluster."""
     network = cluster.network
-    handle = Cluster(Path(cluster.kubeconfig), cluster.client,
-                     netns=network.path if network else None,
-                     node_ip=network.node_ip if network else None,
-                     runtime_image=cluster.images.get("runtime"))
+    return Cluster(Path(cluster.kubeconfig), cluster.client,
+                   netns=network.path if network else None,
+                   node_ip=network.node_ip if network else None,
+                   runtime_image=cluster.images.get("runtime"))
+
+
+def with_crds(handle: Cluster) -> Cluster:
+    """Install the project's CRDs and wait until the API server serves them."""
     handle.kubectl("apply", "--server-side", "--force-conflicts", "-f",
                    str(paths.REPO_ROOT / "crds"))
     # Established, and the resource answering: `kubectl wait` right after the create can
@@ -95,8 +105,8 @@ def op_cluster(cluster: Any) -> Cluster:
 
 
 def minio_for_pods(op_cluster: Cluster, data_dir: Path, **options: Any) -> MinioServer:
-    """A MinIO the cluster's pods reach: on loopback beside the node agent, on the node's
-    address inside its namespace on a real node (the host uploads through a relay)."""
+    """A MinIO the cluster's pods reach: on the local node's address inside its namespace
+    (the host uploads through a relay); on loopback for a cluster given by $KUBECONFIG."""
     if op_cluster.netns and op_cluster.node_ip:
         return MinioServer(data_dir, host=op_cluster.node_ip, netns=op_cluster.netns, **options)
     return MinioServer(data_dir, **options)

@@ -8,7 +8,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / ".cache"
 BIN_DIR = CACHE_DIR / "bin"
-CLUSTER_DIR = CACHE_DIR / "cluster"
 # What outlives a checkout, as Go's and uv's caches do: the image store and registry, and
 # the real node's containerd content (gigabytes: a fresh clone on this machine reuses them
 # rather than building, pushing and pulling the runtime image again, or filling the disk).
@@ -22,8 +21,9 @@ VENV_BIN = REPO_ROOT / ".venv" / "bin"
 def harness_path(existing: str | None = None) -> str:
     """Return PATH with .cache/bin and the venv first.
 
-    /usr/bin/kubectl on these machines is not a real kubectl, and containers' commands
-    (`modeldeploy-runtime`) come from the venv, so both must win over the system PATH.
+    /usr/bin/kubectl on these machines is not a real kubectl, and the harness runs the
+    venv's console scripts (`modeldeploy-operator`) by name, so both must win over the
+    system PATH.
     """
     rest = existing if existing is not None else os.environ.get("PATH", "/usr/bin:/bin")
     return os.pathsep.join([str(BIN_DIR), str(VENV_BIN), rest])

@@ -2,8 +2,8 @@
 all inside one network namespace the harness creates (`nodenet`), pods on its CNI bridge.
 
 The host reaches only the API server, through a relay on a host loopback port
-(`netns.Relay`): kubectl, helm, the operator and the tests use the same kubeconfig as with
-the loopback cluster. Images come from a registry on the namespace's own loopback.
+(`netns.Relay`), so kubectl and helm work from the host with the admin kubeconfig. Images
+come from a registry on the namespace's own loopback.
 
     python -m modeldeploy_e2e.realnode up|down|status
 """
@@ -26,7 +26,7 @@ from modeldeploy_e2e.cluster import (
     LOOPBACK,
     ClusterError,
     ClusterState,
-    LocalCluster,
+    ControlPlane,
     cli,
     http_ok,
 )
@@ -43,8 +43,9 @@ _IN_NAMESPACE_ROOT = "/run/md-containerd-"
 _ON_HOST = {"apirelay": "modeldeploy_e2e.netns", "provisioner": "modeldeploy_e2e.provisioner"}
 
 
-class RealNodeCluster(LocalCluster):
-    """The loopback cluster's interface (kubeconfig, kubectl, up, down) on a real node."""
+class RealNodeCluster(ControlPlane):
+    """The local cluster (kubeconfig, kubectl, up, down) with its control plane and a real
+    node inside one network namespace."""
 
     components = COMPONENTS
     label = "real node"
@@ -58,8 +59,9 @@ class RealNodeCluster(LocalCluster):
                  image_store: Path = images.DEFAULT_STORE,
                  extended_resources: dict[str, str] | None = None) -> None:
         self.network = network or nodenet.NodeNetwork()
-        super().__init__(state_dir, extended_resources=extended_resources,
-                         pod_cidr=self.network.pod_cidr)
+        # Two GPUs the node advertises (the scheduling scenarios place pods by them).
+        resources = {"nvidia.com/gpu": "2"} if extended_resources is None else extended_resources
+        super().__init__(state_dir, extended_resources=resources, pod_cidr=self.network.pod_cidr)
         self.advertise_address = self.network.node_ip
         self.image_store = Path(image_store)
         # The pulled images outlive the checkout (paths.MACHINE_CACHE): one node at a time
@@ -305,7 +307,19 @@ def install_project_images(cluster: RealNodeCluster, store: images.Store | None 
         # ctr fetches itself (not containerd): it runs inside the namespace.
         cluster.ctr("images", "pull", "--plain-http", ref, netns=True, timeout=1800)
         refs[image.name] = ref
+    for stale in superseded(cluster.ctr("images", "ls").stdout):
+        cluster.ctr("images", "rm", stale, check=False)
     return refs
+
+
+def superseded(listing: str) -> list[str]:
+    """The references in `ctr images ls` output whose image no tag names any more: a new
+    pull moves the tag, but the kubelet's digest and id references keep the old image (and
+    its gigabytes of layers) for good. Containerd collects the content once they go."""
+    rows = [line.split() for line in listing.splitlines()[1:] if line.strip()]
+    tagged = {row[2] for row in rows
+              if not row[0].startswith("sha256:") and "@" not in row[0]}
+    return [row[0] for row in rows if row[2] not in tagged]
 
 
 def _unmount_under(roots: tuple[Path, ...]) -> None:

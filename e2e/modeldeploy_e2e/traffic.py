@@ -1,14 +1,11 @@
-"""Send requests to a Service the way kube-proxy routes them: only to the endpoints the
-Service's selector picks and that are ready and not terminating, following changes while
-traffic flows.
+"""Send requests to a Service as any client in the cluster does: to its ClusterIP, from
+inside the node's network namespace (`netns=`; this process's own namespace when None),
+so kube-proxy's rules pick the endpoint. The report counts answers by what they say
+(`classify`), since the ClusterIP hides which pod answered.
 
-Pods here have loopback addresses (127.0.0.0/8: this machine may send test traffic only
-there), which the API server refuses in EndpointSlices; so the endpoints are computed from
-the Pods with the EndpointSlice controller's own rule (selector match, a pod IP, the Ready
-condition True, no deletionTimestamp, not finished) rather than read from EndpointSlices.
-
-On a real node (`netns=` the node's namespace) requests go to the Service's ClusterIP from
-inside that namespace instead, and kube-proxy's rules pick the endpoint, as in any cluster.
+`ready_endpoints` gives the pods behind a Service by the EndpointSlice controller's own
+rule (selector match, a pod IP, the Ready condition True, no deletionTimestamp, not
+finished), for tests that ask each pod something (its /status) rather than send traffic.
 
     with Traffic(client, "default", "web", path="/") as traffic:
         ...  # roll the Deployment
@@ -174,8 +171,7 @@ class Traffic:
         self.max_requests = max_requests
         self.max_seconds = max_seconds
         self.ok_statuses = ok_statuses
-        # A real node's namespace: requests go to the Service's ClusterIP from inside it,
-        # through kube-proxy's rules, instead of to endpoints picked here.
+        # The node's namespace, where the Service's ClusterIP exists.
         self.netns = netns
         self.classify = classify
         self.report = TrafficReport()
@@ -185,12 +181,8 @@ class Traffic:
         self._threads: list[threading.Thread] = []
 
     def refresh_endpoints(self) -> list[tuple[str, int]]:
-        """Read the Service and its Pods now and return the ready endpoints (through
-        kube-proxy: the Service's own ClusterIP and port)."""
-        if self.netns:
-            found = [cluster_ip(self.client, self.namespace, self.service, self.port)]
-        else:
-            found = service_endpoints(self.client, self.namespace, self.service, self.port)
+        """Read the Service now and return where requests go: its ClusterIP and port."""
+        found = [cluster_ip(self.client, self.namespace, self.service, self.port)]
         with self._lock:
             if found != self.endpoints:
                 self.report.endpoint_changes += 1
@@ -261,8 +253,7 @@ class Traffic:
         ClusterIP, about a second later: counting starts at its first answer, as any client
         of a new Service would wait for it. The change under test is applied after start."""
         self.refresh_endpoints()
-        if self.netns:
-            self._await_first_answer(first_answer_timeout)
+        self._await_first_answer(first_answer_timeout)
         self._threads = [threading.Thread(target=self._watch, daemon=True),
                          threading.Thread(target=self._send, daemon=True)]
         for thread in self._threads:

@@ -1,7 +1,7 @@
 """Operator e2e: the shared model cache's lifecycle on a hostPath cache.
 
 The chart's per-node collector (`modeldeploy-runtime cache gc --loop`, a DaemonSet) runs
-through the node agent like any pod; the operator publishes what each ModelDeployment still
+on the node like any pod; the operator publishes what each ModelDeployment still
 references; the test reads the node's cache directory itself (it is the local cluster's
 host) and the status the collector's reports fold into.
 """

@@ -91,7 +91,7 @@ def test_install_upgrade_uninstall_leaves_only_the_crds(
 def test_helm_lint_accepts_the_local_cluster_values() -> None:
     result = subprocess.run(
         [str(paths.binary("helm")), "lint", "--strict", str(CHART), "-f",
-         str(helm.LOCAL_VALUES)], capture_output=True, text=True, check=False,
+         str(helm.REALNODE_VALUES)], capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

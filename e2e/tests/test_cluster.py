@@ -1,5 +1,5 @@
 """The harness's own story: a real control plane, a node that runs pods (containers on
-the real node, processes on the node agent), Deployments that roll pod by pod, crash loops,
+the real node), Deployments that roll pod by pod, crash loops,
 garbage collection, and traffic through the Service without dropping a request."""
 
 from __future__ import annotations
@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from modeldeploy_e2e import netns
 from modeldeploy_e2e.harness import ClusterHandle, wait_for
 from modeldeploy_e2e.kube import KubeError
-from modeldeploy_e2e.realnode import RealNodeCluster
 from modeldeploy_e2e.traffic import Traffic
 
 JsonDict = dict[str, Any]
@@ -256,17 +254,15 @@ def test_deleting_a_deployment_collects_its_pods_and_their_processes_exit(
     wait_for("web Available", lambda: deployment_available(cluster, namespace, "web", 2),
              timeout=90)
     running = pods(cluster, namespace, "app=web")
-    # "containerd://<id>" on the real node, "<scheme>://<pid>" on the node agent.
+    # "containerd://<id>" on the real node.
     ids = [p["status"]["containerStatuses"][0]["containerID"].rsplit("/", 1)[-1]
            for p in running]
     cluster.kubectl("delete", "deployment", "web", "-n", namespace, "--wait=false")
     wait_for("pods garbage-collected", lambda: not pods(cluster, namespace, "app=web"),
              timeout=60)
-    if isinstance(cluster.local, RealNodeCluster):  # its containerd's own task list
+    if cluster.local is not None:  # its containerd's own task list
         tasks = cluster.local.ctr("tasks", "ls", "-q").stdout.split()
         assert not [task for task in ids if task in tasks]
-    elif cluster.local is not None:  # the processes are only visible from this host
-        assert not [pid for pid in ids if Path(f"/proc/{pid}").exists()]
     with pytest.raises(KubeError, match="404"):
         cluster.client.get(f"/apis/apps/v1/namespaces/{namespace}/replicasets/"
                            f"{running[0]['metadata']['ownerReferences'][0]['name']}")
@@ -285,7 +281,7 @@ def test_scheduler_places_pods_by_the_nodes_extended_resources(
     capacity = max(int(n["status"].get("allocatable", {}).get("nvidia.com/gpu", "0"))
                    for n in nodes)
     if cluster.local is not None:
-        assert capacity == 2  # LocalCluster's default --extended-resource nvidia.com/gpu=2
+        assert capacity == 2  # what RealNodeCluster advertises by default
     cluster.apply(gpu_pod(cluster.test_image, "fits", 1), namespace)
     cluster.apply(gpu_pod(cluster.test_image, "too-big", capacity + 1), namespace)
     wait_for("fits scheduled", lambda: cluster.client.get(

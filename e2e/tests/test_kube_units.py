@@ -1,4 +1,4 @@
-"""Kubeconfig resolution and the log server's tail rules."""
+"""Kubeconfig resolution."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 from modeldeploy_e2e.kube import load_endpoint
-from modeldeploy_e2e.nodeagent.logserver import tail
 
 
 def write_config(path: Path, users: list[dict[str, object]]) -> Path:
@@ -35,10 +34,3 @@ def test_unknown_context_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="set current-context"):
         load_endpoint(config, context="other")
 
-
-def test_tail_keeps_last_lines_then_limits_bytes() -> None:
-    data = b"a\nb\nc\n"
-    assert tail(data, None, None) == data
-    assert tail(data, 2, None) == b"b\nc\n"
-    assert tail(data, 0, None) == b""
-    assert tail(data, 2, 3) == b"b\nc"
