@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy_e2e import harness, netns, workload
-from modeldeploy_e2e.operator_fixtures import (
+from modeldeploy_e2e.opcluster import (
     Cluster,
     minio_for_pods,
     operator_cluster,
@@ -41,8 +41,6 @@ from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer, create_bucket, free_port, upload_directory
 from timeline import OPERATOR_STEPS, STEPS, Timeline
 
-BUCKET = "models"
-SECRET = "modeldeploy-s3"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -84,7 +82,7 @@ def api_requests(cluster: Cluster, metrics_url: str) -> float:
 def setup_namespace(cluster: Cluster, s3: MinioServer) -> str:
     namespace = f"md-bench-{secrets.token_hex(3)}"
     kubectl(cluster, "create", "namespace", namespace)
-    secret = workload.s3_secret(namespace, SECRET, s3.access_key, s3.secret_key)
+    secret = workload.s3_secret(namespace, workload.SECRET, s3.access_key, s3.secret_key)
     kubectl(cluster, "apply", "-f", "-", input=json.dumps(secret))
     return namespace
 
@@ -272,8 +270,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
             workdir = Path(tmp)
             with minio_for_pods(cluster, workdir / "minio") as s3:
-                create_bucket(s3, BUCKET)
-                upload_directory(s3, BUCKET, "minilm/v1", workload.minilm_dir())
+                create_bucket(s3, workload.BUCKET)
+                upload_directory(s3, workload.BUCKET, "minilm/v1", workload.minilm_dir())
                 if not args.skip_overhead:
                     bench_overhead(cluster, s3, args.upgrades, workdir)
                 if not args.skip_scale:

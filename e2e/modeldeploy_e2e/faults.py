@@ -25,7 +25,6 @@ from modeldeploy_e2e.netns import listen
 from modeldeploy_e2e.s3 import MinioServer, upload_directory
 
 JsonDict = dict[str, Any]
-BUCKET = "models"
 # The prefix of a known-good copy in MinIO (operator_fixtures uploads v1..v3).
 GOOD_PREFIX = "minilm/v2/"
 
@@ -73,7 +72,7 @@ def upload_truncated(server: MinioServer, scratch: Path, prefix: str = "minilm/t
     weights = copy / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
-    upload_directory(server, BUCKET, prefix.rstrip("/"), copy)
+    upload_directory(server, workload.BUCKET, prefix.rstrip("/"), copy)
     return prefix
 
 

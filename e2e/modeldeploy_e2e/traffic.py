@@ -14,7 +14,6 @@ finished), for tests that ask each pod something (its /status) rather than send 
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import threading
 import time
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from modeldeploy_e2e.kube import KubeClient, KubeError
+from modeldeploy_e2e.kube import KubeClient
 from modeldeploy_e2e.netns import HTTPConnection
 
 JsonDict = dict[str, Any]
@@ -97,13 +96,10 @@ class TrafficReport:
 
     successes: int = 0
     failures: int = 0
-    no_endpoints: int = 0
-    by_endpoint: Counter[str] = field(default_factory=Counter)
     # Answers by what `classify` made of their body (e.g. the model version that answered):
     # through a ClusterIP, which hides which pod did, this says who answered.
     by_answer: Counter[str] = field(default_factory=Counter)
     first_failures: list[str] = field(default_factory=list)
-    endpoint_changes: int = 0
 
     @property
     def total(self) -> int:
@@ -112,10 +108,8 @@ class TrafficReport:
 
     def summary(self) -> str:
         """One line for assertion messages."""
-        return (f"{self.successes} ok, {self.failures} failed ({self.no_endpoints} with no ready "
-                f"endpoint), {self.endpoint_changes} endpoint changes, by endpoint "
-                f"{dict(self.by_endpoint)}, by answer {dict(self.by_answer)}, "
-                f"first failures {self.first_failures}")
+        return (f"{self.successes} ok, {self.failures} failed, by answer "
+                f"{dict(self.by_answer)}, first failures {self.first_failures}")
 
 
 def service_endpoints(client: KubeClient, namespace: str, service: str,
@@ -175,41 +169,20 @@ class Traffic:
         self.netns = netns
         self.classify = classify
         self.report = TrafficReport()
-        self.endpoints: list[tuple[str, int]] = []
+        # The Service's (ClusterIP, port), read once by start(): a Service keeps its
+        # ClusterIP for its lifetime, and kube-proxy picks the pod behind it.
+        self.address: tuple[str, int] | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
 
-    def refresh_endpoints(self) -> list[tuple[str, int]]:
-        """Read the Service now and return where requests go: its ClusterIP and port."""
-        found = [cluster_ip(self.client, self.namespace, self.service, self.port)]
-        with self._lock:
-            if found != self.endpoints:
-                self.report.endpoint_changes += 1
-            self.endpoints = found
-        return found
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.1):
-            # On an API error keep the last known endpoints, as kube-proxy does.
-            with contextlib.suppress(KubeError, OSError):
-                self.refresh_endpoints()
-
-    def _send(self) -> None:
+    def _send(self, host: str, port: int) -> None:
         started = time.monotonic()
-        turn = 0
         while not self._stop.is_set():
             if self.report.total >= self.max_requests or \
                     time.monotonic() - started >= self.max_seconds:
                 break
-            with self._lock:
-                endpoints = list(self.endpoints)
-            if not endpoints:
-                self._record(None, "no ready endpoint")
-            else:
-                host, port = endpoints[turn % len(endpoints)]
-                turn += 1
-                self._record(f"{host}:{port}", *self._request(host, port))
+            self._record(*self._request(host, port))
             self._stop.wait(self.interval)
 
     def _request(self, host: str, port: int) -> tuple[str | None, str]:
@@ -227,44 +200,36 @@ class Traffic:
         finally:
             conn.close()
 
-    def _record(self, endpoint: str | None, error: str | None, body: str = "") -> None:
+    def _record(self, error: str | None, body: str = "") -> None:
         with self._lock:
             if error is None:
                 self.report.successes += 1
-                if endpoint:
-                    self.report.by_endpoint[endpoint] += 1
                 if self.classify is not None:
                     self.report.by_answer[self.classify(body)] += 1
                 return
             self.report.failures += 1
-            if endpoint is None:
-                self.report.no_endpoints += 1
             if len(self.report.first_failures) < 10:
                 # Wall-clock time: to line a failure up with events and component logs.
                 self.report.first_failures.append(
-                    f"#{self.report.total} {time.strftime('%H:%M:%S')} {endpoint or '-'}: "
-                    f"{error}")
+                    f"#{self.report.total} {time.strftime('%H:%M:%S')}: {error}")
 
     def start(self, first_answer_timeout: float = 30.0) -> Traffic:
-        """Read the endpoints once, then start the watcher and sender threads.
+        """Read the Service's ClusterIP, wait for its first answer, then start sending.
 
         Through kube-proxy, a Service made moments ago (a first blue-green version's stable
         Service is made at its promotion) answers once kube-proxy has programmed its
         ClusterIP, about a second later: counting starts at its first answer, as any client
         of a new Service would wait for it. The change under test is applied after start."""
-        self.refresh_endpoints()
-        self._await_first_answer(first_answer_timeout)
-        self._threads = [threading.Thread(target=self._watch, daemon=True),
-                         threading.Thread(target=self._send, daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        host, port = self.address = cluster_ip(self.client, self.namespace, self.service,
+                                               self.port)
+        self._await_first_answer(host, port, first_answer_timeout)
+        self._thread = threading.Thread(target=self._send, args=(host, port), daemon=True)
+        self._thread.start()
         return self
 
-    def _await_first_answer(self, timeout: float) -> None:
+    def _await_first_answer(self, host: str, port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         error: str | None = "no attempt"
-        # The ClusterIP start() just read: a Service keeps it for its lifetime.
-        host, port = self.endpoints[0]
         while time.monotonic() < deadline:
             error, _ = self._request(host, port)
             if error is None:
@@ -276,8 +241,8 @@ class Traffic:
     def stop(self) -> TrafficReport:
         """Stop sending and return the report."""
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=self.timeout + 5)
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout + 5)
         return self.report
 
     def __enter__(self) -> Traffic:

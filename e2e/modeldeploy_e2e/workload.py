@@ -34,6 +34,10 @@ VALIDATION_INPUT = "hello world"
 LABEL_TEMPLATE_HASH = "modeldeploy.dev/template-hash"
 LABEL_MODEL_DEPLOYMENT = "modeldeploy.dev/modeldeployment"
 TEST_CPU_REQUEST = "100m"
+# Where the e2e tiers, the demo and the benchmarks upload MiniLM, and the Secret with
+# MinIO's keys that the manifests name.
+BUCKET = "models"
+SECRET = "modeldeploy-s3"
 
 
 def minilm_dir() -> Path:
@@ -71,8 +75,8 @@ def minilm_manifest(
     endpoint: str,
     strategy: JsonDict | None = None,
     replicas: int = 2,
-    bucket: str = "models",
-    secret: str = "modeldeploy-s3",
+    bucket: str = BUCKET,
+    secret: str = SECRET,
     validation: bool = True,
 ) -> JsonDict:
     """The MiniLM example, pointed at `endpoint`, with validation filled in."""

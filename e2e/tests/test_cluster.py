@@ -197,8 +197,9 @@ def test_deployment_rolls_pod_by_pod_while_traffic_sees_no_failure(
     assert max(alive for alive, _, _ in observed) <= 4  # maxSurge 1 over 3 replicas
     assert min(ready for _, ready, _ in observed) >= 3  # maxUnavailable 0
     assert max(fresh for _, _, fresh in observed) <= 1  # one new pod at a time
-    endpoint = traffic.endpoints[0]
-    assert _get(cluster, f"http://{endpoint[0]}:{endpoint[1]}/version") == b"v2"
+    assert traffic.address is not None
+    host, port = traffic.address
+    assert _get(cluster, f"http://{host}:{port}/version") == b"v2"
 
 
 def _get(cluster: ClusterHandle, url: str) -> bytes:

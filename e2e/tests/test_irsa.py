@@ -20,7 +20,7 @@ import pytest
 from modeldeploy_e2e import faults, workload
 from modeldeploy_e2e.irsa import ROLE_ANNOTATION, PodIdentityWebhook, allow_issuer_discovery
 from modeldeploy_e2e.oidc import minio_openid_env, role_arn
-from modeldeploy_e2e.operator_fixtures import (
+from modeldeploy_e2e.opcluster import (
     Cluster,
     fresh_namespace,
     minio_for_pods,

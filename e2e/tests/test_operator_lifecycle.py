@@ -16,7 +16,7 @@ from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer
 
 if TYPE_CHECKING:
-    from modeldeploy_e2e.operator_fixtures import Cluster
+    from modeldeploy_e2e.opcluster import Cluster
 
 pytest_plugins = ["modeldeploy_e2e.operator_fixtures"]
 NAME = "minilm"

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from modeldeploy_e2e import workload
 from modeldeploy_e2e.kube import KubeError
-from modeldeploy_e2e.operator_fixtures import SECRET
 from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer
+from modeldeploy_e2e.workload import SECRET
 
 if TYPE_CHECKING:
-    from modeldeploy_e2e.operator_fixtures import Cluster
+    from modeldeploy_e2e.opcluster import Cluster
 
 pytest_plugins = ["modeldeploy_e2e.operator_fixtures"]
 NAME = "minilm"

@@ -12,7 +12,7 @@ from modeldeploy_e2e.s3 import MinioServer
 from modeldeploy_e2e.traffic import Traffic
 
 if TYPE_CHECKING:
-    from modeldeploy_e2e.operator_fixtures import Cluster
+    from modeldeploy_e2e.opcluster import Cluster
 
 pytest_plugins = ["modeldeploy_e2e.operator_fixtures"]
 NAME = "minilm"

@@ -18,7 +18,7 @@ from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer, upload_directory
 
 if TYPE_CHECKING:
-    from modeldeploy_e2e.operator_fixtures import Cluster
+    from modeldeploy_e2e.opcluster import Cluster
 
 pytest_plugins = ["modeldeploy_e2e.operator_fixtures"]
 NAME = "reranker"
