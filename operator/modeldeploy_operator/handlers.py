@@ -290,7 +290,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-    def start_or_wake(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    async def start_or_wake(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        # async: kopf runs a plain function in a thread, where poke's tasks and events
+        # cannot be made or set (RuntimeError: no running event loop).
         memo.workers.poke((namespace or "", name))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
@@ -316,7 +318,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event("", "v1", "pods", labels=children, registry=registry)
     @kopf.on.event("", "v1", "services", labels=children, registry=registry)
     @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=children, registry=registry)
-    def on_child(
+    async def on_child(
         *, type: str, body: kopf.Body, labels: Mapping[str, str], namespace: str | None,
         memo: Any, **_: Any
     ) -> None:

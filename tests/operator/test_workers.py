@@ -164,3 +164,21 @@ async def test_after_an_error_the_next_pass_reads_from_the_api_server() -> None:
     await eventually(lambda: len(recorder.calls) >= 2, "the pass after the error")
     await w.stop_all()
     assert recorder.fresh[:2] == [False, True]
+
+
+def test_every_resource_handler_that_wakes_workers_runs_on_the_event_loop() -> None:
+    # kopf runs a plain function in a thread, where Workers.poke can neither start a task
+    # nor set an asyncio.Event: "RuntimeError: no running event loop" (seen in an e2e
+    # operator restart, which lost the child events it raised on).
+    import inspect
+
+    import kopf
+
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry)
+    resource_handlers = [*registry._changing.get_all_handlers(),
+                         *registry._watching.get_all_handlers()]
+    assert {h.fn.__name__ for h in resource_handlers} >= {"start_or_wake", "on_child"}
+    plain = sorted({h.fn.__name__ for h in resource_handlers
+                    if not inspect.iscoroutinefunction(h.fn)})
+    assert plain == [], f"handlers kopf would run in a thread: {plain}"
