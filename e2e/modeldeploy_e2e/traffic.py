@@ -182,7 +182,8 @@ class Traffic:
             if self.report.total >= self.max_requests or \
                     time.monotonic() - started >= self.max_seconds:
                 break
-            self._record(*self._request(host, port))
+            sent = time.strftime("%H:%M:%S") + f"{time.time() % 1:.3f}"[1:]
+            self._record(sent, *self._request(host, port))
             self._stop.wait(self.interval)
 
     def _request(self, host: str, port: int) -> tuple[str | None, str]:
@@ -200,7 +201,7 @@ class Traffic:
         finally:
             conn.close()
 
-    def _record(self, error: str | None, body: str = "") -> None:
+    def _record(self, sent: str, error: str | None, body: str = "") -> None:
         with self._lock:
             if error is None:
                 self.report.successes += 1
@@ -209,9 +210,11 @@ class Traffic:
                 return
             self.report.failures += 1
             if len(self.report.first_failures) < 10:
-                # Wall-clock time: to line a failure up with events and component logs.
+                # Wall-clock times, sent and failed: to line a failure up with events and
+                # component logs (kube-proxy's syncs, the pods' stops).
                 self.report.first_failures.append(
-                    f"#{self.report.total} {time.strftime('%H:%M:%S')}: {error}")
+                    f"#{self.report.total} sent {sent}, failed {time.strftime('%H:%M:%S')}: "
+                    f"{error}")
 
     def start(self, first_answer_timeout: float = 30.0) -> Traffic:
         """Read the Service's ClusterIP, wait for its first answer, then start sending.
