@@ -130,6 +130,12 @@ def cluster_ip(client: KubeClient, namespace: str, service: str,
     return str(svc["spec"]["clusterIP"]), int(number)
 
 
+def _clock() -> str:
+    """Wall-clock time to the millisecond, as the components' logs print it."""
+    now = time.time()
+    return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+
+
 class Traffic:
     """Background traffic to one Service; bounded by count and time; a context manager."""
 
@@ -173,7 +179,6 @@ class Traffic:
         # ClusterIP for its lifetime, and kube-proxy picks the pod behind it.
         self.address: tuple[str, int] | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def _send(self, host: str, port: int) -> None:
@@ -182,7 +187,7 @@ class Traffic:
             if self.report.total >= self.max_requests or \
                     time.monotonic() - started >= self.max_seconds:
                 break
-            sent = time.strftime("%H:%M:%S") + f"{time.time() % 1:.3f}"[1:]
+            sent = _clock()
             self._record(sent, *self._request(host, port))
             self._stop.wait(self.interval)
 
@@ -202,19 +207,18 @@ class Traffic:
             conn.close()
 
     def _record(self, sent: str, error: str | None, body: str = "") -> None:
-        with self._lock:
-            if error is None:
-                self.report.successes += 1
-                if self.classify is not None:
-                    self.report.by_answer[self.classify(body)] += 1
-                return
-            self.report.failures += 1
-            if len(self.report.first_failures) < 10:
-                # Wall-clock times, sent and failed: to line a failure up with events and
-                # component logs (kube-proxy's syncs, the pods' stops).
-                self.report.first_failures.append(
-                    f"#{self.report.total} sent {sent}, failed {time.strftime('%H:%M:%S')}: "
-                    f"{error}")
+        # One sender thread writes the report; readers only read counters.
+        if error is None:
+            self.report.successes += 1
+            if self.classify is not None:
+                self.report.by_answer[self.classify(body)] += 1
+            return
+        self.report.failures += 1
+        if len(self.report.first_failures) < 10:
+            # Wall-clock times, sent and failed: to line a failure up with events and
+            # component logs (kube-proxy's syncs, the pods' stops).
+            self.report.first_failures.append(
+                f"#{self.report.total} sent {sent}, failed {_clock()}: {error}")
 
     def start(self, first_answer_timeout: float = 30.0) -> Traffic:
         """Read the Service's ClusterIP, wait for its first answer, then start sending.
