@@ -3,9 +3,11 @@
 # after e2e/cluster.mk, whose BIN_DIR, GO_ENV, GO_BUILD and modver it uses.
 
 # Host tools: buildah (daemonless builds, chroot isolation), mmdebstrap (the Python base
-# from Debian packages), libseccomp-dev (runc's seccomp support). Installed when missing.
+# from Debian packages), libseccomp-dev (runc's seccomp support), iptables (kube-proxy's
+# iptables mode calls iptables-restore; buildah's recommends bring it too, but only by chance).
+# Installed when missing.
 NODE_APT := buildah:buildah mmdebstrap:mmdebstrap /usr/include/seccomp.h:libseccomp-dev \
-	gcc:gcc pkg-config:pkg-config
+	gcc:gcc pkg-config:pkg-config /usr/sbin/iptables-restore:iptables
 .PHONY: node-deps
 node-deps:
 	@missing=""; for pair in $(NODE_APT); do tool=$${pair%%:*}; \

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from modeldeploy_e2e import netevidence
 from modeldeploy_e2e.kube import KubeClient
 from modeldeploy_e2e.netns import HTTPConnection
 
@@ -100,6 +101,9 @@ class TrafficReport:
     # through a ClusterIP, which hides which pod did, this says who answered.
     by_answer: Counter[str] = field(default_factory=Counter)
     first_failures: list[str] = field(default_factory=list)
+    # The node's neighbour table, the Service's NAT rules and its tracked connections, read
+    # right after the first failure (through a node namespace only): what the kernel knew.
+    evidence: str = ""
 
     @property
     def total(self) -> int:
@@ -107,9 +111,10 @@ class TrafficReport:
         return self.successes + self.failures
 
     def summary(self) -> str:
-        """One line for assertion messages."""
-        return (f"{self.successes} ok, {self.failures} failed, by answer "
+        """One line for assertion messages (and the evidence after it, when there is some)."""
+        line = (f"{self.successes} ok, {self.failures} failed, by answer "
                 f"{dict(self.by_answer)}, first failures {self.first_failures}")
+        return f"{line}\n{self.evidence}" if self.evidence else line
 
 
 def service_endpoints(client: KubeClient, namespace: str, service: str,
@@ -219,6 +224,9 @@ class Traffic:
             # component logs (kube-proxy's syncs, the pods' stops).
             self.report.first_failures.append(
                 f"#{self.report.total} sent {sent}, failed {_clock()}: {error}")
+        if self.report.failures == 1 and self.netns is not None and self.address is not None:
+            self.report.evidence = netevidence.collect(self.netns, self.namespace,
+                                                       self.service, self.address[0])
 
     def start(self, first_answer_timeout: float = 30.0) -> Traffic:
         """Read the Service's ClusterIP, wait for its first answer, then start sending.

@@ -3,6 +3,8 @@ and a loopback relay to an address that exists only there."""
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import subprocess
 import sys
 import urllib.request
@@ -10,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from modeldeploy_e2e import netns, nodenet, processes
+from modeldeploy_e2e import netevidence, netns, nodenet, processes
 from modeldeploy_e2e.harness import wait_for
 from modeldeploy_e2e.s3 import free_port
 
@@ -62,3 +64,19 @@ def test_the_relay_refuses_to_listen_off_loopback() -> None:
     with pytest.raises(SystemExit):
         netns.main(["relay", "--netns", "/run/netns/none", "--listen", "0.0.0.0:1",
                     "--to", "10.250.0.1:1"])
+
+
+def test_a_clusterip_nothing_rewrites_ends_in_no_route_and_the_evidence_names_it(
+        network: nodenet.NodeNetwork) -> None:
+    # Without kube-proxy's DNAT a ClusterIP is only a route to the node's bridge, where
+    # nothing answers ARP for it: the connect fails with EHOSTUNREACH after the ARP probes,
+    # and the neighbour table keeps a FAILED entry naming the address.
+    address = str(next(ipaddress.ip_network(network.service_cidr).hosts()))
+    conn = netns.HTTPConnection(network.path, address, 80, 10)
+    with pytest.raises(OSError) as raised:
+        conn.request("GET", "/")
+    conn.close()
+    assert raised.value.errno == errno.EHOSTUNREACH, raised.value
+    evidence = netevidence.collect(network.path, "md", "web", address)
+    unresolved = evidence.splitlines()[0]
+    assert address in unresolved and "FAILED" in unresolved, evidence
