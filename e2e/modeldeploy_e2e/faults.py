@@ -26,7 +26,7 @@ from modeldeploy_e2e.s3 import MinioServer, upload_directory
 
 JsonDict = dict[str, Any]
 # The prefix of a known-good copy in MinIO (operator_fixtures uploads v1..v3).
-GOOD_PREFIX = "minilm/v2/"
+GOOD_PREFIX = workload.minilm_prefix("v2")
 
 
 def _point_at(manifest: JsonDict, prefix: str) -> JsonDict:

@@ -18,6 +18,7 @@ from typing import Any
 from modeldeploy_e2e import paths, workload
 from modeldeploy_e2e.harness import ClusterHandle
 from modeldeploy_e2e.kube import KubeClient, KubeError
+from modeldeploy_e2e.nodenet import NodeNetwork
 from modeldeploy_e2e.operator_process import OperatorProcess
 from modeldeploy_e2e.s3 import MinioServer
 
@@ -33,6 +34,14 @@ class Cluster:
     netns: str | None = None
     node_ip: str | None = None
     runtime_image: str | None = None
+
+    @classmethod
+    def on(cls, kubeconfig: Path, client: KubeClient, network: NodeNetwork | None,
+           runtime_image: str | None) -> Cluster:
+        """The handle for a cluster whose node lives in `network` (None: a cluster given by
+        $KUBECONFIG, reached from this process's own namespace)."""
+        return cls(kubeconfig, client, netns=network.path if network else None,
+                   node_ip=network.node_ip if network else None, runtime_image=runtime_image)
 
     def env(self) -> dict[str, str]:
         """Environment for kubectl and the operator."""
@@ -57,11 +66,8 @@ class Cluster:
 
 def operator_cluster(cluster: ClusterHandle) -> Cluster:
     """How the operator scenarios (and the operator benchmark) reach a harness cluster."""
-    network = cluster.network
-    return Cluster(Path(cluster.kubeconfig), cluster.client,
-                   netns=network.path if network else None,
-                   node_ip=network.node_ip if network else None,
-                   runtime_image=cluster.images.get("runtime"))
+    return Cluster.on(Path(cluster.kubeconfig), cluster.client, cluster.network,
+                      cluster.images.get("runtime"))
 
 
 def with_crds(handle: Cluster) -> Cluster:

@@ -23,7 +23,7 @@ from modeldeploy_e2e.opcluster import (
     with_crds,
 )
 from modeldeploy_e2e.operator_process import OperatorProcess
-from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
+from modeldeploy_e2e.s3 import MinioServer
 
 VERSIONS = ("v1", "v2", "v3")
 
@@ -41,9 +41,7 @@ def minilm_s3(op_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
     server = minio_for_pods(op_cluster, tmp_path_factory.mktemp("minio") / "data")
     server.start()
     try:
-        create_bucket(server, workload.BUCKET)
-        for version in VERSIONS:
-            upload_directory(server, workload.BUCKET, f"minilm/{version}", workload.minilm_dir())
+        workload.upload_minilm(server, VERSIONS)
         yield server
     finally:
         server.stop()

@@ -14,7 +14,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import yaml
 from modeldeploy_e2e import paths
 from modeldeploy_e2e.kube import KubeClient, KubeError
 from modeldeploy_e2e.netns import HTTPConnection, http_get
+from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
 from modeldeploy_e2e.traffic import Traffic
 from modeldeploy_e2e.traffic import service_endpoints as service_endpoints
 
@@ -38,6 +39,23 @@ TEST_CPU_REQUEST = "100m"
 # MinIO's keys that the manifests name.
 BUCKET = "models"
 SECRET = "modeldeploy-s3"
+
+
+def minilm_prefix(version: str) -> str:
+    """Where MiniLM `version` sits in BUCKET: what uploads write and manifests read."""
+    return f"minilm/{version}/"
+
+
+def upload_minilm(server: MinioServer, versions: Sequence[str], bucket: str = BUCKET
+                  ) -> list[str]:
+    """The packaged MiniLM weights in `bucket` (made if missing) under each version's
+    prefix; the keys written."""
+    create_bucket(server, bucket)
+    keys: list[str] = []
+    for version in versions:
+        keys += upload_directory(server, bucket, minilm_prefix(version).rstrip("/"),
+                                 minilm_dir())
+    return keys
 
 
 def minilm_dir() -> Path:
@@ -91,7 +109,7 @@ def minilm_manifest(
     spec["model"]["source"]["s3"].update(
         {
             "bucket": bucket,
-            "prefix": f"minilm/{version}/",
+            "prefix": minilm_prefix(version),
             "endpoint": endpoint,
             "credentialsSecret": secret,
         }

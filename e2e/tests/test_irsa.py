@@ -27,7 +27,7 @@ from modeldeploy_e2e.opcluster import (
     operator_process,
 )
 from modeldeploy_e2e.operator_process import OperatorProcess
-from modeldeploy_e2e.s3 import MinioServer, create_bucket, upload_directory
+from modeldeploy_e2e.s3 import MinioServer
 
 pytest_plugins = ["modeldeploy_e2e.operator_fixtures"]
 NAME = "minilm"
@@ -51,8 +51,7 @@ def sts_s3(op_cluster: Cluster, cluster: Any,
     try:
         client = server.client()
         for bucket in ("models", "public"):
-            create_bucket(server, bucket)
-            upload_directory(server, bucket, "minilm/v1", workload.minilm_dir())
+            workload.upload_minilm(server, ["v1"], bucket)
         client.put_bucket_policy(Bucket="public", Policy=json.dumps({
             "Version": "2012-10-17", "Statement": [
                 {"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:ListBucket"],
