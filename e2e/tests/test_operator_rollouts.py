@@ -6,6 +6,7 @@ Service's ready endpoints the way kube-proxy would: not one request may fail.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from modeldeploy_e2e import faults, workload
@@ -61,13 +62,20 @@ def test_rolling_upgrade_v1_to_v2_drops_no_request(
     assert history[-2:] == [("v1", "Promoted"), ("v2", "Promoted")]
 
 
-def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
+def test_blue_green_v3_waits_behind_the_preview_until_promoted_then_switches_and_scales_down(
     op_cluster: Cluster, minilm_s3: MinioServer, md_namespace: str, operator_proc: OperatorProcess
 ) -> None:
+    # autoPromote false holds the validated candidate behind the preview until the promote
+    # annotation: the preview and the stable Service are compared while nothing can switch
+    # (with autoPromote the switch follows validation at once, and a sample of the stable
+    # Service could straddle it).
+    strategy = {"type": "BlueGreen", "blueGreen": {
+        "scaleDownDelaySeconds": SCALE_DOWN_DELAY, "previewService": True, "autoPromote": False}}
+
     def manifest(version: str) -> dict[str, object]:
         return workload.minilm_manifest(
             NAME, md_namespace, version=version, endpoint=minilm_s3.endpoint, replicas=2,
-            strategy=BLUE_GREEN,
+            strategy=strategy,
         )
 
     op_cluster.apply(manifest("v2"))
@@ -75,30 +83,31 @@ def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
         op_cluster.client, md_namespace, NAME, workload.available_at("v2"), 300, "v2 Available"
     )
     (old_deployment,) = workload.children(op_cluster.client, md_namespace, NAME)["deployments"]
-    preview_seen: set[str] = set()
-    stable_during_preview: set[str] = set()
+
+    def served(service: str) -> set[str]:
+        return workload.served_versions(op_cluster.client, md_namespace, service, "minilm",
+                                        netns=op_cluster.netns)
+
     with workload.inference_traffic(op_cluster.client, md_namespace, NAME,
                                     netns=op_cluster.netns) as traffic:
         op_cluster.apply(manifest("v3"))
-
-        def preview_answers_v3() -> bool:
-            status = workload.status_of(op_cluster.client, md_namespace, NAME)
-            if status.get("currentVersion") != "v2":
-                return False
-            preview = workload.served_versions(
-                op_cluster.client, md_namespace, f"{NAME}-preview", "minilm",
-                netns=op_cluster.netns)
-            if preview == {"v3"}:
-                preview_seen.update(preview)
-                stable_during_preview.update(
-                    workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm",
-                                             netns=op_cluster.netns)
-                )
-                return True
-            return False
-
-        workload.wait_until(preview_answers_v3, 300, "the preview answering v3 before the switch",
-                            interval=0.2)
+        waiting = workload.wait_for_status(
+            op_cluster.client, md_namespace, NAME,
+            lambda s: s.get("targetVersion") == "v3" and any(
+                c.get("type") == "Progressing" and c.get("reason") == "AwaitingPromotion"
+                for c in s.get("conditions") or []),
+            300, "v3 validated and awaiting the promote annotation",
+        )
+        assert waiting["currentVersion"] == "v2", waiting
+        workload.wait_until(lambda: served(f"{NAME}-preview") == {"v3"}, 60,
+                            "the preview answering v3")
+        assert served(NAME) == {"v2"}, "the stable Service moved before the promotion"
+        time.sleep(3)  # a validated candidate stays behind the preview: nothing switches
+        held = workload.status_of(op_cluster.client, md_namespace, NAME)
+        assert held["currentVersion"] == "v2" and served(NAME) == {"v2"}, held
+        answered_before = dict(traffic.report.by_answer)
+        op_cluster.kubectl("annotate", "md", NAME, "-n", md_namespace,
+                           "modeldeploy.dev/promote=v3")
         status = workload.wait_for_status(
             op_cluster.client, md_namespace, NAME, workload.available_at("v3"), 300,
             "v3 Available",
@@ -106,11 +115,10 @@ def test_blue_green_v2_to_v3_previews_then_switches_and_scales_down_the_old(
     report = traffic.report
     print(f"traffic during the upgrade: {report.summary()}")
     assert report.failures == 0, report.summary()
-    assert preview_seen == {"v3"}
-    assert stable_during_preview == {"v2"}, "the stable Service moved before the switch"
+    # Through the stable ClusterIP only v2 answered until the promotion.
+    assert set(answered_before) == {"v2"}, answered_before
     assert status["lastKnownGoodVersion"] == "v3"
-    assert workload.served_versions(op_cluster.client, md_namespace, NAME, "minilm",
-                                    netns=op_cluster.netns) == {"v3"}
+    assert served(NAME) == {"v3"}
 
     def old_scaled_down() -> bool:
         dep = op_cluster.client.get(
