@@ -31,10 +31,37 @@ def conntrack_entries(table: str, address: str) -> list[str]:
     return [line.strip() for line in table.splitlines() if needle in f"{line} "]
 
 
+def unanswered(entries: Sequence[str]) -> list[str]:
+    """The tracked connections that never got a reply (`[UNREPLIED]`): a failed connect's own
+    entry, whose reply tuple says whether its SYN was rewritten to a pod (reply from the pod
+    IP) or left as it was (reply expected from the ClusterIP itself)."""
+    return [line for line in entries if "[UNREPLIED]" in line.split()]
+
+
+def conntrack_counters(stat: str) -> dict[str, int]:
+    """/proc/net/stat/nf_conntrack summed over CPUs: a header row, then one row of hex
+    counters per CPU (`invalid` counts packets connection tracking refused to classify,
+    which NAT never sees; `insert_failed` and `drop` count entries it could not keep)."""
+    rows = [line.split() for line in stat.splitlines() if line.strip()]
+    if not rows:
+        return {}
+    names, totals = rows[0], dict.fromkeys(rows[0], 0)
+    for row in rows[1:]:
+        for name, value in zip(names, row, strict=False):
+            totals[name] += int(value, 16)
+    # `entries` is the table's size (the same on every row), not a per-CPU count.
+    if len(rows) > 1:
+        totals["entries"] = int(rows[1][0], 16)
+    return totals
+
+
 def failed_neighbours(neighbours: str) -> list[str]:
     """`ip neigh show` lines whose state says resolution failed or is still under way."""
     states = ("FAILED", "INCOMPLETE", "PROBE")
     return [line for line in neighbours.splitlines() if any(s in line.split() for s in states)]
+
+
+_COUNTERS = ("invalid", "insert_failed", "drop", "early_drop", "clashres", "search_restart")
 
 
 def _inside(netns: str, argv: Sequence[str]) -> str:
@@ -55,10 +82,14 @@ def collect(netns: str, namespace: str, service: str, cluster_ip: str) -> str:
     rules = service_nat_rules(_inside(netns, ["iptables-save", "-t", "nat"]), namespace,
                               service)
     tracked = conntrack_entries(_inside(netns, ["cat", "/proc/net/nf_conntrack"]), cluster_ip)
+    counters = conntrack_counters(_inside(netns, ["cat", "/proc/net/stat/nf_conntrack"]))
+    notable = {name: counters[name] for name in _COUNTERS if counters.get(name)}
     return "\n".join([
         f"neighbours not resolved: {failed_neighbours(neighbours) or 'none'}",
         "all neighbours:", neighbours.rstrip(),
         f"NAT rules for {namespace}/{service}:", *rules,
-        f"tracked connections to {cluster_ip} ({len(tracked)}, the last 20 shown):",
-        *tracked[-20:],
+        f"unanswered connections to {cluster_ip}:", *(unanswered(tracked) or ["none"]),
+        f"tracked connections to {cluster_ip} ({len(tracked)}, the last 10 shown):",
+        *tracked[-10:],
+        f"connection-tracking counters (non-zero of {', '.join(_COUNTERS)}): {notable}",
     ])

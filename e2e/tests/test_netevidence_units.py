@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from modeldeploy_e2e.netevidence import conntrack_entries, failed_neighbours, service_nat_rules
+from modeldeploy_e2e.netevidence import (
+    conntrack_counters,
+    conntrack_entries,
+    failed_neighbours,
+    service_nat_rules,
+    unanswered,
+)
 
 NAT = """*nat
 :KUBE-SERVICES - [0:0]
@@ -41,3 +47,25 @@ def test_only_unresolved_neighbours_are_singled_out() -> None:
     ])
     assert failed_neighbours(neighbours) == ["10.96.0.20 dev md-br FAILED",
                                              "10.244.0.9 dev cni0 INCOMPLETE"]
+
+
+def test_an_unanswered_connect_is_singled_out_with_its_reply_tuple() -> None:
+    kept = [
+        "ipv4 2 tcp 6 117 TIME_WAIT src=10.250.0.1 dst=10.96.0.20 sport=40000 dport=80 "
+        "src=10.244.0.7 dst=10.244.0.1 sport=8080 dport=40000 [ASSURED] mark=0 use=1",
+        "ipv4 2 tcp 6 117 SYN_SENT src=10.250.0.1 dst=10.96.0.20 sport=40002 dport=80 "
+        "[UNREPLIED] src=10.96.0.20 dst=10.250.0.1 sport=80 dport=40002 mark=0 use=1",
+    ]
+    assert unanswered(kept) == [kept[1]]
+
+
+def test_conntrack_counters_sum_the_cpus_but_not_the_table_size() -> None:
+    stat = "\n".join([
+        "entries  clashres found new invalid ignore delete",
+        "00000062  00000000 00000001 00000000 00000003 00000000 00000000",
+        "00000062  00000001 00000000 00000000 0000000a 00000000 00000000",
+    ])
+    counters = conntrack_counters(stat)
+    assert counters["invalid"] == 13
+    assert counters["clashres"] == 1
+    assert counters["entries"] == 0x62
