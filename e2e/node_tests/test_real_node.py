@@ -102,9 +102,12 @@ def test_cluster_ip_dns_and_pod_routes_stay_inside_the_node(
     assert len(addresses) == 2 and all(a.startswith("10.244.") for a in addresses), slices
 
     ip, port = cluster_ip(client, namespace, "web")
-    # kube-proxy programs a new Service's rules asynchronously (its minSyncPeriod).
-    workload.wait_until(lambda: netns.http_ok(node.network.path, f"http://{ip}:{port}/"), 30,
-                        f"the ClusterIP {ip}:{port} to answer through kube-proxy")
+    # kube-proxy programs a new Service's rules asynchronously (its minSyncPeriod); probes
+    # leave from ports no later connect gets (netns.probe_ports says why).
+    ports = netns.probe_ports(node.network.path)
+    workload.wait_until(
+        lambda: netns.http_ok(node.network.path, f"http://{ip}:{port}/", source_port=next(ports)),
+        30, f"the ClusterIP {ip}:{port} to answer through kube-proxy")
 
     pod = node.kubectl("get", "pod", "-n", namespace, "-l", "app=web", "-o",
                        "jsonpath={.items[0].metadata.name}").stdout
@@ -175,11 +178,9 @@ def _roll_out_and_flip_back(node: RealNodeCluster, client: KubeClient, namespace
     workload.wait_for_status(client, namespace, NAME, workload.available_at("v1"),
                              600, "v1 available")
     # A first blue-green version's stable Service is made at its promotion, and kube-proxy
-    # learns a new Service within its sync period (about a second here): a client waits
-    # for it to answer, as for any new Service. What is measured is the rollouts after.
-    ip, port = cluster_ip(client, namespace, NAME)
-    workload.wait_until(lambda: netns.http_ok(node.network.path, f"http://{ip}:{port}/readyz"),
-                        30, f"the new Service {ip}:{port} to answer through kube-proxy")
+    # learns a new Service within its sync period (about a second here): the traffic helper
+    # waits for its first answer, as any client of a new Service. What is measured is the
+    # rollouts after.
     with workload.inference_traffic(client, namespace, NAME,
                                     netns=node.network.path) as traffic:
         node.kubectl("apply", "-f", "-", input=json.dumps(manifest("v2")))
@@ -199,6 +200,8 @@ def _roll_out_and_flip_back(node: RealNodeCluster, client: KubeClient, namespace
     assert report.failures == 0, report.summary()
     assert report.successes > 50, report.summary()
     # What the Service answers is MiniLM's embedding, as sentence-transformers computes it.
+    assert traffic.address is not None
+    ip, port = traffic.address
     answer = workload.infer(ip, port, NAME, [workload.VALIDATION_INPUT],
                             netns=node.network.path)
     assert workload.cosine(workload.embedding_of(answer), workload.minilm_embedding()) > 0.999

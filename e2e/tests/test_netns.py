@@ -80,3 +80,49 @@ def test_a_clusterip_nothing_rewrites_ends_in_no_route_and_the_evidence_names_it
     evidence = netevidence.collect(network.path, "md", "web", address)
     unresolved = evidence.splitlines()[0]
     assert address in unresolved and "FAILED" in unresolved, evidence
+
+
+def _nat(network: nodenet.NodeNetwork, *rule: str) -> None:
+    subprocess.run(["nsenter", f"--net={network.path}", "iptables", "-t", "nat", *rule],
+                   check=True, capture_output=True)
+
+
+def test_a_probe_that_beat_the_services_rule_spoils_only_its_own_port_which_no_connect_gets(
+        network: nodenet.NodeNetwork, server: int) -> None:
+    hosts = ipaddress.ip_network(network.service_cidr).hosts()
+    other, cluster_ip = str(next(hosts)), str(next(hosts))
+    # Some Service's rule already exists, as on any node: connection tracking runs.
+    _nat(network, "-A", "OUTPUT", "-d", other, "-p", "tcp", "-j", "DNAT",
+         "--to-destination", f"{network.node_ip}:{server}")
+    probe_port = next(netns.probe_ports(network.path))
+    low = int(subprocess.run(
+        ["nsenter", f"--net={network.path}", "cat", "/proc/sys/net/ipv4/ip_local_port_range"],
+        capture_output=True, text=True, check=True).stdout.split()[0])
+    assert probe_port < low
+
+    def get(source_port: int | None) -> tuple[int, int]:
+        conn = netns.HTTPConnection(network.path, cluster_ip, 80, 10, source_port)
+        try:
+            conn.connect()
+            assert conn.sock is not None
+            port = conn.sock.getsockname()[1]
+            conn.request("GET", "/hello")
+            return conn.getresponse().status, port
+        finally:
+            conn.close()
+
+    # The probe beats kube-proxy: no rule for the ClusterIP yet.
+    with pytest.raises(OSError) as raised:
+        get(probe_port)
+    assert raised.value.errno == errno.EHOSTUNREACH
+    _nat(network, "-A", "OUTPUT", "-d", cluster_ip, "-p", "tcp", "--dport", "80", "-j", "DNAT",
+         "--to-destination", f"{network.node_ip}:{server}")
+    # The rule is there now, yet a connect from the probe's port inherits the probe's
+    # tracking entry, made without NAT: its SYN still goes to the ClusterIP itself.
+    with pytest.raises(OSError) as again:
+        get(probe_port)
+    assert again.value.errno == errno.EHOSTUNREACH
+    # Connects from ports the kernel picks are rewritten, and never get the probe's port.
+    answers = [get(None) for _ in range(20)]
+    assert {status for status, _ in answers} == {200}
+    assert all(port >= low for _, port in answers), answers
