@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from modeldeploy_e2e import faults, paths, processes, workload
 from modeldeploy_e2e.kube import KubeClient
+from modeldeploy_e2e.netns import probe_ports
 from modeldeploy_e2e.opcluster import Cluster, minio_for_pods, operator_process, with_crds
 from modeldeploy_e2e.realnode import RealNodeCluster, install_project_images
 from modeldeploy_e2e.s3 import MinioServer
@@ -175,10 +176,14 @@ def _infer_through_service(cluster: RealNodeCluster, client: KubeClient, service
     """One inference through the Service's ClusterIP (kube-proxy picks the pod)."""
     netns = cluster.network.path
     ip, port = cluster_ip(client, NAMESPACE, service)
+    # A new Service may not be programmed yet: its probes leave from ports no later connect
+    # gets (probe_ports says why).
+    ports = probe_ports(netns)
 
     def answer() -> dict[str, Any] | None:
         try:
-            return workload.infer(ip, port, NAME, [workload.VALIDATION_INPUT], netns=netns)
+            return workload.infer(ip, port, NAME, [workload.VALIDATION_INPUT], netns=netns,
+                                  source_port=next(ports))
         except (OSError, AssertionError):
             return None
 

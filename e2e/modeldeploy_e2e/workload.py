@@ -216,10 +216,11 @@ def available_at(version: str) -> Callable[[JsonDict], bool]:
 
 
 def post_json(ip: str, port: int, path: str, payload: JsonDict, timeout: float = 30.0,
-              netns: str | None = None) -> JsonDict:
+              netns: str | None = None, source_port: int | None = None) -> JsonDict:
     """POST `payload` as JSON to a pod or Service address (from inside the real node's
-    namespace `netns` when given) and decode the JSON answer; an error status fails."""
-    connection = HTTPConnection(netns, ip, port, timeout)
+    namespace `netns` when given; from `source_port` when given, see `netns.probe_ports`)
+    and decode the JSON answer; an error status fails."""
+    connection = HTTPConnection(netns, ip, port, timeout, source_port)
     try:
         connection.request("POST", path, body=json.dumps(payload).encode(),
                            headers={"Content-Type": "application/json"})
@@ -234,12 +235,12 @@ def post_json(ip: str, port: int, path: str, payload: JsonDict, timeout: float =
 
 
 def infer(ip: str, port: int, model: str, texts: list[str], timeout: float = 30.0,
-          netns: str | None = None) -> JsonDict:
+          netns: str | None = None, source_port: int | None = None) -> JsonDict:
     """One OIP v2 inference request to a pod or Service address (from inside the node's
-    namespace `netns` when given)."""
+    namespace `netns` when given; from `source_port` when given)."""
     return post_json(ip, port, f"/v2/models/{model}/infer", {"inputs": [
         {"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]},
-        timeout, netns)
+        timeout, netns, source_port)
 
 
 def runtime_status(ip: str, port: int, netns: str | None = None) -> JsonDict:
