@@ -98,6 +98,12 @@ def probe_ports(netns: str | None, span: int = 2000) -> Iterator[int]:
         yield low - 1 - next(_PROBES) % span
 
 
+def listen(netns: str | None, address: tuple[str, int], backlog: int = 64) -> socket.socket:
+    """A TCP socket listening on `address` inside `netns` (port 0: any free one), for a
+    server the cluster's own components or pods must reach."""
+    return _run_inside(netns, lambda: socket.create_server(address, backlog=backlog))
+
+
 class HTTPConnection(http.client.HTTPConnection):
     """http.client's connection, its socket connected from inside `netns`."""
 
