@@ -90,7 +90,7 @@ def probe_ports(netns: str | None, span: int = 2000) -> Iterator[int]:
     (SYN_SENT, kept 120 s). A later connect that the kernel gives the same source port
     matches that entry, so its SYN goes out to the ClusterIP itself, unrewritten, and ends
     in "No route to host" after ARP gives up, though kube-proxy's rules are in place. Seen
-    here as 2 failed requests in ~21,600 of the traffic after a new Service's first answer."""
+    here as 2 failed requests in ~21,800 of the traffic after a new Service's first answer."""
     low = _run_inside(netns, lambda: int(
         Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]))
     span = min(span, low - 1025)
