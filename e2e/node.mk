@@ -120,7 +120,9 @@ containerd: $(BIN_DIR)/.containerd-$(CONTAINERD_VERSION) ## build containerd, it
 # main, every plugin, took 1.6 times the CPU to build cold). CoreDNS's version is a constant
 # of the module; GitCommit names the release since a module carries no commit. The new
 # binary replaces the old by a rename once it reports the pinned version, so a running node
-# keeps its file and a failed build leaves the last good binary.
+# keeps its file and a failed build leaves the last good binary. The version is read whole
+# before grep: under pipefail, `-version | grep -q` fails whenever grep exits at the first
+# line before CoreDNS writes its second and CoreDNS dies of SIGPIPE (a CI run failed so).
 COREDNS_VERSION := $(call modver,e2e/go/coredns/go.mod,github.com/coredns/coredns)
 $(BIN_DIR)/.coredns-$(COREDNS_VERSION): e2e/go/coredns/go.mod e2e/go/coredns/go.sum \
 		e2e/go/coredns/main.go e2e/node.mk
@@ -128,7 +130,7 @@ $(BIN_DIR)/.coredns-$(COREDNS_VERSION): e2e/go/coredns/go.mod e2e/go/coredns/go.
 	cd e2e/go/coredns && $(GO_ENV) go build -trimpath \
 		-ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$(COREDNS_VERSION)" \
 		-o $(BIN_DIR)/coredns.new .
-	@$(BIN_DIR)/coredns.new -version | grep -qx 'CoreDNS-$(COREDNS_VERSION:v%=%)' \
+	@reported="$$($(BIN_DIR)/coredns.new -version)" && grep -qx 'CoreDNS-$(COREDNS_VERSION:v%=%)' <<< "$$reported" \
 		|| { echo "$(BIN_DIR)/coredns.new does not report CoreDNS $(COREDNS_VERSION)" >&2; \
 			rm -f $(BIN_DIR)/coredns.new; exit 1; }
 	mv -f $(BIN_DIR)/coredns.new $(BIN_DIR)/coredns
